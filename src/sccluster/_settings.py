@@ -1,0 +1,67 @@
+"""Package-wide settings: dataset directory, verbosity and logging."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+_LOGGER_NAME = "sccluster"
+
+
+def _default_datasetdir() -> Path:
+    env = os.environ.get("SCCLUSTER_DATASETDIR")
+    if env:
+        return Path(env)
+    # The benchmark data live in ../shared/data beside the project root.
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent.parent / "shared" / "data"
+        if (parent / "pyproject.toml").exists() and candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data"
+
+
+class Settings:
+    """Global settings of sccluster.
+
+    Attributes
+    ----------
+    datasetdir
+        Folder holding the benchmark ``.h5ad`` files (default ``../shared/data`` next to the
+        project root, or ``$SCCLUSTER_DATASETDIR``).
+    verbosity
+        0 = errors only, 1 = warnings, 2 = info (default), 3 = debug. Progress bars show at >= 2.
+    """
+
+    def __init__(self) -> None:
+        self.datasetdir: Path = _default_datasetdir()
+        self._verbosity = 2
+        self._configure()
+
+    @property
+    def verbosity(self) -> int:
+        return self._verbosity
+
+    @verbosity.setter
+    def verbosity(self, value: int) -> None:
+        self._verbosity = int(value)
+        self._configure()
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether tqdm progress bars are shown."""
+        return self._verbosity >= 2
+
+    def _configure(self) -> None:
+        level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(self._verbosity, logging.DEBUG)
+        logger = logging.getLogger(_LOGGER_NAME)
+        logger.setLevel(level)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+
+
+settings = Settings()

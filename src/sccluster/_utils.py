@@ -1,0 +1,93 @@
+"""Small shared helpers: seeds, devices, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import InputError
+
+
+def resolve_seed(random_state: int | None) -> int:
+    """Turn ``random_state`` into a concrete integer seed (``None`` draws one from the OS)."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**31))
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)):
+        msg = f"random_state must be an integer or None, got {random_state!r}"
+        raise InputError(msg)
+    return int(random_state)
+
+
+def make_generators(seed: int):
+    """Return a numpy Generator and a CPU torch Generator, both seeded from ``seed``."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    return rng, gen
+
+
+def resolve_device(device: str = "auto"):
+    """Resolve ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"``/``"mps"`` to a :class:`torch.device`."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        msg = f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'"
+        raise InputError(msg) from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        msg = f"device {device!r} was requested but CUDA is not available; use device='cpu' or 'auto'"
+        raise InputError(msg)
+    return dev
+
+
+def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Check that ``path`` can be written and is not one of ``inputs``; return it as a Path."""
+    out = Path(path).expanduser()
+    for inp in inputs:
+        if inp is None:
+            continue
+        inp_path = Path(inp).expanduser()
+        same = out.resolve() == inp_path.resolve()
+        if not same and out.exists() and inp_path.exists():
+            same = os.path.samefile(out, inp_path)
+        if same:
+            msg = f"output path {str(out)!r} is the input file; choose a different output path"
+            raise InputError(msg)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and out.is_dir():
+        msg = f"output path {str(out)!r} is a directory; give a file name"
+        raise InputError(msg)
+    if not parent.exists():
+        msg = f"output folder {str(parent)!r} does not exist; create it or choose another output path"
+        raise InputError(msg)
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        msg = f"output path {str(out)!r} is not writable; choose a folder you can write to"
+        raise InputError(msg)
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An interrupted or failed write leaves no partial file at ``path``.
+    """
+    final = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent or ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()

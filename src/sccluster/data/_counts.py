@@ -1,0 +1,270 @@
+"""Raw counts of an AnnData, streamed as row chunks, never densified as a whole.
+
+:class:`CountSource` is the one mini-batch source of the package: every model reads its input
+through it. It finds the raw counts (``layers["counts"]``, a named layer, or ``X``), restricts them
+to a gene list (aligned by name), provides per-cell size factors, and yields dense row blocks of a
+bounded size from an in-memory CSR matrix or a backed (on-disk) ``.h5ad``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: Rows read from disk or converted to dense at once when streaming.
+DEFAULT_CHUNK = 4096
+
+
+@dataclass
+class Batch:
+    """One mini-batch of cells.
+
+    Attributes
+    ----------
+    index
+        Row positions of the cells in the AnnData, shape ``(B,)``.
+    counts
+        Dense raw counts of the selected genes, ``float32``, shape ``(B, G)``.
+    size_factors
+        Per-cell size factors, ``float32``, shape ``(B,)``.
+    """
+
+    index: np.ndarray
+    counts: np.ndarray
+    size_factors: np.ndarray
+
+
+def _matrix_of(adata, layer: str | None):
+    """Return the matrix that holds raw counts and a human-readable name for it."""
+    if layer is not None:
+        if adata.isbacked and layer != "X":
+            msg = f"layer {layer!r} cannot be streamed from a backed file (only X is backed); load it into memory"
+            raise InputError(msg)
+        if layer == "X":
+            return adata.X, "X"
+        if layer not in adata.layers:
+            msg = f"layer {layer!r} not found; available layers: {list(adata.layers)!r}"
+            raise InputError(msg)
+        return adata.layers[layer], f"layers[{layer!r}]"
+    if not adata.isbacked and "counts" in adata.layers:
+        return adata.layers["counts"], "layers['counts']"
+    return adata.X, "X"
+
+
+def _to_csr(block) -> sp.csr_matrix:
+    if sp.issparse(block):
+        return sp.csr_matrix(block)
+    return sp.csr_matrix(np.asarray(block))
+
+
+def check_counts_block(block, where: str = "X") -> None:
+    """Raise :class:`InputError` unless ``block`` holds finite, non-negative integer counts."""
+    data = block.data if sp.issparse(block) else np.asarray(block)
+    if data.size == 0:
+        return
+    if not np.all(np.isfinite(data)):
+        msg = f"{where} contains NaN or Inf values; remove or impute them before clustering"
+        raise InputError(msg)
+    if data.min() < 0:
+        msg = (
+            f"{where} contains negative values, so it is not raw counts; "
+            "pass raw counts (or name the layer that holds them with --layer)"
+        )
+        raise InputError(msg)
+    if not np.all(np.equal(np.mod(data, 1), 0)):
+        msg = (
+            f"{where} contains non-integer values, but raw counts are needed; "
+            "pass the raw count matrix (or name its layer with --layer)"
+        )
+        raise InputError(msg)
+
+
+class CountSource:
+    """Read-only access to raw counts, restricted to ``genes`` and streamed by rows.
+
+    Parameters
+    ----------
+    adata
+        AnnData, in memory or backed (``backed="r"``).
+    genes
+        Gene names to use, in this order. ``None`` uses every gene. A name missing from
+        ``adata.var_names`` raises :class:`InputError`.
+    layer
+        Where the raw counts are: a layer name, ``"X"``, or ``None`` for ``layers["counts"]``
+        when present, else ``X``.
+    size_factors
+        Explicit per-cell size factors. ``None`` uses ``obs["size_factors"]`` when present, otherwise
+        library size divided by ``reference_total`` (or by the median library size).
+    reference_total
+        Library size that maps to a size factor of 1; models store the training median here so
+        that new cells are normalised like the training cells.
+    check
+        Validate (on the first chunk) that the matrix holds non-negative integer counts.
+    """
+
+    def __init__(
+        self,
+        adata,
+        *,
+        genes: Sequence[str] | None = None,
+        layer: str | None = None,
+        size_factors: np.ndarray | None = None,
+        reference_total: float | None = None,
+        check: bool = True,
+    ) -> None:
+        self.adata = adata
+        self.matrix, self.where = _matrix_of(adata, layer)
+        self.n_obs = int(adata.n_obs)
+        if self.n_obs == 0 or adata.n_vars == 0:
+            msg = f"the data matrix is empty ({adata.n_obs} cells x {adata.n_vars} genes); give a file with cells and genes"
+            raise InputError(msg)
+        var_names = adata.var_names
+        if genes is None:
+            self.genes = np.asarray(var_names, dtype=object)
+            self.gene_index = None
+        else:
+            genes = [str(g) for g in genes]
+            pos = var_names.get_indexer(genes)
+            missing = [g for g, p in zip(genes, pos) if p < 0]
+            if missing:
+                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                msg = (
+                    f"{len(missing)} of the model's {len(genes)} genes are missing from the data ({shown}); "
+                    "give data with the same gene names (var_names) as the training data"
+                )
+                raise InputError(msg)
+            self.genes = np.asarray(genes, dtype=object)
+            self.gene_index = None if np.array_equal(pos, np.arange(adata.n_vars)) else pos
+        self.n_genes = len(self.genes)
+        if check:
+            first = self._read_rows(0, min(self.n_obs, DEFAULT_CHUNK), all_genes=True)
+            check_counts_block(first, self.where)
+        self.reference_total = reference_total
+        self.size_factors = self._resolve_size_factors(size_factors)
+
+    # ------------------------------------------------------------------ reading
+    def _read_rows(self, start: int, stop: int, *, all_genes: bool = False) -> sp.csr_matrix:
+        block = _to_csr(self.matrix[start:stop])
+        if not all_genes and self.gene_index is not None:
+            block = block[:, self.gene_index]
+        return block
+
+    def _take(self, index: np.ndarray) -> sp.csr_matrix:
+        """Rows at arbitrary positions (any order), as CSR over the selected genes."""
+        order = np.argsort(index, kind="stable")
+        sorted_idx = index[order]
+        if self.adata.isbacked:
+            # Backed datasets read fastest as one contiguous span around the requested rows.
+            lo, hi = int(sorted_idx[0]), int(sorted_idx[-1]) + 1
+            if hi - lo <= 4 * len(index):
+                block = self._read_rows(lo, hi)[sorted_idx - lo]
+            else:
+                block = _to_csr(self.matrix[sorted_idx])
+                if self.gene_index is not None:
+                    block = block[:, self.gene_index]
+        else:
+            block = _to_csr(self.matrix[sorted_idx])
+            if self.gene_index is not None:
+                block = block[:, self.gene_index]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return block[inverse]
+
+    def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK, *, all_genes: bool = False) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+        """Yield ``(start, stop, csr_block)`` over all rows in order."""
+        for start in range(0, self.n_obs, chunk_size):
+            stop = min(start + chunk_size, self.n_obs)
+            yield start, stop, self._read_rows(start, stop, all_genes=all_genes)
+
+    def library_sizes(self) -> np.ndarray:
+        """Total counts per cell over all genes of the matrix (streamed)."""
+        totals = np.empty(self.n_obs, dtype=np.float64)
+        for start, stop, block in self.iter_chunks(all_genes=True):
+            totals[start:stop] = np.asarray(block.sum(axis=1)).ravel()
+        return totals
+
+    def _resolve_size_factors(self, size_factors: np.ndarray | None) -> np.ndarray:
+        if size_factors is None and "size_factors" in self.adata.obs:
+            size_factors = self.adata.obs["size_factors"].to_numpy()
+        if size_factors is None:
+            totals = self.library_sizes()
+            if np.any(totals <= 0):
+                n_zero = int(np.sum(totals <= 0))
+                msg = f"{n_zero} cells have no counts; remove empty cells (scc.pp.prepare does this) and retry"
+                raise InputError(msg)
+            if self.reference_total is None:
+                self.reference_total = float(np.median(totals))
+            size_factors = totals / self.reference_total
+        size_factors = np.asarray(size_factors, dtype=np.float64).ravel()
+        if size_factors.shape[0] != self.n_obs:
+            msg = f"size_factors has {size_factors.shape[0]} entries but the data have {self.n_obs} cells"
+            raise InputError(msg)
+        if not np.all(np.isfinite(size_factors)) or np.any(size_factors <= 0):
+            msg = "size factors must be positive and finite; remove empty cells (scc.pp.prepare does this) and retry"
+            raise InputError(msg)
+        return size_factors.astype(np.float32)
+
+    # ------------------------------------------------------------------ batches
+    def batch(self, index: np.ndarray) -> Batch:
+        """Dense counts and size factors of the cells at ``index``."""
+        index = np.asarray(index, dtype=np.int64)
+        block = self._take(index)
+        return Batch(index=index, counts=block.toarray().astype(np.float32, copy=False), size_factors=self.size_factors[index])
+
+    def iter_batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        rng: np.random.Generator | None = None,
+        indices: np.ndarray | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Yield mini-batches of dense counts.
+
+        Parameters
+        ----------
+        batch_size
+            Cells per batch.
+        shuffle
+            Visit cells in a random order drawn from ``rng`` (required when shuffling). For
+            backed data the order is shuffled by blocks of ``batch_size`` consecutive rows, then
+            within a window of blocks, so reads stay contiguous.
+        indices
+            Restrict to these cell positions (for example a training subsample).
+        drop_last
+            Skip a final batch smaller than ``batch_size``.
+        """
+        idx = np.arange(self.n_obs) if indices is None else np.asarray(indices, dtype=np.int64)
+        if shuffle:
+            if rng is None:
+                msg = "shuffle=True needs a numpy Generator (rng)"
+                raise ValueError(msg)
+            if self.adata.isbacked and indices is None:
+                idx = _block_shuffle(idx, batch_size, rng)
+            else:
+                idx = rng.permutation(idx)
+        for start in range(0, len(idx), batch_size):
+            sel = idx[start : start + batch_size]
+            if drop_last and len(sel) < batch_size:
+                break
+            yield self.batch(sel)
+
+
+def _block_shuffle(idx: np.ndarray, block: int, rng: np.random.Generator, window: int = 8) -> np.ndarray:
+    """Shuffle contiguous blocks, then cells within windows of ``window`` blocks."""
+    blocks = [idx[i : i + block] for i in range(0, len(idx), block)]
+    order = rng.permutation(len(blocks))
+    out = []
+    for w in range(0, len(order), window):
+        group = np.concatenate([blocks[j] for j in order[w : w + window]])
+        out.append(rng.permutation(group))
+    return np.concatenate(out) if out else idx

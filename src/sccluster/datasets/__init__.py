@@ -1,0 +1,2 @@
+"""Placeholder."""
+from ._synthetic import synthetic

@@ -1,0 +1,51 @@
+"""Clustering methods behind one surface: baselines and the deep models."""
+
+from __future__ import annotations
+
+from .._errors import InputError
+from ._base import MODEL_FORMAT, ClusterModel
+from ._baselines import KMeansBaseline, LeidenBaseline
+
+_REGISTRY: dict[str, type[ClusterModel]] = {
+    LeidenBaseline.name: LeidenBaseline,
+    KMeansBaseline.name: KMeansBaseline,
+}
+
+try:  # the deep models register themselves here once their modules exist
+    from ._bgformer import BGFormer
+
+    _REGISTRY[BGFormer.name] = BGFormer
+except ImportError:  # pragma: no cover - during development only
+    BGFormer = None  # type: ignore[assignment,misc]
+try:
+    from ._siamese import SiameseClu
+
+    _REGISTRY[SiameseClu.name] = SiameseClu
+except ImportError:  # pragma: no cover - during development only
+    SiameseClu = None  # type: ignore[assignment,misc]
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``tl.cluster(method=...)`` and ``sccluster cluster --method``."""
+    return sorted(_REGISTRY)
+
+
+def get_model_class(method: str) -> type[ClusterModel]:
+    """The model class registered under ``method``."""
+    try:
+        return _REGISTRY[method]
+    except KeyError:
+        msg = f"unknown method {method!r}; choose one of {', '.join(available_methods())}"
+        raise InputError(msg) from None
+
+
+__all__ = [
+    "MODEL_FORMAT",
+    "BGFormer",
+    "ClusterModel",
+    "KMeansBaseline",
+    "LeidenBaseline",
+    "SiameseClu",
+    "available_methods",
+    "get_model_class",
+]

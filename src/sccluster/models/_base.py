@@ -1,0 +1,243 @@
+"""The model surface shared by every clustering method (scikit-learn style, AnnData in)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._errors import InputError
+from .._utils import atomic_path, resolve_seed
+from .._version import __version__
+
+logger = logging.getLogger(__name__)
+
+#: Version of the on-disk model format. Bump when a saved file can no longer be read.
+MODEL_FORMAT = 1
+
+
+class ClusterModel:
+    """Base class of all sccluster clustering methods.
+
+    Subclasses store their hyperparameters in ``__init__`` (keyword arguments only, stored
+    unchanged, scikit-learn style) and implement :meth:`_fit`, and usually :meth:`_transform` and
+    :meth:`_predict`. Learned state ends in ``_``.
+
+    After :meth:`fit`:
+
+    - ``labels_``: cluster of every training cell, ``int64`` of shape ``(n_obs,)``.
+    - ``embedding_``: the representation the clusters were found in, ``(n_obs, d)``.
+    - ``n_clusters_``: number of clusters found (equals ``n_clusters`` when that was given).
+    - ``soft_assignments_``: per-cell cluster probabilities ``(n_obs, n_clusters_)``, or ``None``.
+    - ``confidence_``: per-cell confidence in ``[0, 1]`` (max soft assignment), or ``None``.
+    - ``history_``: list of per-epoch dicts (losses), empty for non-iterative methods.
+    - ``fit_time_``: wall time of :meth:`fit` in seconds.
+    - ``seed_``: the integer seed actually used.
+    """
+
+    #: Name used by ``tl.cluster(method=...)`` and the CLI.
+    name: ClassVar[str] = "base"
+    #: Whether :meth:`predict`/:meth:`transform` work on new cells.
+    supports_predict: ClassVar[bool] = False
+    #: Whether :meth:`save`/:meth:`load` are available.
+    supports_save: ClassVar[bool] = False
+
+    def __init__(self, n_clusters: int | None = None, *, random_state: int | None = 0) -> None:
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self" and sig.parameters[p].kind != inspect.Parameter.VAR_KEYWORD]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as given to ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> ClusterModel:
+        """Set hyperparameters; unknown names raise :class:`InputError`."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                msg = f"unknown parameter {key!r} for method {self.name!r}; valid: {sorted(valid)}"
+                raise InputError(msg)
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fitting
+    def _check_n_clusters(self, n_obs: int) -> None:
+        k = self.n_clusters
+        if k is None:
+            return
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            msg = f"n_clusters must be a positive integer or None, got {k!r}"
+            raise InputError(msg)
+        if k > n_obs:
+            msg = f"n_clusters={k} is more than the {n_obs} cells in the data; ask for fewer clusters"
+            raise InputError(msg)
+
+    def fit(self, adata, *, layer: str | None = None) -> ClusterModel:
+        """Fit the model on ``adata`` and set ``labels_`` and the other learned attributes.
+
+        Parameters
+        ----------
+        adata
+            AnnData with raw counts (in ``layers["counts"]``, ``X`` or ``layer``), ideally prepared
+            by :func:`sccluster.pp.prepare`.
+        layer
+            Layer holding raw counts, if not ``layers["counts"]`` or ``X``.
+
+        Returns
+        -------
+        The fitted model.
+        """
+        self._check_n_clusters(adata.n_obs)
+        self.seed_ = resolve_seed(self.random_state)
+        self.history_: list[dict[str, float]] = []
+        self.soft_assignments_: np.ndarray | None = None
+        self.confidence_: np.ndarray | None = None
+        start = time.perf_counter()
+        self._fit(adata, layer=layer)
+        self.fit_time_ = time.perf_counter() - start
+        self.labels_ = np.asarray(self.labels_, dtype=np.int64)
+        self.n_clusters_ = int(len(np.unique(self.labels_)))
+        if self.soft_assignments_ is not None and self.confidence_ is None:
+            self.confidence_ = self.soft_assignments_.max(axis=1)
+        logger.info("%s: %d clusters in %.1f s", self.name, self.n_clusters_, self.fit_time_)
+        return self
+
+    def _fit(self, adata, *, layer: str | None) -> None:
+        raise NotImplementedError
+
+    def fit_predict(self, adata, *, layer: str | None = None) -> np.ndarray:
+        """Fit on ``adata`` and return the training labels."""
+        return self.fit(adata, layer=layer).labels_
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_"):
+            msg = f"this {type(self).__name__} is not fitted yet; call fit(adata) first"
+            raise InputError(msg)
+
+    def _check_predict(self) -> None:
+        self._check_fitted()
+        if not self.supports_predict:
+            msg = f"method {self.name!r} cannot assign new cells; use a model method such as 'bgformer' or 'siamese'"
+            raise InputError(msg)
+
+    def predict(self, adata, *, layer: str | None = None) -> np.ndarray:
+        """Cluster labels for the cells of ``adata`` (new cells, aligned by gene names)."""
+        self._check_predict()
+        return np.asarray(self._predict(adata, layer=layer), dtype=np.int64)
+
+    def predict_proba(self, adata, *, layer: str | None = None) -> np.ndarray:
+        """Soft cluster assignments ``(n_obs, n_clusters_)`` for the cells of ``adata``."""
+        self._check_predict()
+        return self._predict_proba(adata, layer=layer)
+
+    def transform(self, adata, *, layer: str | None = None) -> np.ndarray:
+        """Embedding ``(n_obs, d)`` of the cells of ``adata``."""
+        self._check_predict()
+        return self._transform(adata, layer=layer)
+
+    get_latent_representation = transform
+
+    def _predict(self, adata, *, layer: str | None) -> np.ndarray:
+        return self._predict_proba(adata, layer=layer).argmax(axis=1)
+
+    def _predict_proba(self, adata, *, layer: str | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _transform(self, adata, *, layer: str | None) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, Any]:
+        """Learned state to save (tensors, arrays, plain Python)."""
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any], device: str) -> None:
+        raise NotImplementedError
+
+    _SAVED_ATTRS: ClassVar[tuple[str, ...]] = (
+        "labels_",
+        "n_clusters_",
+        "seed_",
+        "history_",
+        "fit_time_",
+        "confidence_",
+        "soft_assignments_",
+        "embedding_",
+    )
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Write the fitted model to one file (weights, hyperparameters, genes, scaling, version).
+
+        The file is written to a temporary name and renamed, so an interrupted save leaves nothing.
+        """
+        import torch
+
+        self._check_fitted()
+        if not self.supports_save:
+            msg = f"method {self.name!r} does not support save(); only model methods can be saved"
+            raise InputError(msg)
+        path = Path(path)
+        if path.exists() and not overwrite:
+            msg = f"{str(path)!r} already exists; pass overwrite=True or choose another path"
+            raise InputError(msg)
+        payload = {
+            "format": MODEL_FORMAT,
+            "sccluster_version": __version__,
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "fitted": {k: getattr(self, k, None) for k in self._SAVED_ATTRS},
+            "state": self._get_state(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto") -> ClusterModel:
+        """Load a model written by :meth:`save`.
+
+        Raises :class:`InputError` when the file is missing, is not an sccluster model, holds another
+        model class, or was written in an incompatible format version.
+        """
+        import torch
+
+        path = Path(path)
+        if not path.is_file():
+            msg = f"model file {str(path)!r} does not exist; check the path"
+            raise InputError(msg)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a model file"
+            msg = f"{str(path)!r} is not a readable sccluster model file ({type(err).__name__}); save it again with model.save()"
+            raise InputError(msg) from None
+        if not isinstance(payload, dict) or "format" not in payload or "class" not in payload:
+            msg = f"{str(path)!r} is not an sccluster model file; save it again with model.save()"
+            raise InputError(msg)
+        if payload["format"] != MODEL_FORMAT:
+            msg = (
+                f"{str(path)!r} was saved by sccluster {payload.get('sccluster_version')} in model format "
+                f"{payload['format']}, but this sccluster {__version__} reads format {MODEL_FORMAT}; "
+                "refit the model with this version"
+            )
+            raise InputError(msg)
+        if payload["class"] != cls.__name__:
+            msg = f"{str(path)!r} holds a {payload['class']} model; load it with {payload['class']}.load()"
+            raise InputError(msg)
+        model = cls(**payload["params"])
+        for key, value in payload["fitted"].items():
+            setattr(model, key, value)
+        model._set_state(payload["state"], device)
+        return model
