@@ -1,0 +1,79 @@
+"""Zero-inflated negative binomial likelihood and decoder head for raw counts."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_LOG_MEAN_MIN = math.log(1e-5)
+_LOG_MEAN_MAX = math.log(1e6)
+
+
+def zinb_nll(
+    counts: torch.Tensor,
+    log_mean: torch.Tensor,
+    disp: torch.Tensor,
+    pi_logits: torch.Tensor,
+) -> torch.Tensor:
+    """Mean negative log-likelihood of raw counts under a ZINB, computed in log space.
+
+    Parameters
+    ----------
+    counts
+        Raw counts ``(B, G)`` (non-negative integers stored as float).
+    log_mean
+        Log of the NB mean, already including the cell's size factor, ``(B, G)``.
+    disp
+        NB inverse dispersion θ > 0, ``(B, G)`` or ``(G,)``.
+    pi_logits
+        Logits of the zero-inflation probability π, ``(B, G)``.
+
+    Returns
+    -------
+    Scalar: the NLL averaged over all entries.
+    """
+    eps = 1e-8
+    theta = disp
+    log_theta = torch.log(theta + eps)
+    log_theta_mu = torch.logaddexp(log_theta, log_mean)  # log(θ + μ)
+    # log NB(0) = θ (log θ - log(θ + μ))
+    log_nb_zero = theta * (log_theta - log_theta_mu)
+    # zero entries: log(π + (1 - π) NB(0)) with π = sigmoid(l)
+    log_zero = torch.logaddexp(pi_logits, log_nb_zero) - F.softplus(pi_logits)
+    # non-zero entries: log(1 - π) + log NB(x)
+    log_nb = (
+        torch.lgamma(counts + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(counts + 1.0)
+        + log_nb_zero
+        + counts * (log_mean - log_theta_mu)
+    )
+    log_nonzero = log_nb - F.softplus(pi_logits)
+    loglik = torch.where(counts < 0.5, log_zero, log_nonzero)
+    return -loglik.mean()
+
+
+class ZINBDecoder(nn.Module):
+    """Map an embedding to ZINB parameters over ``n_genes`` (DCA / scDeepCluster heads).
+
+    ``forward(z, size_factors)`` returns ``(log_mean, disp, pi_logits)``, each ``(B, G)``; the mean
+    includes the size factor: ``mean = size_factor * exp(head(h))``, clamped to ``[1e-5, 1e6]``.
+    """
+
+    def __init__(self, n_input: int, n_genes: int, n_hidden: int = 256, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(
+            nn.Linear(n_input, n_hidden), nn.LayerNorm(n_hidden), nn.GELU(), nn.Dropout(dropout)
+        )
+        self.mean = nn.Linear(n_hidden, n_genes)
+        self.disp = nn.Linear(n_hidden, n_genes)
+        self.pi = nn.Linear(n_hidden, n_genes)
+
+    def forward(self, z: torch.Tensor, size_factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.hidden(z)
+        log_mean = self.mean(h).clamp(_LOG_MEAN_MIN, _LOG_MEAN_MAX) + torch.log(size_factors)[:, None]
+        disp = F.softplus(self.disp(h)).clamp(1e-4, 1e4)
+        return log_mean, disp, self.pi(h)

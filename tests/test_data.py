@@ -1,0 +1,88 @@
+"""Streamed count source and per-batch scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sccluster import InputError
+from sccluster.data import CountSource, Scaler
+
+
+def _dense_scaled(adata, max_value=10.0):
+    x = adata.X.toarray().astype(np.float64)
+    totals = x.sum(1)
+    sf = totals / np.median(totals)
+    logn = np.log1p(x / sf[:, None])
+    mean, std = logn.mean(0), logn.std(0, ddof=1)
+    std[std == 0] = 1
+    return np.clip((logn - mean) / std, -max_value, max_value), sf
+
+
+def test_scaler_matches_dense_reference(synthetic_adata):
+    src = CountSource(synthetic_adata)
+    scaler = Scaler.fit(src)
+    ref, sf = _dense_scaled(synthetic_adata)
+    np.testing.assert_allclose(src.size_factors, sf, rtol=1e-5)
+    got = np.concatenate([scaler.transform(b.counts, b.size_factors) for b in src.iter_batches(128)])
+    np.testing.assert_allclose(got, ref, atol=2e-4)
+    import torch
+
+    b = src.batch(np.arange(10))
+    t = scaler.transform_torch(torch.from_numpy(b.counts), torch.from_numpy(b.size_factors))
+    np.testing.assert_allclose(t.numpy(), ref[:10], atol=2e-4)
+
+
+def test_batches_cover_every_cell_once_and_shuffle_is_seeded(synthetic_adata):
+    src = CountSource(synthetic_adata)
+    seen = np.concatenate([b.index for b in src.iter_batches(100, shuffle=True, rng=np.random.default_rng(0))])
+    assert sorted(seen.tolist()) == list(range(synthetic_adata.n_obs))
+    again = np.concatenate([b.index for b in src.iter_batches(100, shuffle=True, rng=np.random.default_rng(0))])
+    np.testing.assert_array_equal(seen, again)
+    b = src.batch(np.array([5, 1, 3]))
+    np.testing.assert_array_equal(b.counts, synthetic_adata.X[[5, 1, 3]].toarray())
+
+
+def test_gene_alignment_and_missing_genes(synthetic_adata):
+    genes = list(synthetic_adata.var_names[[7, 2, 9]])
+    src = CountSource(synthetic_adata, genes=genes)
+    np.testing.assert_array_equal(src.batch(np.arange(4)).counts, synthetic_adata[:4, genes].X.toarray())
+    with pytest.raises(InputError, match="missing"):
+        CountSource(synthetic_adata, genes=[*genes, "not_a_gene"])
+
+
+def test_backed_source_streams_same_values(synthetic_adata, tmp_path):
+    import anndata as ad
+
+    path = tmp_path / "s.h5ad"
+    synthetic_adata.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    try:
+        src_b, src_m = CountSource(backed), CountSource(synthetic_adata)
+        np.testing.assert_allclose(src_b.size_factors, src_m.size_factors)
+        idx = np.array([599, 3, 250, 4])
+        np.testing.assert_array_equal(src_b.batch(idx).counts, src_m.batch(idx).counts)
+        order = np.concatenate([b.index for b in src_b.iter_batches(64, shuffle=True, rng=np.random.default_rng(1))])
+        assert sorted(order.tolist()) == list(range(synthetic_adata.n_obs))
+    finally:
+        backed.file.close()
+
+
+def test_counts_layer_preferred_and_bad_values(synthetic_adata):
+    a = synthetic_adata
+    a.layers["counts"] = a.X.copy()
+    a.X = a.X.multiply(0.5).tocsr()  # not counts any more
+    assert CountSource(a).where == "layers['counts']"
+    with pytest.raises(InputError, match="non-integer"):
+        CountSource(a, layer="X")
+    bad = a.copy()
+    bad.X = sp.csr_matrix(-a.layers["counts"].toarray())
+    with pytest.raises(InputError, match="negative"):
+        CountSource(bad, layer="X")
+
+
+def test_reference_total_normalises_new_cells_like_training(synthetic_adata):
+    train = CountSource(synthetic_adata)
+    new = CountSource(synthetic_adata[:50].copy(), reference_total=train.reference_total)
+    np.testing.assert_allclose(new.size_factors, train.size_factors[:50], rtol=1e-6)

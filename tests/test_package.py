@@ -1,0 +1,112 @@
+"""Package structure: one-way data flow, public API, model base-class contract."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sccluster as scc
+from sccluster import InputError
+from sccluster.models import ClusterModel, available_methods, get_model_class
+
+SRC = Path(scc.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add(("." * node.level) + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("layer", ["nn", "ot", "graph", "metrics"])
+def test_tensor_layers_never_import_anndata(layer):
+    folder = SRC / layer
+    if not folder.exists():
+        pytest.skip(f"{layer} not present")
+    for path in folder.rglob("*.py"):
+        mods = _imports(path)
+        assert not any(m.split(".")[0] in {"anndata", "scanpy"} for m in mods), path
+        assert not any(m.startswith("..") and m.split(".")[2:3] in (["models"], ["tl"], ["io"], ["pp"]) for m in mods), path
+
+
+def test_no_global_numpy_rng_in_library():
+    banned = ("np.random.seed(", "np.random.rand(", "np.random.randn(", "np.random.randint(",
+              "np.random.choice(", "np.random.permutation(", "np.random.shuffle(", "np.random.normal(")
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        for b in banned:
+            assert b not in text, f"{path} uses the global numpy RNG ({b})"
+
+
+def test_public_api():
+    for name in ["read", "pp", "tl", "models", "metrics", "datasets", "settings", "__version__"]:
+        assert hasattr(scc, name)
+    assert {"leiden", "kmeans"} <= set(available_methods())
+    with pytest.raises(InputError, match="unknown method"):
+        get_model_class("nope")
+
+
+class _Toy(ClusterModel):
+    name = "toy"
+    supports_save = True
+    supports_predict = True
+
+    def __init__(self, n_clusters=None, *, shift: float = 0.0, random_state=0):
+        super().__init__(n_clusters, random_state=random_state)
+        self.shift = shift
+
+    def _fit(self, adata, *, layer):
+        self.embedding_ = np.asarray(adata.X.sum(axis=1)).reshape(-1, 1) + self.shift
+        self.labels_ = (self.embedding_[:, 0] > np.median(self.embedding_)).astype(int)
+        self.cut_ = float(np.median(self.embedding_))
+
+    def _predict_proba(self, adata, *, layer):
+        e = np.asarray(adata.X.sum(axis=1)).ravel() + self.shift
+        hi = (e > self.cut_).astype(float)
+        return np.stack([1 - hi, hi], axis=1)
+
+    def _get_state(self):
+        return {"cut": self.cut_}
+
+    def _set_state(self, state, device):
+        self.cut_ = state["cut"]
+
+
+def test_model_surface_save_load_and_errors(synthetic_adata, tmp_path, monkeypatch):
+    m = _Toy(shift=1.0)
+    with pytest.raises(InputError, match="not fitted"):
+        m.predict(synthetic_adata)
+    labels = m.fit_predict(synthetic_adata)
+    assert m.n_clusters_ == 2 and m.fit_time_ >= 0 and m.seed_ == 0
+    np.testing.assert_array_equal(m.predict(synthetic_adata), labels)
+    path = tmp_path / "toy.pt"
+    m.save(path)
+    with pytest.raises(InputError, match="exists"):
+        m.save(path)
+    loaded = _Toy.load(path)
+    assert loaded.get_params() == m.get_params()
+    np.testing.assert_array_equal(loaded.predict(synthetic_adata), labels)
+    # incompatible format version → clear error
+    import sccluster.models._base as base
+
+    monkeypatch.setattr(base, "MODEL_FORMAT", base.MODEL_FORMAT + 1)
+    with pytest.raises(InputError, match="refit"):
+        _Toy.load(path)
+    monkeypatch.undo()
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a readable"):
+        _Toy.load(tmp_path / "junk.pt")
+    with pytest.raises(InputError, match="unknown parameter"):
+        m.set_params(bogus=1)
+    with pytest.raises(InputError, match="more than"):
+        _Toy(n_clusters=10_000).fit(synthetic_adata)
+    with pytest.raises(InputError, match="positive integer"):
+        _Toy(n_clusters=0).fit(synthetic_adata)
