@@ -167,6 +167,8 @@ class CountSource:
         """Total counts per cell over all genes of the matrix (streamed)."""
         totals = np.empty(self.n_obs, dtype=np.float64)
         for start, stop, block in self.iter_chunks(all_genes=True):
+            if start > 0:  # the first chunk was checked in __init__
+                check_counts_block(block, self.where)
             totals[start:stop] = np.asarray(block.sum(axis=1)).ravel()
         return totals
 

@@ -1,6 +1,239 @@
-"""Placeholder (being written)."""
+"""Baseline methods behind the model surface: scanpy's Leiden pipeline and k-means, both on a PCA.
+
+Neither baseline can assign new cells or be saved; they cluster the cells they are fitted on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .._errors import InputError
+from ..metrics import silhouette
+from ..pp import pca_embedding
 from ._base import ClusterModel
+
+logger = logging.getLogger(__name__)
+
+#: Above this many cells :class:`KMeansBaseline` uses scikit-learn's ``MiniBatchKMeans``.
+MINIBATCH_ABOVE = 200_000
+#: Cells used to choose k by the silhouette when ``KMeansBaseline(n_clusters=None)``.
+K_SEARCH_CELLS = 5_000
+#: Candidate numbers of clusters tried when ``KMeansBaseline(n_clusters=None)``.
+K_SEARCH_RANGE = range(2, 13)
+#: k-means restarts per candidate k during that search.
+K_SEARCH_N_INIT = 3
+#: Bisection steps of :class:`LeidenBaseline` when a number of clusters is requested.
+MAX_BISECTIONS = 20
+
+
+def pca_of(adata, *, layer: str | None, n_pcs: int, n_top_genes: int, seed: int) -> np.ndarray:
+    """``obsm["X_pca"][:, :n_pcs]`` when it has enough columns and no ``layer`` is named.
+
+    Otherwise a streamed PCA of the raw counts (:func:`sccluster.pp.pca_embedding`).
+    """
+    if isinstance(n_pcs, bool) or not isinstance(n_pcs, (int, np.integer)) or n_pcs < 1:
+        msg = f"n_pcs must be a positive integer, got {n_pcs!r}"
+        raise InputError(msg)
+    if layer is None and "X_pca" in adata.obsm and adata.obsm["X_pca"].shape[1] >= n_pcs:
+        logger.info("using the first %d columns of obsm['X_pca']", n_pcs)
+        return np.ascontiguousarray(adata.obsm["X_pca"][:, :n_pcs], dtype=np.float32)
+    return pca_embedding(adata, n_comps=int(n_pcs), n_top_genes=n_top_genes, layer=layer, random_state=seed)
+
+
 class LeidenBaseline(ClusterModel):
+    """The standard scanpy pipeline: PCA → kNN graph (``sc.pp.neighbors``) → Leiden (igraph).
+
+    Parameters
+    ----------
+    n_clusters
+        ``None``: Leiden at ``resolution``. An integer: the resolution is searched by bisection
+        (label-free) until Leiden gives exactly that many clusters; when no resolution does, the
+        closest count found is kept. The resolution used is logged and stored in ``resolution_``.
+    resolution
+        Leiden resolution (the starting point of the search when ``n_clusters`` is given).
+    n_neighbors
+        Neighbours of the kNN graph.
+    n_pcs
+        Principal components used (from ``obsm["X_pca"]`` when it has enough columns, otherwise
+        computed with :func:`sccluster.pp.pca_embedding`).
+    n_top_genes
+        Highly variable genes for the PCA when it must be computed.
+    random_state
+        Seed of the PCA, the neighbour search and Leiden.
+    """
+
     name = "leiden"
+
+    def __init__(
+        self,
+        n_clusters: int | None = None,
+        *,
+        resolution: float = 1.0,
+        n_neighbors: int = 15,
+        n_pcs: int = 50,
+        n_top_genes: int = 2000,
+        random_state: int | None = 0,
+    ) -> None:
+        super().__init__(n_clusters, random_state=random_state)
+        self.resolution = resolution
+        self.n_neighbors = n_neighbors
+        self.n_pcs = n_pcs
+        self.n_top_genes = n_top_genes
+
+    def _fit(self, adata, *, layer: str | None) -> None:
+        import anndata as ad
+        import pandas as pd
+        import scanpy as sc
+
+        if not (np.isscalar(self.resolution) and float(self.resolution) > 0):
+            msg = f"resolution must be a positive number, got {self.resolution!r}"
+            raise InputError(msg)
+        if (
+            isinstance(self.n_neighbors, bool)
+            or not isinstance(self.n_neighbors, (int, np.integer))
+            or self.n_neighbors < 2
+        ):
+            msg = f"n_neighbors must be an integer >= 2, got {self.n_neighbors!r}"
+            raise InputError(msg)
+        emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
+        self.embedding_ = emb
+        n_obs = emb.shape[0]
+        if self.n_clusters == n_obs:  # every cell its own cluster: no graph needed
+            self.labels_ = np.arange(n_obs)
+            self.resolution_ = float("nan")
+            return
+        # a private AnnData holding only the embedding: the user's AnnData is never written to
+        tmp = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_emb": emb})
+        n_neighbors = int(min(self.n_neighbors, max(n_obs - 1, 2)))
+        sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="X_emb", random_state=self.seed_)
+        adjacency = tmp.obsp["connectivities"]
+        cache: dict[float, np.ndarray] = {}
+
+        def run(res: float) -> np.ndarray:
+            if res not in cache:
+                sc.tl.leiden(
+                    tmp,
+                    resolution=res,
+                    adjacency=adjacency,
+                    flavor="igraph",
+                    n_iterations=2,
+                    directed=False,
+                    random_state=self.seed_,
+                    key_added="_leiden",
+                )
+                cache[res] = tmp.obs["_leiden"].to_numpy().astype(np.int64)
+            return cache[res]
+
+        res = float(self.resolution)
+        if self.n_clusters is not None:
+            res = self._search_resolution(run, int(self.n_clusters), res)
+        self.labels_ = run(res)
+        self.resolution_ = res
+        logger.info("leiden: resolution %.4g gives %d clusters", res, len(np.unique(self.labels_)))
+
+    @staticmethod
+    def _search_resolution(run, target: int, start: float) -> float:
+        """Bisection on the resolution for ``target`` clusters; the closest count wins otherwise."""
+
+        def k_of(res: float) -> int:
+            return len(np.unique(run(res)))
+
+        best = (abs(k_of(start) - target), start)
+        lo, hi = 0.0, start
+        if k_of(start) < target:  # grow the upper bound until it gives enough clusters
+            lo, hi = start, start * 2
+            while k_of(hi) < target and hi < 1e4:
+                best = min(best, (abs(k_of(hi) - target), hi))
+                lo, hi = hi, hi * 2
+        best = min(best, (abs(k_of(hi) - target), hi))
+        for _ in range(MAX_BISECTIONS):
+            if best[0] == 0:
+                break
+            mid = (lo + hi) / 2
+            k = k_of(mid)
+            best = min(best, (abs(k - target), mid))
+            if k < target:
+                lo = mid
+            elif k > target:
+                hi = mid
+        if best[0] != 0:
+            logger.warning(
+                "leiden: no resolution gives exactly %d clusters; keeping %d", target, k_of(best[1])
+            )
+        return best[1]
+
+
 class KMeansBaseline(ClusterModel):
+    """k-means (scikit-learn) on a PCA of the log-normalised highly variable genes.
+
+    Above ``MINIBATCH_ABOVE`` (200,000) cells ``MiniBatchKMeans`` (batches of 4096) replaces
+    ``KMeans``. With ``n_clusters=None`` the number of clusters is chosen without labels: k-means
+    is run (3 restarts) for every k in 2..12 on a seeded subsample of at most 5,000 cells and the k
+    with the highest silhouette wins (ties go to the smaller k).
+
+    Parameters
+    ----------
+    n_clusters
+        Number of clusters, or ``None`` to choose it by the silhouette (see above).
+    n_pcs
+        Principal components used (from ``obsm["X_pca"]`` when it has enough columns).
+    n_top_genes
+        Highly variable genes for the PCA when it must be computed.
+    n_init
+        k-means restarts.
+    random_state
+        Seed of the PCA, the subsample and k-means.
+    """
+
     name = "kmeans"
+
+    def __init__(
+        self,
+        n_clusters: int | None = None,
+        *,
+        n_pcs: int = 50,
+        n_top_genes: int = 2000,
+        n_init: int = 10,
+        random_state: int | None = 0,
+    ) -> None:
+        super().__init__(n_clusters, random_state=random_state)
+        self.n_pcs = n_pcs
+        self.n_top_genes = n_top_genes
+        self.n_init = n_init
+
+    def _kmeans(self, k: int, n_obs: int, n_init: int | None = None):
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+
+        n_init = self.n_init if n_init is None else n_init
+        if n_obs > MINIBATCH_ABOVE:
+            return MiniBatchKMeans(n_clusters=k, n_init=n_init, batch_size=4096, random_state=self.seed_)
+        return KMeans(n_clusters=k, n_init=n_init, random_state=self.seed_)
+
+    def _choose_k(self, emb: np.ndarray) -> int:
+        rng = np.random.default_rng(self.seed_)
+        n = emb.shape[0]
+        sub = emb if n <= K_SEARCH_CELLS else emb[np.sort(rng.choice(n, K_SEARCH_CELLS, replace=False))]
+        scores = {}
+        for k in K_SEARCH_RANGE:
+            if k >= sub.shape[0]:
+                break
+            labels = self._kmeans(k, sub.shape[0], min(self.n_init, K_SEARCH_N_INIT)).fit_predict(sub)
+            scores[k] = silhouette(sub, labels, random_state=self.seed_)
+        scores = {k: s for k, s in scores.items() if np.isfinite(s)}
+        if not scores:
+            msg = "too few distinct cells to choose the number of clusters; pass n_clusters"
+            raise InputError(msg)
+        best = max(scores, key=lambda k: (scores[k], -k))
+        logger.info("kmeans: chose k=%d by the silhouette (%.3f)", best, scores[best])
+        return best
+
+    def _fit(self, adata, *, layer: str | None) -> None:
+        if isinstance(self.n_init, bool) or not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
+            msg = f"n_init must be a positive integer, got {self.n_init!r}"
+            raise InputError(msg)
+        emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
+        self.embedding_ = emb
+        k = self._choose_k(emb) if self.n_clusters is None else int(self.n_clusters)
+        self.labels_ = self._kmeans(k, emb.shape[0]).fit_predict(emb)

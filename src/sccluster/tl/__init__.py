@@ -1,1 +1,5 @@
-"""Placeholder (being written)."""
+"""Tools that write results into an AnnData: clustering."""
+
+from ._cluster import cluster
+
+__all__ = ["cluster"]

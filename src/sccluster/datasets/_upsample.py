@@ -1,0 +1,222 @@
+"""Scale datasets: upsample a labelled count matrix by summing same-type pairs and thinning.
+
+Each new cell draws a cell type with probability equal to its frequency, picks two distinct real
+cells of that type, sums their counts and keeps each count with probability ``thinning``
+(binomial thinning). The label stays true, library sizes stay close to the source's (for
+``thinning=0.5``), and new cells are not copies of real ones, so kNN graphs do not fragment into
+cliques of duplicates. Built chunk by chunk on CSR and assembled into one preallocated CSR matrix,
+so peak memory is about the output plus one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .._errors import InputError
+from .._settings import settings
+from .._validation import check_counts_block
+
+logger = logging.getLogger(__name__)
+
+#: Rows generated per chunk.
+DEFAULT_CHUNK = 50_000
+_MAX_RETHIN = 20
+
+
+def _source_counts(adata, layer: str | None) -> tuple[sp.csr_matrix, str]:
+    if layer is not None and layer != "X":
+        if layer not in adata.layers:
+            msg = f"layer {layer!r} not found; available layers: {', '.join(adata.layers) or 'none'}"
+            raise InputError(msg)
+        matrix, where = adata.layers[layer], f"layers[{layer!r}]"
+    elif layer is None and not adata.isbacked and "counts" in adata.layers:
+        matrix, where = adata.layers["counts"], "layers['counts']"
+    else:
+        matrix, where = adata.X, "X"
+    if adata.isbacked and where == "X":
+        matrix = matrix.to_memory() if hasattr(matrix, "to_memory") else matrix[()]
+    X = sp.csr_matrix(matrix, dtype=np.float32)
+    X.sum_duplicates()
+    check_counts_block(X, where)
+    return X, where
+
+
+def _thin(S: sp.csr_matrix, thinning: float, rng: np.random.Generator) -> None:
+    """Binomially thin ``S`` in place; rows left empty are re-drawn (then kept unthinned)."""
+    summed = S.data.astype(np.int64)
+    S.data = rng.binomial(summed, thinning).astype(np.float32)
+    row_of = np.repeat(np.arange(S.shape[0]), np.diff(S.indptr))
+    for attempt in range(_MAX_RETHIN + 1):
+        totals = np.bincount(row_of, weights=S.data, minlength=S.shape[0])
+        empty = np.flatnonzero(totals == 0)
+        if empty.size == 0:
+            break
+        pos = np.isin(row_of, empty)
+        if attempt == _MAX_RETHIN:
+            S.data[pos] = summed[pos]
+        else:
+            S.data[pos] = rng.binomial(summed[pos], thinning)
+    S.eliminate_zeros()
+
+
+class _CsrBuilder:
+    """Append CSR row chunks into growing flat arrays, so only the output and one chunk live at once.
+
+    Arrays grow and shrink with ``ndarray.resize`` (``realloc``; large blocks are remapped, not
+    copied, on Linux), so peak memory stays near the size of the result.
+    """
+
+    def __init__(self, n_rows: int, n_genes: int) -> None:
+        self.n_genes = n_genes
+        self.nnz = 0
+        self.row = 0
+        self.data = np.empty(0, dtype=np.float32)
+        small = n_genes < np.iinfo(np.int32).max
+        self.indices = np.empty(0, dtype=np.int32 if small else np.int64)
+        self.indptr = np.zeros(n_rows + 1, dtype=np.int64)
+
+    def append(self, chunk: sp.csr_matrix) -> None:
+        k, m = chunk.nnz, chunk.shape[0]
+        need = self.nnz + k
+        if need > self.data.size:
+            rows_left = self.indptr.size - 1 - self.row - m
+            capacity = need + int(1.1 * k / max(m, 1) * rows_left) + 1
+            self.data.resize(capacity, refcheck=False)
+            self.indices.resize(capacity, refcheck=False)
+        self.data[self.nnz : need] = chunk.data
+        self.indices[self.nnz : need] = chunk.indices
+        self.indptr[self.row + 1 : self.row + m + 1] = chunk.indptr[1:] + self.nnz
+        self.nnz, self.row = need, self.row + m
+
+    def finish(self) -> sp.csr_matrix:
+        """The assembled matrix (index arrays share one dtype, so scipy does not copy them)."""
+        self.data.resize(self.nnz, refcheck=False)
+        self.indices.resize(self.nnz, refcheck=False)
+        if self.nnz < np.iinfo(np.int32).max and self.indices.dtype == np.int32:
+            indptr, indices = self.indptr.astype(np.int32), self.indices
+        else:
+            indptr, indices = self.indptr, self.indices.astype(np.int64, copy=False)
+        shape = (self.indptr.size - 1, self.n_genes)
+        return sp.csr_matrix((self.data, indices, indptr), shape=shape, copy=False)
+
+
+def upsample(
+    adata,
+    n_cells: int,
+    seed: int = 0,
+    *,
+    label_key: str = "cell_type",
+    thinning: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK,
+    layer: str | None = None,
+):
+    """Make ``n_cells`` new, distinct, correctly labelled cells from a labelled count matrix.
+
+    Parameters
+    ----------
+    adata
+        Source AnnData with raw counts (``layers["counts"]`` if present, else ``X``, or ``layer``)
+        and labels in ``obs[label_key]``. A backed source is loaded into memory first.
+    n_cells
+        Number of cells to make.
+    seed
+        Seed of the generator; the same seed (and ``chunk_size``) gives an identical result.
+    label_key
+        obs column with the cell types. Types with fewer than two cells are not sampled.
+    thinning
+        Probability of keeping each count of the summed pair (0.5 keeps library sizes comparable).
+    chunk_size
+        New cells built at once (bounds the working memory).
+    layer
+        Layer holding the raw counts, if not the default.
+
+    Returns
+    -------
+    AnnData with CSR float32 counts in ``X``, ``obs[label_key]`` (categorical, same categories),
+    ``obs["source_a"]`` / ``obs["source_b"]`` (names of the two summed cells), obs names
+    ``up_<i>``, the source's ``var``, and parameters in ``uns["sccluster_upsample"]``.
+    """
+    import anndata as ad
+
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
+        msg = f"n_cells must be a positive integer, got {n_cells!r}"
+        raise InputError(msg)
+    if not 0 < thinning <= 1:
+        msg = f"thinning must be in (0, 1], got {thinning!r}"
+        raise InputError(msg)
+    if int(chunk_size) < 1:
+        msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
+        raise InputError(msg)
+    if label_key not in adata.obs:
+        msg = f"label column {label_key!r} not found in obs; available: {', '.join(adata.obs.columns) or 'none'}"
+        raise InputError(msg)
+    X, where = _source_counts(adata, layer)
+    labels = pd.Categorical(adata.obs[label_key])
+    codes = np.asarray(labels.codes)
+    sizes = np.bincount(codes[codes >= 0], minlength=len(labels.categories))
+    eligible = sizes >= 2
+    if not eligible.any():
+        msg = f"no cell type in obs[{label_key!r}] has two or more cells; upsampling needs pairs of the same type"
+        raise InputError(msg)
+    if not eligible.all():
+        dropped = [str(c) for c, ok in zip(labels.categories, eligible) if not ok]
+        logger.warning("cell types with fewer than 2 cells are not sampled: %s", ", ".join(dropped))
+    prob = np.where(eligible, sizes, 0) / sizes[eligible].sum()
+    order = np.argsort(np.where(codes >= 0, codes, len(sizes)), kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    rng = np.random.default_rng(seed)
+    builder = _CsrBuilder(int(n_cells), X.shape[1])
+    types, src_a, src_b = [], [], []
+    with tqdm(total=int(n_cells), unit="cell", desc="upsample", disable=not settings.show_progress) as bar:
+        done = 0
+        while done < n_cells:
+            m = int(min(chunk_size, n_cells - done))
+            t = rng.choice(len(sizes), size=m, p=prob)
+            n_t = sizes[t]
+            ia = rng.integers(0, n_t)
+            ib = (ia + rng.integers(1, n_t)) % n_t
+            a, b = order[starts[t] + ia], order[starts[t] + ib]
+            S = sp.csr_matrix(X[a] + X[b])
+            _thin(S, thinning, rng)
+            builder.append(S)
+            del S
+            types.append(t.astype(np.int32))
+            src_a.append(a.astype(np.int64))
+            src_b.append(b.astype(np.int64))
+            done += m
+            bar.update(m)
+    counts = builder.finish()
+    del builder
+
+    a_all, b_all = np.concatenate(src_a), np.concatenate(src_b)
+    obs = pd.DataFrame(index=pd.Index(np.char.add("up_", np.arange(n_cells).astype(str)), dtype=object))
+    obs[label_key] = pd.Categorical.from_codes(np.concatenate(types), categories=labels.categories)
+    names = adata.obs_names
+    if names.is_unique:
+        obs["source_a"] = pd.Categorical.from_codes(a_all, categories=names)
+        obs["source_b"] = pd.Categorical.from_codes(b_all, categories=names)
+    else:
+        obs["source_a"], obs["source_b"] = a_all, b_all
+    info = {
+        "n_cells": int(n_cells),
+        "seed": int(seed),
+        "thinning": float(thinning),
+        "label_key": label_key,
+        "chunk_size": int(chunk_size),
+        "counts_from": where,
+        "source_n_obs": int(adata.n_obs),
+        "method": "sum of two distinct same-type cells, binomially thinned",
+    }
+    for key in ("source", "citation"):
+        if isinstance(adata.uns.get(key), str):
+            info[f"source_{key}" if key == "citation" else key] = adata.uns[key]
+    out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy())
+    out.uns["sccluster_upsample"] = info
+    logger.info("upsampled %d cells to %d (%.1f counts per cell)", adata.n_obs, n_cells, counts.sum() / n_cells)
+    return out

@@ -1,0 +1,109 @@
+"""One reader per binary format; each opens its file read-only and returns an AnnData."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._errors import InputError
+from ._formats import mtx_files
+
+logger = logging.getLogger(__name__)
+
+_LOOM_OBS_NAMES = ("CellID", "obs_names", "cell_names", "CellIDs", "cell_id", "barcode")
+_LOOM_VAR_NAMES = ("Gene", "var_names", "gene_names", "Genes", "gene_symbols", "Accession")
+
+
+def read_h5ad(path: Path, backed: str | None):
+    """Read an ``.h5ad`` file into memory, or open it backed read-only (``backed="r"``)."""
+    import anndata as ad
+
+    return ad.read_h5ad(path, backed=backed)
+
+
+def read_10x_h5(path: Path):
+    """Read a CellRanger HDF5 file (v2 or v3 layout); an AnnData-layout ``.h5`` is read as h5ad."""
+    import h5py
+    import scanpy as sc
+
+    with h5py.File(path, "r") as f:
+        keys = set(f.keys())
+        is_10x = "matrix" in keys or any(
+            isinstance(f[k], h5py.Group) and "barcodes" in f[k] for k in keys
+        )
+        is_anndata = "X" in keys and "obs" in keys
+    if not is_10x:
+        if is_anndata:
+            logger.info("%s has the AnnData layout; reading it as .h5ad", path)
+            return read_h5ad(path, None)
+        msg = (
+            f"{str(path)!r} is an HDF5 file but not a 10x CellRanger matrix (no 'matrix' group); "
+            "pass a CellRanger .h5 or an .h5ad file"
+        )
+        raise InputError(msg)
+    return sc.read_10x_h5(path)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+
+
+def read_10x_mtx(folder: Path):
+    """Read a 10x Matrix Market folder (genes x cells on disk) as cells x genes, symbols as names."""
+    import anndata as ad
+    import scipy.io
+
+    matrix_path, barcodes_path, features_path = mtx_files(folder)
+    matrix = scipy.io.mmread(matrix_path)
+    barcodes = _read_table(barcodes_path).iloc[:, 0].to_numpy()
+    features = _read_table(features_path)
+    n_genes, n_cells = matrix.shape
+    if len(barcodes) != n_cells or len(features) != n_genes:
+        msg = (
+            f"10x folder {str(folder)!r} is inconsistent: matrix is {n_genes} genes x {n_cells} cells but "
+            f"there are {len(features)} features and {len(barcodes)} barcodes; re-export the folder"
+        )
+        raise InputError(msg)
+    X = sp.csr_matrix(matrix.T, dtype=np.float32)
+    ids = features.iloc[:, 0].to_numpy()
+    symbols = features.iloc[:, 1].to_numpy() if features.shape[1] > 1 else ids
+    var = pd.DataFrame({"gene_ids": ids}, index=pd.Index(symbols.astype(str)))
+    if features.shape[1] > 2:
+        var["feature_types"] = features.iloc[:, 2].to_numpy()
+    adata = ad.AnnData(X=X, obs=pd.DataFrame(index=pd.Index(barcodes.astype(str))), var=var)
+    if "feature_types" in var and (var["feature_types"] == "Gene Expression").any():
+        keep = (var["feature_types"] == "Gene Expression").to_numpy()
+        if not keep.all():
+            logger.info("keeping the %d 'Gene Expression' features of %d", keep.sum(), keep.size)
+            adata = adata[:, keep].copy()
+    return adata
+
+
+def _pick(available, candidates: tuple[str, ...]) -> str | None:
+    for name in candidates:
+        if name in available:
+            return name
+    return None
+
+
+def read_loom(path: Path):
+    """Read a ``.loom`` file; cell and gene names come from the usual attributes when present."""
+    import anndata as ad
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "matrix" not in f:
+            msg = f"{str(path)!r} is not a loom file (no 'matrix' dataset); pass a valid .loom file"
+            raise InputError(msg)
+        col_attrs = set(f["col_attrs"].keys()) if "col_attrs" in f else set()
+        row_attrs = set(f["row_attrs"].keys()) if "row_attrs" in f else set()
+    obs_key = _pick(col_attrs, _LOOM_OBS_NAMES) or "CellID"
+    var_key = _pick(row_attrs, _LOOM_VAR_NAMES) or "Gene"
+    adata = ad.io.read_loom(path, sparse=True, obs_names=obs_key, var_names=var_key, dtype="float32")
+    adata.obs_names = adata.obs_names.astype(str)
+    adata.var_names = adata.var_names.astype(str)
+    return adata

@@ -1,0 +1,242 @@
+"""``prepare``: QC, size factors, log-normalisation, HVGs and (optionally) a streamed PCA, in place."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._errors import InputError
+from .._utils import resolve_seed
+from .._validation import check_counts_block
+from .._version import __version__
+from ._genes import _check_n_top, normalized_dispersion, rank_genes
+from ._pca import LogNormReader, check_pca_args, streamed_pca
+from ._stream import CHUNK, counts_matrix, gene_moments, iter_chunks, row_ids
+
+logger = logging.getLogger(__name__)
+
+
+def _nonneg_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        msg = f"{name} must be a non-negative integer, got {value!r}"
+        raise InputError(msg)
+    return int(value)
+
+
+def _counts_csr(matrix, n_obs: int, where: str) -> sp.csr_matrix:
+    """Validate ``matrix`` chunk by chunk and return it as CSR float32 (no copy when it already is)."""
+    if sp.issparse(matrix) and matrix.format == "csr":
+        for start in range(0, n_obs, CHUNK):
+            lo, hi = matrix.indptr[start], matrix.indptr[min(start + CHUNK, n_obs)]
+            check_counts_block(matrix.data[lo:hi], where)
+        return matrix if matrix.dtype == np.float32 else matrix.astype(np.float32)
+    blocks = []
+    for _, _, block in iter_chunks(matrix, n_obs, desc="reading counts"):
+        check_counts_block(block, where)
+        blocks.append(block.astype(np.float32))
+    return blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
+
+
+def _qc_masks(counts: sp.csr_matrix, min_genes: int, min_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cells with >= min_genes detected genes; genes detected in >= min_cells of them; no empty cells."""
+    n_obs, n_vars = counts.shape
+    n_genes_cell = np.empty(n_obs, dtype=np.int64)
+    n_cells_gene = np.zeros(n_vars, dtype=np.int64)
+    for start in range(0, n_obs, CHUNK):
+        block = counts[start : start + CHUNK]
+        detected = block.data > 0
+        per_cell = np.bincount(row_ids(block)[detected], minlength=block.shape[0])
+        n_genes_cell[start : start + block.shape[0]] = per_cell
+        keep_rows = (per_cell >= min_genes)[row_ids(block)]
+        n_cells_gene += np.bincount(block.indices[detected & keep_rows], minlength=n_vars)
+    cell_keep = n_genes_cell >= min_genes
+    gene_keep = n_cells_gene >= min_cells
+    totals = counts @ gene_keep.astype(np.float32)
+    cell_keep &= np.asarray(totals).ravel() > 0
+    return cell_keep, gene_keep
+
+
+def _apply_qc(adata, counts: sp.csr_matrix, min_genes: int, min_cells: int) -> None:
+    cell_keep, gene_keep = _qc_masks(counts, min_genes, min_cells)
+    n_cells, n_genes = int(cell_keep.sum()), int(gene_keep.sum())
+    if n_cells == 0 or n_genes == 0:
+        msg = (
+            f"quality control left {n_cells} cells and {n_genes} genes (min_genes={min_genes}, "
+            f"min_cells={min_cells}); lower min_genes / min_cells or check the counts"
+        )
+        raise InputError(msg)
+    logger.info(
+        "prepare: removed %d of %d cells (< %d genes or no counts) and %d of %d genes (in < %d cells)",
+        adata.n_obs - n_cells,
+        adata.n_obs,
+        min_genes,
+        adata.n_vars - n_genes,
+        adata.n_vars,
+        min_cells,
+    )
+    if n_cells < adata.n_obs:
+        adata._inplace_subset_obs(cell_keep)
+    if n_genes < adata.n_vars:
+        adata._inplace_subset_var(gene_keep)
+
+
+def _log_normalise(counts: sp.csr_matrix, sf: np.ndarray) -> sp.csr_matrix:
+    """``log1p(counts / sf)`` as CSR float32 sharing ``indices`` and ``indptr`` with ``counts``."""
+    data = np.empty_like(counts.data, dtype=np.float32)
+    indptr = counts.indptr
+    for start in range(0, counts.shape[0], CHUNK):
+        stop = min(start + CHUNK, counts.shape[0])
+        lo, hi = indptr[start], indptr[stop]
+        scale = np.repeat((1.0 / sf[start:stop]).astype(np.float32), np.diff(indptr[start : stop + 1]))
+        data[lo:hi] = np.log1p(counts.data[lo:hi] * scale)
+    return sp.csr_matrix((data, counts.indices, indptr), shape=counts.shape)
+
+
+def prepare(
+    adata,
+    *,
+    layer: str | None = None,
+    min_genes: int = 0,
+    min_cells: int = 3,
+    n_top_genes: int = 2000,
+    max_value: float | None = 10.0,
+    n_comps: int | None = None,
+    pca_max_cells: int = 50_000,
+    random_state: int | None = 0,
+    copy: bool = False,
+):
+    """Quality control, size factors, log-normalisation, highly variable genes and PCA.
+
+    Works in place (scanpy style) unless ``copy``. Raw counts come from ``layer``, else
+    ``layers["counts"]`` (so preparing prepared data again works), else ``X``. Nothing is ever
+    densified as a whole; ``X`` and ``layers["counts"]`` share their index arrays.
+
+    Parameters
+    ----------
+    adata
+        AnnData (in memory) with raw integer counts.
+    layer
+        Layer holding the raw counts.
+    min_genes
+        Remove cells with fewer detected genes.
+    min_cells
+        Remove genes detected in fewer cells. Cells left with no counts are always removed.
+    n_top_genes
+        Number of highly variable genes (Seurat-style normalised dispersion).
+    max_value
+        Clip bound of the z-scored values fed to the PCA (``None``: no clipping).
+    n_comps
+        Number of principal components; ``None`` skips the PCA.
+    pca_max_cells
+        Most cells the PCA is fitted on (seeded subsample); all cells are projected.
+    random_state
+        Seed of the PCA subsample and randomized SVD.
+    copy
+        Return a prepared copy instead of modifying ``adata``.
+
+    Returns
+    -------
+    The prepared copy when ``copy``, else ``None``. Writes ``layers["counts"]`` (CSR float32
+    raw counts), ``obs["size_factors"]`` (library size / median), ``X = log1p(counts / size
+    factor)`` (CSR float32), ``var["highly_variable"]``, ``var["highly_variable_rank"]``,
+    ``var["dispersions_norm"]``, ``var["mean"]`` and ``var["std"]`` (of ``X``), and with
+    ``n_comps`` also ``obsm["X_pca"]``, ``varm["PCs"]`` (zero rows for other genes) and
+    ``uns["pca"]``; the parameters go to ``uns["sccluster_prepare"]``.
+    """
+    min_genes = _nonneg_int(min_genes, "min_genes")
+    min_cells = _nonneg_int(min_cells, "min_cells")
+    n_top_genes = _check_n_top(n_top_genes)
+    if n_comps is not None:
+        check_pca_args(n_comps, max_value, pca_max_cells)
+    seed = resolve_seed(random_state)
+    if adata.isbacked:
+        msg = "prepare needs the data in memory; read the file without backed mode (or use scc.read)"
+        raise InputError(msg)
+    if copy:
+        adata = adata.copy()
+    matrix, where = counts_matrix(adata, layer)
+    counts = _counts_csr(matrix, adata.n_obs, where)
+    adata.X = None  # replaced below; not worth subsetting
+    adata.layers["counts"] = counts
+    _apply_qc(adata, counts, min_genes, min_cells)
+    counts = adata.layers["counts"]
+    if not counts.has_canonical_format:
+        counts.sum_duplicates()
+
+    totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    sf = totals / float(np.median(totals))
+    adata.obs["size_factors"] = sf
+    adata.X = _log_normalise(counts, sf)
+
+    mom = gene_moments(counts, adata.n_obs, adata.n_vars, sf)
+    disp = normalized_dispersion(mom.mean_norm, mom.var_norm)
+    hvg, rank = rank_genes(disp, n_top_genes)
+    if adata.n_vars <= n_top_genes:
+        hvg[:] = True
+    adata.var["highly_variable"] = hvg
+    adata.var["highly_variable_rank"] = rank
+    adata.var["dispersions_norm"] = disp
+    adata.var["mean"] = mom.mean_log
+    adata.var["std"] = np.sqrt(mom.var_log)
+    logger.info(
+        "prepare: %d cells x %d genes, %d highly variable genes", adata.n_obs, adata.n_vars, int(hvg.sum())
+    )
+
+    params = {
+        "layer": layer,
+        "min_genes": min_genes,
+        "min_cells": min_cells,
+        "n_top_genes": n_top_genes,
+        "max_value": None if max_value is None else float(max_value),
+        "n_comps": None if n_comps is None else int(n_comps),
+        "pca_max_cells": int(pca_max_cells),
+        "random_state": seed,
+        "sccluster_version": __version__,
+    }
+    if n_comps is not None:
+        _add_pca(
+            adata,
+            hvg,
+            mom,
+            n_comps=int(n_comps),
+            max_value=max_value,
+            max_cells=int(pca_max_cells),
+            seed=seed,
+        )
+    elif adata.uns.get("sccluster_prepare", {}).get("n_comps") is not None:
+        # a PCA from an earlier prepare no longer matches these genes
+        for store, key in ((adata.obsm, "X_pca"), (adata.varm, "PCs"), (adata.uns, "pca")):
+            store.pop(key, None)
+        logger.info("prepare: removed the PCA of an earlier prepare run (pass n_comps to recompute it)")
+    adata.uns["sccluster_prepare"] = params
+    return adata if copy else None
+
+
+def _add_pca(adata, hvg: np.ndarray, mom, *, n_comps: int, max_value, max_cells: int, seed: int) -> None:
+    gene_index = np.flatnonzero(hvg)
+    reader = LogNormReader(adata.X, adata.n_obs, gene_index, is_log=True)
+    res = streamed_pca(
+        reader,
+        mom.mean_log[gene_index],
+        mom.std_log[gene_index],
+        n_comps=n_comps,
+        max_value=max_value,
+        max_cells=max_cells,
+        seed=seed,
+    )
+    pcs = np.zeros((adata.n_vars, res.components.shape[0]), dtype=np.float32)
+    pcs[gene_index] = res.components.T
+    adata.obsm["X_pca"] = res.embedding
+    adata.varm["PCs"] = pcs
+    adata.uns["pca"] = {
+        "variance": res.variance,
+        "variance_ratio": res.variance_ratio,
+        "params": {
+            "n_comps": int(res.components.shape[0]),
+            "max_value": max_value,
+            "n_fit_cells": res.n_fit,
+            "zero_center": True,
+        },
+    }

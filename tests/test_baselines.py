@@ -1,0 +1,80 @@
+"""Tests of the Leiden and k-means baselines on planted clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sccluster as scc
+from sccluster import InputError
+from sccluster.models import KMeansBaseline, LeidenBaseline, get_model_class
+
+
+
+def _truth(adata):
+    return adata.obs["cell_type"].to_numpy()
+
+
+def test_registry_names():
+    assert get_model_class("leiden") is LeidenBaseline
+    assert get_model_class("kmeans") is KMeansBaseline
+
+
+@pytest.mark.parametrize("n_clusters", [None, 4])
+def test_leiden_recovers_planted_clusters(synthetic_adata, n_clusters):
+    before = synthetic_adata.copy()
+    model = LeidenBaseline(n_clusters).fit(synthetic_adata)
+    assert scc.metrics.ari(_truth(synthetic_adata), model.labels_) >= 0.9
+    assert model.labels_.shape == (600,) and model.labels_.dtype == np.int64
+    assert model.embedding_.shape[0] == 600
+    # the user's AnnData is never written to
+    assert set(synthetic_adata.obs.columns) == set(before.obs.columns)
+    assert len(synthetic_adata.obsm) == 0 and len(synthetic_adata.obsp) == 0 and len(synthetic_adata.uns) == 0
+
+
+def test_leiden_hits_requested_k(synthetic_adata):
+    model = LeidenBaseline(6, n_pcs=20).fit(synthetic_adata)
+    assert model.n_clusters_ == 6 and len(np.unique(model.labels_)) == 6
+    assert model.resolution_ > 0
+
+
+def test_kmeans_recovers_planted_clusters(synthetic_adata):
+    model = KMeansBaseline(4).fit(synthetic_adata)
+    assert model.n_clusters_ == 4
+    assert scc.metrics.ari(_truth(synthetic_adata), model.labels_) >= 0.9
+    assert model.soft_assignments_ is None
+
+
+def test_kmeans_chooses_k_without_labels(synthetic_adata):
+    model = KMeansBaseline(n_pcs=20).fit(synthetic_adata)
+    assert model.n_clusters_ == 4
+
+
+@pytest.mark.parametrize("cls", [LeidenBaseline, KMeansBaseline])
+def test_same_seed_same_labels(synthetic_adata, cls):
+    k = None if cls is LeidenBaseline else 4
+    a = cls(k, n_pcs=20, random_state=7).fit_predict(synthetic_adata)
+    b = cls(k, n_pcs=20, random_state=7).fit_predict(synthetic_adata)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_uses_prepared_pca(synthetic_adata):
+    scc.pp.prepare(synthetic_adata, n_comps=30)
+    model = KMeansBaseline(4, n_pcs=20).fit(synthetic_adata)
+    np.testing.assert_array_equal(model.embedding_, synthetic_adata.obsm["X_pca"][:, :20])
+    assert scc.metrics.ari(_truth(synthetic_adata), model.labels_) >= 0.9
+
+
+@pytest.mark.parametrize("cls", [LeidenBaseline, KMeansBaseline])
+def test_fewer_cells_than_clusters(synthetic_adata, cls):
+    with pytest.raises(InputError, match="cells"):
+        cls(601).fit(synthetic_adata)
+
+
+def test_bad_hyperparameters(synthetic_adata):
+    with pytest.raises(InputError, match="resolution"):
+        LeidenBaseline(resolution=-1).fit(synthetic_adata)
+    with pytest.raises(InputError, match="n_pcs"):
+        KMeansBaseline(3, n_pcs=0).fit(synthetic_adata)
+    with pytest.raises(InputError, match="not fitted"):
+        KMeansBaseline(3).predict(synthetic_adata)

@@ -1,0 +1,68 @@
+"""Tests of sccluster.tl.cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sccluster as scc
+from sccluster import InputError
+
+
+
+def test_cluster_writes_every_slot(synthetic_adata):
+    out = scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=4, n_pcs=20, random_state=3)
+    assert out is None
+    a = synthetic_adata
+    labels = a.obs["sccluster"]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    assert list(labels.cat.categories) == ["0", "1", "2", "3"]
+    assert scc.metrics.ari(a.obs["cell_type"], labels) >= 0.9
+    emb = a.obsm["X_sccluster"]
+    assert emb.shape == (600, 20) and emb.dtype == np.float32
+    info = a.uns["sccluster"]
+    assert info["method"] == "kmeans" and info["n_clusters"] == 4 and info["n_clusters_requested"] == 4
+    assert info["seed"] == 3 and info["time_s"] > 0 and isinstance(info["sccluster_version"], str)
+    assert info["params"]["n_pcs"] == 20 and isinstance(info["params"]["n_pcs"], int)
+    assert "sccluster_confidence" not in a.obs and "sccluster_proba" not in a.obsm  # k-means has none
+
+
+def test_cluster_leiden_custom_key_and_categories_sorted(synthetic_adata):
+    scc.tl.cluster(synthetic_adata, n_clusters=12, key_added="lei", n_pcs=20)
+    cats = list(synthetic_adata.obs["lei"].cat.categories)
+    assert cats == [str(i) for i in range(12)]  # numeric order, not "0", "1", "10", ...
+    assert synthetic_adata.uns["lei"]["method"] == "leiden"
+    assert synthetic_adata.uns["lei"]["n_clusters"] == 12
+    assert "X_lei" in synthetic_adata.obsm
+
+
+def test_cluster_copy_leaves_input_untouched(synthetic_adata):
+    before = synthetic_adata.copy()
+    out = scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=4, n_pcs=10, copy=True)
+    assert out is not synthetic_adata and "sccluster" in out.obs
+    assert list(synthetic_adata.obs.columns) == list(before.obs.columns)
+    assert len(synthetic_adata.obsm) == 0 and len(synthetic_adata.uns) == 0
+
+
+def test_cluster_result_is_writable(synthetic_adata, tmp_path):
+    import anndata as ad
+
+    scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=3, n_pcs=10)
+    path = tmp_path / "out.h5ad"
+    synthetic_adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    assert back.uns["sccluster"]["n_clusters"] == 3
+    assert back.obs["sccluster"].equals(synthetic_adata.obs["sccluster"])
+
+
+def test_cluster_bad_input(synthetic_adata):
+    with pytest.raises(InputError, match="unknown method"):
+        scc.tl.cluster(synthetic_adata, method="nope")
+    with pytest.raises(InputError, match="unknown parameter"):
+        scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=3, bogus=1)
+    with pytest.raises(InputError, match="fewer cells than clusters"):
+        scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=10_000)
+    with pytest.raises(InputError, match="n_clusters"):
+        scc.tl.cluster(synthetic_adata, n_clusters=0)
+    assert "sccluster" not in synthetic_adata.obs
