@@ -82,7 +82,7 @@ def detect_format(path: Path) -> str:
         return _EXTENSIONS[ext]
     msg = (
         f"unknown format of {str(path)!r} (extension {ext or 'none'!r}); supported: {SUPPORTED_TEXT}; "
-        "or pass format=..."
+        "rename the file with a supported extension (or pass format= to scc.read)"
     )
     raise InputError(msg)
 

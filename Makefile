@@ -1,0 +1,32 @@
+# Set-up on a fresh machine needs only Python 3.11 and pip: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sccluster-installed
+
+.PHONY: demo test install clean distclean
+
+## Cluster the bundled demo subset and print cells, clusters found, ARI/NMI/ACC and time.
+demo: $(STAMP)
+	$(BIN)/sccluster demo
+
+## Run the default test suite (slow tests skipped; add --runslow to include them).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+# torch is installed first and pinned: the CPU wheel of 2.13.0 is available locally, whereas an
+# unpinned `torch` requirement would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "torch==2.13.0"
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+clean:
+	rm -rf demo_clustered.h5ad .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

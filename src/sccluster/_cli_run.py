@@ -1,0 +1,216 @@
+"""What the ``sccluster`` subcommands do: validate, call the library, print a summary.
+
+Printing is allowed here (this is the command line), not in the library. Bad input raises
+:class:`~sccluster.InputError`; :func:`sccluster.cli.main` turns it into one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ._errors import InputError
+
+#: Hyperparameters set by their own options, not by ``--param``.
+RESERVED_PARAMS = {"n_clusters": "--n-clusters", "random_state": "--seed", "n_top_genes": "--n-top-genes"}
+
+
+def _fmt_obs_keys(adata) -> str:
+    cols = [str(c) for c in adata.obs.columns]
+    if not cols:
+        return "obs has no columns"
+    shown = ", ".join(cols[:20]) + (f", ... ({len(cols)} in all)" if len(cols) > 20 else "")
+    return f"available obs columns: {shown}"
+
+
+def _check_obs_key(adata, key: str, option: str) -> None:
+    if key not in adata.obs.columns:
+        msg = f"{option} {key!r} is not a column of obs; {_fmt_obs_keys(adata)}"
+        raise InputError(msg)
+
+
+def _scores(adata, truth_key: str, pred_key: str) -> dict[str, Any]:
+    from .metrics import evaluate
+
+    truth = adata.obs[truth_key]
+    known = truth.notna().to_numpy()
+    if not known.any():
+        msg = f"obs[{truth_key!r}] has no labels (all missing); choose another label column"
+        raise InputError(msg)
+    pred = adata.obs[pred_key].to_numpy()[known]
+    scores: dict[str, Any] = evaluate(truth.astype(str).to_numpy()[known], pred.astype(str))
+    scores["label_key"] = truth_key
+    scores["n_scored"] = int(known.sum())
+    return scores
+
+
+def _print_scores(scores: dict[str, Any], n_obs: int, *, note_honest: bool = True) -> None:
+    skipped = n_obs - scores["n_scored"]
+    note = f"; {skipped:,} cells without a label not scored" if skipped else ""
+    honest = "; labels were used only to score the finished result" if note_honest else ""
+    print(f"ARI       {scores['ari']:.3f}")
+    print(f"NMI       {scores['nmi']:.3f}")
+    print(f"ACC       {scores['acc']:.3f}")
+    print(f"scored    against obs['{scores['label_key']}'] ({scores['n_classes']} classes{note}){honest}")
+
+
+def _write_labels_csv(adata, key: str, path: Path) -> None:
+    import pandas as pd
+
+    from ._utils import atomic_path
+
+    table = pd.DataFrame({"cell": adata.obs_names, "cluster": adata.obs[key].astype(str).to_numpy()})
+    conf = f"{key}_confidence"
+    if conf in adata.obs.columns:
+        table["confidence"] = adata.obs[conf].to_numpy()
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+class _HoldHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _held_logs(enabled: bool = True, *, min_level: int = logging.NOTSET):
+    """Hold the package's log messages until the input is validated, then print them.
+
+    Bad input therefore prints only its ``error:`` line, not the progress messages before it.
+    """
+    logger = logging.getLogger("sccluster")
+    if not enabled:
+        yield
+        return
+    saved, hold = logger.handlers[:], _HoldHandler()
+    logger.handlers = [hold]
+    try:
+        yield
+    finally:
+        logger.handlers = saved
+    for record in hold.records:  # reached only on success: on an error the messages are dropped
+        for handler in saved:
+            if record.levelno >= max(handler.level, min_level):
+                handler.handle(record)
+
+
+def run_cluster(
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    method: str,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    label_key: str | None = None,
+    labels_csv: str | Path | None = None,
+    layer: str | None = None,
+    n_top_genes: int = 2000,
+    key_added: str = "sccluster",
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary."""
+    from . import io, pp, tl
+    from ._settings import settings
+    from ._utils import check_output_path
+    from .models import get_model_class
+
+    start = time.perf_counter()
+    params = dict(params or {})
+    # cheap checks first: method, hyperparameter names, output paths
+    valid = set(get_model_class(method)().get_params())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        names = ", ".join(sorted(valid - set(RESERVED_PARAMS))) or "none"
+        msg = f"unknown --param {', '.join(unknown)} for method {method!r}; valid: {names}"
+        raise InputError(msg)
+    if "n_top_genes" in valid:  # the model selects its genes as prepare did
+        params["n_top_genes"] = n_top_genes
+    out = check_output_path(output, inputs=(input_path,))
+    if out.suffix != ".h5ad":
+        msg = f"output {str(out)!r} must end in .h5ad; use --labels-csv for a CSV of clusters"
+        raise InputError(msg)
+    if label_key is not None and label_key == key_added:
+        msg = f"--label-key and --key-added are both {key_added!r}; the clusters would overwrite the labels, choose another --key-added"
+        raise InputError(msg)
+    csv = None
+    if labels_csv is not None:
+        csv = check_output_path(labels_csv, inputs=(input_path, out))
+
+    with _held_logs(settings.verbosity < 3):
+        adata = io.read(input_path, layer=layer)
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            msg = f"{str(input_path)!r} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); give a file with data"
+            raise InputError(msg)
+        if label_key is not None:
+            _check_obs_key(adata, label_key, "--label-key")
+        if n_clusters is not None and n_clusters > adata.n_obs:
+            msg = f"--n-clusters {n_clusters} is more than the {adata.n_obs:,} cells in the data; ask for fewer clusters"
+            raise InputError(msg)
+        n_obs, n_vars = adata.n_obs, adata.n_vars
+        pp.prepare(adata, layer=layer, n_top_genes=n_top_genes, random_state=seed)  # validates the counts
+    tl.cluster(adata, method=method, n_clusters=n_clusters, key_added=key_added, random_state=seed, **params)
+    info = adata.uns[key_added]
+    scores = _scores(adata, label_key, key_added) if label_key is not None else None
+    if scores is not None:
+        info["scores"] = scores
+    io.write_h5ad(adata, out, inputs=(input_path,))
+    if csv is not None:
+        _write_labels_csv(adata, key_added, csv)
+
+    requested = "auto" if n_clusters is None else f"{n_clusters} requested"
+    print(f"input     {input_path}")
+    kept = "" if adata.shape == (n_obs, n_vars) else f" ({adata.n_obs:,} x {adata.n_vars:,} kept after QC)"
+    print(f"cells     {n_obs:,} cells x {n_vars:,} genes{kept}")
+    print(f"method    {method} (seed {seed})")
+    print(f"clusters  {info['n_clusters']} found ({requested})")
+    if scores is not None:
+        _print_scores(scores, adata.n_obs)
+    print(f"time      {info.get('time_s', float('nan')):.1f} s clustering, {time.perf_counter() - start:.1f} s in all")
+    print(f"output    {out} (clusters in obs['{key_added}'])" + (f", {csv}" if csv is not None else ""))
+    return 0
+
+
+def run_evaluate(path: str | Path, *, truth: str, pred: str) -> int:
+    """Print ARI, NMI, ACC and k found / true k of ``obs[pred]`` against ``obs[truth]``."""
+    from . import io
+    from ._settings import settings
+
+    backed = "r" if Path(path).suffix == ".h5ad" else None  # only obs is needed
+    # the reader's messages about X do not matter here: keep only its warnings
+    with _held_logs(settings.verbosity < 3, min_level=logging.WARNING):
+        adata = io.read(path, backed=backed)
+        try:
+            _check_obs_key(adata, truth, "--truth")
+            _check_obs_key(adata, pred, "--pred")
+            scores = _scores(adata, truth, pred)
+        finally:
+            if adata.isbacked:
+                adata.file.close()
+    print(f"file      {path} ({adata.n_obs:,} cells)")
+    print(f"clusters  {scores['n_clusters']} found in obs['{pred}'] / {scores['n_classes']} true")
+    _print_scores(scores, adata.n_obs, note_honest=False)
+    return 0
+
+
+def run_datasets() -> int:
+    """List the benchmark datasets and where they are read from."""
+    from . import datasets
+    from ._settings import settings
+
+    folder = Path(settings.datasetdir)
+    names = datasets.list_datasets()
+    print(f"benchmark datasets, read from {folder} (set SCCLUSTER_DATASETDIR to change):")
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"  {name:<{width}}  {folder / (name + '.h5ad')}")
+    if not names:
+        print("  none found there")
+    print(f"bundled demo: {datasets.demo_path()}")
+    return 0

@@ -1,0 +1,256 @@
+"""Command-line interface: ``sccluster cluster | demo | evaluate | datasets``.
+
+The CLI only parses arguments, calls the library and prints results. Bad input raised by the library
+as :class:`~sccluster.InputError` becomes one line ``error: <message>`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ._cli_run import RESERVED_PARAMS
+from ._errors import InputError, TrainingError
+from ._version import __version__
+
+#: Method used by ``sccluster demo`` when ``--method`` is not given.
+DEMO_METHOD = "leiden"
+#: Output file of ``sccluster demo`` when ``-o`` is not given.
+DEMO_OUTPUT = "demo_clustered.h5ad"
+#: obs column of the demo holding the reference labels (used only to score the result).
+DEMO_LABEL_KEY = "cell_type"
+
+
+# --------------------------------------------------------------------------- argument parsing
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line: ``error: ...``, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
+        raise SystemExit(2)
+
+
+def _n_clusters(text: str) -> int | None:
+    if text.strip().lower() in ("auto", "none"):
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        msg = f"expected 'auto' or a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if k < 1:
+        msg = f"expected 'auto' or a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return k
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--param`` value: bool, None, int, float, else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["lr=1e-3", "max_epochs=5"]`` into ``{"lr": 0.001, "max_epochs": 5}``."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name.isidentifier():
+            msg = f"--param expects NAME=VALUE (for example --param max_epochs=50), got {item!r}"
+            raise InputError(msg)
+        if name in RESERVED_PARAMS:
+            msg = f"set {name} with {RESERVED_PARAMS[name]}, not with --param"
+            raise InputError(msg)
+        params[name] = parse_value(value)
+    return params
+
+
+def _common() -> argparse.ArgumentParser:
+    """-q/-v, accepted both before and after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="print only results and errors (no progress bars or log messages)")
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="print debug messages, third-party warnings and tracebacks")
+    return common
+
+
+def _add_clustering_options(p: argparse.ArgumentParser, *, default_method: str) -> None:
+    from .models import available_methods
+
+    p.add_argument("--method", default=default_method,
+                   help=f"clustering method: {', '.join(available_methods())} (default: {default_method})")
+    p.add_argument("--n-clusters", type=_n_clusters, default=None, metavar="auto|K",
+                   help="number of clusters, or 'auto' to estimate it without labels (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sccluster`` argument parser."""
+    common = _common()
+    parser = _Parser(prog="sccluster", parents=[common],
+                     description="Cluster single-cell RNA-seq raw counts (AnnData in, AnnData out).")
+    parser.add_argument("--version", action="version", version=f"sccluster {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("cluster", parents=[common], help="cluster a file of raw counts",
+                       description="Cluster the cells of IN and write OUT.h5ad with the clusters in "
+                       "obs[KEY], the embedding in obsm['X_KEY'] and run details in uns[KEY].")
+    p.add_argument("input", metavar="IN", help="raw counts: .h5ad, 10x .h5, 10x mtx folder, .loom, .csv/.tsv")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="output .h5ad (written atomically)")
+    _add_clustering_options(p, default_method="leiden")
+    p.add_argument("--label-key", default=None, metavar="KEY",
+                   help="obs column of reference labels, used only to score the finished result")
+    p.add_argument("--labels-csv", default=None, metavar="PATH", help="also write a CSV of cell -> cluster")
+    p.add_argument("--layer", default=None, metavar="NAME", help="layer holding the raw counts (default: X)")
+    p.add_argument("--n-top-genes", type=_positive_int, default=2000, metavar="N",
+                   help="number of highly variable genes (default: 2000)")
+    p.add_argument("--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="model hyperparameter, repeatable (e.g. --param max_epochs=50)")
+    p.set_defaults(func=_cmd_cluster)
+
+    p = sub.add_parser("demo", parents=[common], help="cluster the bundled demo data and score it",
+                       description="Cluster the bundled demo subset and print cells, clusters found, "
+                       f"ARI/NMI/ACC against obs['{DEMO_LABEL_KEY}'] and the time taken.")
+    p.add_argument("-o", "--output", default=DEMO_OUTPUT, metavar="OUT.h5ad",
+                   help=f"output .h5ad (default: {DEMO_OUTPUT})")
+    _add_clustering_options(p, default_method=DEMO_METHOD)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("evaluate", parents=[common], help="score a clustering stored in an .h5ad",
+                       description="Print ARI, NMI, ACC and the number of clusters of obs[PRED] against obs[TRUTH].")
+    p.add_argument("file", metavar="FILE.h5ad", help="AnnData file holding both obs columns")
+    p.add_argument("--truth", required=True, metavar="KEY", help="obs column of reference labels")
+    p.add_argument("--pred", default="sccluster", metavar="KEY", help="obs column of clusters (default: sccluster)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("datasets", parents=[common], help="list the benchmark datasets",
+                       description="List the benchmark datasets and the folder they are read from.")
+    p.set_defaults(func=_cmd_datasets)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from ._cli_run import run_cluster
+
+    return run_cluster(
+        args.input, args.output, method=args.method, n_clusters=args.n_clusters, seed=args.seed,
+        label_key=args.label_key, labels_csv=args.labels_csv, layer=args.layer,
+        n_top_genes=args.n_top_genes, key_added=args.key_added, params=parse_params(args.param),
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._cli_run import run_cluster
+    from .datasets import demo_path
+
+    return run_cluster(demo_path(), args.output, method=args.method, n_clusters=args.n_clusters,
+                       seed=args.seed, label_key=DEMO_LABEL_KEY)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ._cli_run import run_evaluate
+
+    return run_evaluate(args.file, truth=args.truth, pred=args.pred)
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from ._cli_run import run_datasets
+
+    return run_datasets()
+
+
+# --------------------------------------------------------------------------- entry point
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    logging.getLogger(__name__).warning("warning: %s", _one_line(message))
+
+
+def _configure_output(verbosity: int) -> None:
+    from ._settings import settings
+
+    settings.verbosity = verbosity
+    warnings.showwarning = _show_warning
+    if verbosity >= 3:
+        return
+    if verbosity == 0:
+        warnings.simplefilter("ignore")
+        return
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.filterwarnings("ignore", module=r"(?!sccluster)")  # third-party warnings of any kind
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``sccluster`` command line; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    verbose = getattr(args, "verbose", False)
+    _configure_output(0 if getattr(args, "quiet", False) else 3 if verbose else 2)
+    try:
+        return args.func(args)
+    except InputError as err:
+        sys.stderr.write(f"error: {_one_line(err)}\n")
+        return 2
+    except TrainingError as err:
+        sys.stderr.write(f"error: training failed: {_one_line(err)}\n")
+        return 1
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. `| head`)
+        with contextlib.suppress(OSError, ValueError):  # silence the flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; no partial output was written\n")
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI turns every failure into one line
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose else "; rerun with -v for the traceback"
+        sys.stderr.write(f"error: internal error ({type(err).__name__}: {_one_line(err)}){hint}\n")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
