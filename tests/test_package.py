@@ -110,3 +110,29 @@ def test_model_surface_save_load_and_errors(synthetic_adata, tmp_path, monkeypat
         _Toy(n_clusters=10_000).fit(synthetic_adata)
     with pytest.raises(InputError, match="positive integer"):
         _Toy(n_clusters=0).fit(synthetic_adata)
+
+
+class _EmptyCentre(_Toy):
+    """A model whose head has three clusters, one of which ends up empty."""
+
+    name = "toy-empty"
+
+    def _fit(self, adata, *, layer):
+        super()._fit(adata, layer=layer)
+        self.labels_ = np.where(self.labels_ == 1, 2, 0)  # cluster 1 unused
+        self.soft_assignments_ = self._predict_proba(adata, layer=layer)
+
+    def _predict_proba(self, adata, *, layer):
+        two = super()._predict_proba(adata, layer=layer)
+        return np.stack([two[:, 0] * 0.9, np.full(len(two), 0.05), two[:, 1] * 0.9 + 0.05], axis=1)
+
+
+def test_empty_clusters_are_dropped_and_labels_contiguous(synthetic_adata, tmp_path):
+    m = _EmptyCentre().fit(synthetic_adata)
+    assert m.n_clusters_ == 2 and set(np.unique(m.labels_)) == {0, 1}
+    assert m.soft_assignments_.shape[1] == 2
+    np.testing.assert_allclose(m.soft_assignments_.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(m.predict(synthetic_adata), m.labels_)
+    assert m.predict_proba(synthetic_adata).shape[1] == 2
+    m.save(tmp_path / "m.pt")
+    np.testing.assert_array_equal(_EmptyCentre.load(tmp_path / "m.pt").predict(synthetic_adata), m.labels_)

@@ -5,25 +5,15 @@ from __future__ import annotations
 from .._errors import InputError
 from ._base import MODEL_FORMAT, ClusterModel
 from ._baselines import KMeansBaseline, LeidenBaseline
+from ._bgformer import BGFormer
+from ._siamese import SiameseClu
 
 _REGISTRY: dict[str, type[ClusterModel]] = {
     LeidenBaseline.name: LeidenBaseline,
     KMeansBaseline.name: KMeansBaseline,
+    BGFormer.name: BGFormer,
+    SiameseClu.name: SiameseClu,
 }
-
-try:  # the deep models register themselves here once their modules exist
-    from ._bgformer import BGFormer
-
-    _REGISTRY[BGFormer.name] = BGFormer
-except ImportError:  # pragma: no cover - during development only
-    BGFormer = None  # type: ignore[assignment,misc]
-try:
-    from ._siamese import SiameseClu
-
-    _REGISTRY[SiameseClu.name] = SiameseClu
-except ImportError:  # pragma: no cover - during development only
-    SiameseClu = None  # type: ignore[assignment,misc]
-
 
 def available_methods() -> list[str]:
     """Names accepted by ``tl.cluster(method=...)`` and ``sccluster cluster --method``."""

@@ -109,8 +109,7 @@ class ClusterModel:
         start = time.perf_counter()
         self._fit(adata, layer=layer)
         self.fit_time_ = time.perf_counter() - start
-        self.labels_ = np.asarray(self.labels_, dtype=np.int64)
-        self.n_clusters_ = int(len(np.unique(self.labels_)))
+        self._compact_clusters()
         if self.soft_assignments_ is not None and self.confidence_ is None:
             self.confidence_ = self.soft_assignments_.max(axis=1)
         logger.info("%s: %d clusters in %.1f s", self.name, self.n_clusters_, self.fit_time_)
@@ -118,6 +117,25 @@ class ClusterModel:
 
     def _fit(self, adata, *, layer: str | None) -> None:
         raise NotImplementedError
+
+    def _compact_clusters(self) -> None:
+        """Number the clusters 0..k-1 and drop model clusters that no training cell ended in.
+
+        A clustering head can leave a centre empty; ``cluster_ids_`` then records which of the
+        model's columns are kept, and :meth:`predict_proba` uses the same columns, so labels of new
+        cells live in the same space as ``labels_``.
+        """
+        labels = np.asarray(self.labels_, dtype=np.int64)
+        kept = np.unique(labels)
+        self.cluster_ids_: np.ndarray | None = None
+        soft = self.soft_assignments_
+        if soft is not None and len(kept) < soft.shape[1]:
+            self.cluster_ids_ = kept
+            soft = soft[:, kept]
+            self.soft_assignments_ = soft / soft.sum(axis=1, keepdims=True)
+            self.confidence_ = None
+        self.labels_ = np.searchsorted(kept, labels).astype(np.int64)
+        self.n_clusters_ = len(kept)
 
     def fit_predict(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Fit on ``adata`` and return the training labels."""
@@ -137,12 +155,19 @@ class ClusterModel:
     def predict(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Cluster labels for the cells of ``adata`` (new cells, aligned by gene names)."""
         self._check_predict()
+        if getattr(self, "cluster_ids_", None) is not None:
+            return self.predict_proba(adata, layer=layer).argmax(axis=1).astype(np.int64)
         return np.asarray(self._predict(adata, layer=layer), dtype=np.int64)
 
     def predict_proba(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Soft cluster assignments ``(n_obs, n_clusters_)`` for the cells of ``adata``."""
         self._check_predict()
-        return self._predict_proba(adata, layer=layer)
+        proba = self._predict_proba(adata, layer=layer)
+        ids = getattr(self, "cluster_ids_", None)
+        if ids is not None:
+            proba = proba[:, ids]
+            proba = proba / proba.sum(axis=1, keepdims=True)
+        return proba
 
     def transform(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Embedding ``(n_obs, d)`` of the cells of ``adata``."""
@@ -177,6 +202,7 @@ class ClusterModel:
         "confidence_",
         "soft_assignments_",
         "embedding_",
+        "cluster_ids_",
     )
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:

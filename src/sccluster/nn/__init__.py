@@ -1,6 +1,23 @@
 """Neural building blocks (tensors only; never imports anndata)."""
 
+from ._attention import AnchorAttention, AnchorBlock
+from ._bgformer_module import BGFormerNet, vector_quantize
 from ._clustering import dec_target, kl_clustering_loss, log_student_t
+from ._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
 from ._zinb import ZINBDecoder, zinb_nll
 
-__all__ = ["ZINBDecoder", "dec_target", "kl_clustering_loss", "log_student_t", "zinb_nll"]
+__all__ = [
+    "AnchorAttention",
+    "AnchorBlock",
+    "BGFormerNet",
+    "SiameseNet",
+    "ZINBDecoder",
+    "dec_target",
+    "edge_loss",
+    "feature_correlation_loss",
+    "kl_clustering_loss",
+    "log_student_t",
+    "sample_correlation_loss",
+    "vector_quantize",
+    "zinb_nll",
+]

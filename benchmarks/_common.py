@@ -1,0 +1,228 @@
+"""Code shared by ``benchmarks/run.py`` and ``benchmarks/scale.py``.
+
+Parent side: :func:`run_child` runs one measurement in a fresh Python process and returns its wall
+time, peak resident memory and result; :func:`machine_info`, :func:`replace_section` and the
+formatting helpers build the Markdown sections of ``BENCHMARKS.md``.
+
+Child side: :func:`child_peak_rss_mb`, :func:`mark_step` and :func:`write_result`.
+
+Peak memory is the child's ``VmHWM`` (high-water mark of its resident set, from
+``/proc/<pid>/status``). ``getrusage(RUSAGE_SELF).ru_maxrss`` is not used on Linux because the kernel
+carries the parent's resident set over into a forked child's ``ru_maxrss`` at ``exec``, so every
+child would report at least the harness's own memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STEP_MARKER = "@@step "
+
+
+# ----------------------------------------------------------------------------- child side
+def child_peak_rss_mb() -> float:
+    """Peak resident memory of the calling process in MB (``VmHWM``; ``ru_maxrss`` as a fallback)."""
+    hwm = _read_vmhwm_kb(os.getpid())
+    if hwm is not None:
+        return hwm / 1024.0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def mark_step(name: str) -> None:
+    """Print a progress marker after a pipeline step (read by the parent if the child is killed)."""
+    print(f"{STEP_MARKER}{name} {time.perf_counter():.3f}", flush=True)
+
+
+def write_result(path: str | os.PathLike, result: dict[str, Any]) -> None:
+    """Write the child's result as JSON (the parent reads it after the child exits)."""
+    result = dict(result)
+    result.setdefault("peak_rss_mb", child_peak_rss_mb())
+    tmp = Path(str(path) + ".part")
+    tmp.write_text(json.dumps(result, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+# ----------------------------------------------------------------------------- parent side
+@dataclasses.dataclass
+class ChildOutcome:
+    """What the parent learned about one child process."""
+
+    returncode: int | None
+    wall_s: float
+    peak_rss_mb: float | None
+    timed_out: bool
+    result: dict[str, Any] | None
+    steps: list[str]
+    log_tail: str
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``error``, ``na``, ``timeout``, ``killed (signal N)`` or ``exit N``."""
+        if self.timed_out:
+            return "timeout"
+        if self.result is not None and self.returncode == 0:
+            return str(self.result.get("status", "ok"))
+        if self.returncode is not None and self.returncode < 0:
+            return f"killed (signal {-self.returncode})"
+        if self.result is not None:
+            return str(self.result.get("status", "error"))
+        return f"exit {self.returncode}"
+
+    @property
+    def note(self) -> str:
+        """One line saying what went wrong ('' when nothing did)."""
+        if self.result is not None and self.result.get("error"):
+            return str(self.result["error"])
+        if self.status == "ok":
+            return ""
+        lines = [ln for ln in self.log_tail.splitlines() if ln.strip() and not ln.startswith(STEP_MARKER)]
+        return lines[-1].strip()[:300] if lines else ""
+
+
+def _read_vmhwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _set_mem_limit(limit_bytes: int | None):
+    if limit_bytes is None:
+        return None
+
+    def _apply() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return _apply
+
+
+def run_child(
+    argv: list[str],
+    *,
+    workdir: str | os.PathLike,
+    tag: str,
+    timeout_s: float | None = None,
+    mem_limit_gb: float | None = None,
+    poll_s: float = 0.2,
+) -> ChildOutcome:
+    """Run ``argv + ["--result", PATH]`` in a new process and measure it.
+
+    The child's stdout/stderr go to ``<workdir>/<tag>.log``. While it runs, the parent polls its
+    ``VmHWM`` so that a child killed for memory still has a peak; the child's own final reading wins
+    when it finishes. ``wall_s`` is the parent-side wall time of the whole process (the children also
+    report their own timings of the measured part).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    result_path = workdir / f"{tag}.json"
+    log_path = workdir / f"{tag}.log"
+    result_path.unlink(missing_ok=True)
+    limit = None if mem_limit_gb is None else int(mem_limit_gb * 1024**3)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    start = time.perf_counter()
+    peak_kb: int | None = None
+    timed_out = False
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [*argv, "--result", str(result_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            preexec_fn=_set_mem_limit(limit),
+        )
+        while proc.poll() is None:
+            hwm = _read_vmhwm_kb(proc.pid)
+            if hwm is not None:
+                peak_kb = max(peak_kb or 0, hwm)
+            if timeout_s is not None and time.perf_counter() - start > timeout_s:
+                timed_out = True
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(poll_s)
+    wall = time.perf_counter() - start
+    result = None
+    if result_path.exists():
+        try:
+            result = json.loads(result_path.read_text())
+        except json.JSONDecodeError:
+            result = None
+    log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    steps = [ln[len(STEP_MARKER) :].split()[0] for ln in log_text.splitlines() if ln.startswith(STEP_MARKER)]
+    peak = result.get("peak_rss_mb") if result else None
+    if peak is None and peak_kb is not None:
+        peak = peak_kb / 1024.0
+    return ChildOutcome(proc.returncode, wall, peak, timed_out, result, steps, log_text[-4000:])
+
+
+# ----------------------------------------------------------------------------- Markdown
+def replace_section(path: str | os.PathLike, name: str, body: str, *, intro: str = "") -> None:
+    """Put ``body`` between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in the file at ``path``.
+
+    Other sections and hand-written text are kept. The file is created (starting with ``intro``) when
+    missing; a new section is appended at the end.
+    """
+    path = Path(path)
+    text = path.read_text() if path.exists() else intro
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def fmt_mean_std(values, digits: int = 3) -> str:
+    """``mean ± std`` (sample std, ``ddof=1``) of the finite values; the value alone for one, ``–`` for none."""
+    import numpy as np
+
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return "–"
+    if arr.size == 1:  # one run: no spread to report
+        return f"{arr[0]:.{digits}f}"
+    return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1):.{digits}f}"
+
+
+def fmt_num(value, digits: int = 1) -> str:
+    """A number with ``digits`` decimals, or ``–`` for missing values."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if v != v else f"{v:,.{digits}f}"
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value: JSON (numbers, true/false/null, lists) or else a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"True": True, "False": False, "None": None}.get(text, text)

@@ -1,0 +1,341 @@
+#!/usr/bin/env python
+"""Benchmark harness: methods x datasets x seeds x k-modes, one child process per run.
+
+Example::
+
+    python benchmarks/run.py --methods leiden kmeans --seeds 0 1 2 --k both --section baselines
+
+Every run executes in a fresh Python process (this script with ``--single``) so that its wall time
+and peak resident memory are its own. The child reads the dataset, removes ``obs["cell_type"]``
+from the AnnData, then times ``sccluster.pp.prepare`` + ``model.fit`` (everything after reading;
+``time_s``; ``prepare_s`` and ``fit_s`` are also kept) and finally scores ``labels_`` against the
+removed labels with ``sccluster.metrics.evaluate``. Before reading, the child fits the same method
+once on 300 synthetic cells (``warmup_s``, not timed; ``--no-warmup`` turns it off) so that one-time
+JIT compilation (numba, in umap / pynndescent) does not dominate the time of small datasets.
+"k given" passes the number of label categories as ``n_clusters`` (as published benchmarks do);
+"k auto" passes ``n_clusters=None``. Peak memory
+covers the whole child (reading included). Results go to a CSV (one row per run) and an aggregated
+Markdown section of ``BENCHMARKS.md`` (see ``aggregate`` and ``markdown_table``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import _provenance as P  # noqa: E402
+
+from _tables import aggregate, markdown_table  # noqa: E402
+
+CSV_COLUMNS = [
+    "method",
+    "dataset",
+    "k_mode",
+    "seed",
+    "n_cells",
+    "n_genes",
+    "true_k",
+    "k_found",
+    "ari",
+    "nmi",
+    "acc",
+    "time_s",
+    "prepare_s",
+    "fit_s",
+    "warmup_s",
+    "peak_rss_mb",
+    "status",
+    "note",
+    "params",
+    "sccluster_version",
+    "git_commit",
+]
+K_MODES = {"given": ["given"], "auto": ["auto"], "both": ["given", "auto"]}
+LABEL_KEY = "cell_type"
+
+
+# ----------------------------------------------------------------------------- child
+def run_single(spec: dict, result_path: str) -> None:
+    """Child process: one (method, dataset, seed, k-mode) run; writes its result JSON."""
+    out: dict = {"status": "ok"}
+    try:
+        import sccluster as scc
+        from sccluster.models import get_model_class
+
+        scc.settings.verbosity = 1
+        cls = get_model_class(spec["method"])
+        if spec.get("warmup", True):
+            out["warmup_s"] = _warm_up(scc, cls, spec)
+        adata = scc.read(spec["path"])
+        labels = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()  # labels never reach fitting
+        true_k = int(len(set(labels)))
+        out.update(n_cells=int(adata.n_obs), n_genes=int(adata.n_vars), true_k=true_k)
+        n_clusters = true_k if spec["k_mode"] == "given" else None
+        start = time.perf_counter()
+        try:
+            model = cls(n_clusters=n_clusters, random_state=spec["seed"], **spec["params"])
+            scc.pp.prepare(adata)
+            out["prepare_s"] = time.perf_counter() - start
+            model.fit(adata)
+        except scc.InputError as err:
+            if n_clusters is None and "n_clusters" in str(err):
+                out.update(status="na", error=f"k auto not applicable: {err}")
+                C.write_result(result_path, out)
+                return
+            raise
+        out["time_s"] = time.perf_counter() - start
+        out["fit_s"] = getattr(model, "fit_time_", None)
+        scores = scc.metrics.evaluate(labels, model.labels_)
+        out.update(ari=scores["ari"], nmi=scores["nmi"], acc=scores["acc"], k_found=scores["n_clusters"])
+    except Exception as err:  # noqa: BLE001 - a failed run becomes an error row
+        traceback.print_exc()
+        out.update(
+            status="error", error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        )
+    C.write_result(result_path, out)
+
+
+def _warm_up(scc, cls, spec: dict) -> float:
+    """Fit the method once on 300 synthetic cells so one-time JIT compilation (numba) is not timed."""
+    start = time.perf_counter()
+    tiny = scc.datasets.synthetic(n_cells=300, n_genes=100, n_clusters=3, n_markers=10, random_state=0)
+    try:
+        scc.pp.prepare(tiny)
+        n_clusters = 3 if spec["k_mode"] == "given" else None
+        cls(n_clusters=n_clusters, random_state=spec["seed"], **spec["params"]).fit(tiny)
+    except Exception:  # noqa: BLE001 - the real run reports any real problem
+        traceback.print_exc()
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- parent
+def parse_params(items: list[str], methods: list[str]) -> dict[str, dict]:
+    """``["leiden:resolution=0.5", ...]`` -> ``{"leiden": {"resolution": 0.5}, ...}``."""
+    params: dict[str, dict] = {m: {} for m in methods}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        name, eq, value = rest.partition("=")
+        if not sep or not eq or not name:
+            sys.exit(f"error: --param {item!r} must look like method:NAME=VALUE, e.g. leiden:resolution=0.5")
+        if method not in params:
+            sys.exit(f"error: --param {item!r} names method {method!r}, which is not in --methods")
+        params[method][name] = C.parse_value(value)
+    return params
+
+
+def find_datasets(data_dir: Path, names: list[str]) -> list[Path]:
+    """The ``.h5ad`` files to run: all of ``data_dir`` for ``all``, else the named ones (or paths)."""
+    if names in (["all"], []):
+        files = sorted(data_dir.glob("*.h5ad"))
+        if not files:
+            sys.exit(f"error: no .h5ad files in {str(data_dir)!r}; pass --data-dir with the benchmark data")
+        return files
+    files = []
+    for name in names:
+        cand = Path(name) if name.endswith(".h5ad") else data_dir / f"{name}.h5ad"
+        if not cand.is_file():
+            sys.exit(f"error: dataset {name!r} not found (looked for {str(cand)!r}); see --data-dir")
+        files.append(cand)
+    return files
+
+
+def plan_runs(methods, files, seeds, k_modes, params, warmup: bool = True) -> list[dict]:
+    """One spec per (method, k-mode, dataset, seed); seeds outermost so that an interrupted run
+    already covers every combination once."""
+    return [
+        {
+            "method": m,
+            "k_mode": k,
+            "dataset": f.stem,
+            "path": str(f.resolve()),
+            "seed": s,
+            "params": params[m],
+            "warmup": warmup,
+        }
+        for s in seeds
+        for m in methods
+        for k in k_modes
+        for f in files
+    ]
+
+
+def execute(spec: dict, *, logdir: Path, timeout_s: float | None) -> dict:
+    """Run one spec in a child process and return its CSV row."""
+    tag = f"{spec['method']}_{spec['k_mode']}_{spec['dataset']}_s{spec['seed']}"
+    argv = [sys.executable, str(Path(__file__).resolve()), "--single", json.dumps(spec)]
+    res = C.run_child(argv, workdir=logdir, tag=tag, timeout_s=timeout_s)
+    r = res.result or {}
+    status = res.status
+    note = res.note if status != "ok" else ""
+    if status not in ("ok", "na"):
+        note = f"{note} (log: {logdir / (tag + '.log')})".strip()
+    row = {c: r.get(c) for c in CSV_COLUMNS}
+    row.update(
+        method=spec["method"],
+        dataset=spec["dataset"],
+        k_mode=spec["k_mode"],
+        seed=spec["seed"],
+        peak_rss_mb=res.peak_rss_mb,
+        status=status,
+        note=note,
+        params=json.dumps(spec["params"], sort_keys=True),
+    )
+    return row
+
+
+def _key(row: dict) -> tuple:
+    return (row["method"], row["dataset"], row["k_mode"], str(row["seed"]), str(row["params"]))
+
+
+def done_rows(csv_path: Path, specs: list[dict]) -> list[dict]:
+    """Rows of an earlier CSV that finished (ok / not applicable) and belong to ``specs``."""
+    if not csv_path.is_file():
+        return []
+    wanted = {_key({**s, "params": json.dumps(s["params"], sort_keys=True)}) for s in specs}
+    with open(csv_path, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r.get("status") in ("ok", "na") and _key(r) in wanted]
+
+
+def run_grid(
+    specs: list[dict], csv_path: Path, logdir: Path, timeout_s: float | None, resume: bool = False
+) -> list[dict]:
+    """Run every spec in its own child, writing each row to the CSV as soon as it is done.
+
+    With ``resume``, finished rows of an existing CSV are kept and their runs skipped.
+    """
+    from tqdm.auto import tqdm
+
+    version, commit = P.sccluster_version(), P.git_commit()
+    rows = done_rows(csv_path, specs) if resume else []
+    have = {_key(r) for r in rows}
+    specs = [s for s in specs if _key({**s, "params": json.dumps(s["params"], sort_keys=True)}) not in have]
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        fh.flush()
+        bar = tqdm(specs, desc="benchmark runs", unit="run")
+        for spec in bar:
+            bar.set_postfix_str(f"{spec['method']}/{spec['k_mode']}/{spec['dataset']}/seed {spec['seed']}")
+            row = execute(spec, logdir=logdir, timeout_s=timeout_s)
+            row.update(sccluster_version=version, git_commit=commit)
+            rows.append(row)
+            writer.writerow(row)
+            fh.flush()
+            if row["status"] not in ("ok", "na"):
+                tqdm.write(
+                    f"{row['method']} {row['k_mode']} {row['dataset']} seed {row['seed']}: "
+                    f"{row['status']} {row['note']}"
+                )
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", nargs="+", default=["leiden", "kmeans"])
+    p.add_argument("--datasets", nargs="+", default=["all"], help="'all' or dataset names / .h5ad paths")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--k", choices=sorted(K_MODES), default="given", dest="k_mode")
+    p.add_argument("--data-dir", type=Path, default=None, help="default: sccluster.settings.datasetdir")
+    p.add_argument("--section", default=None, help="BENCHMARKS.md section name (default: the methods)")
+    p.add_argument("--title", default=None, help="heading of the section (default: the section name)")
+    p.add_argument("--csv", type=Path, default=None, help="default: benchmarks/results/<section>.csv")
+    p.add_argument("--markdown", type=Path, default=C.REPO_ROOT / "BENCHMARKS.md")
+    p.add_argument("--no-markdown", action="store_true", help="write only the CSV")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE")
+    p.add_argument("--timeout-s", type=float, default=3600.0, help="per run (default 3600)")
+    p.add_argument("--no-warmup", action="store_true", help="time the first fit, JIT compilation included")
+    p.add_argument("--log-dir", type=Path, default=None, help="child logs (default: a temporary folder)")
+    p.add_argument(
+        "--resume", action="store_true", help="keep finished runs of an existing --csv, run the rest"
+    )
+    p.add_argument("--from-csv", type=Path, default=None, help="rebuild the Markdown from a CSV, run nothing")
+    p.add_argument("--single", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.single:
+        run_single(json.loads(args.single), args.result)
+        return 0
+    data_dir = args.data_dir or P.default_data_dir()
+    files = find_datasets(Path(data_dir), args.datasets)
+    params = parse_params(args.param, args.methods)
+    section = args.section or "-".join(args.methods)
+    csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    specs = plan_runs(args.methods, files, args.seeds, K_MODES[args.k_mode], params, not args.no_warmup)
+    import pandas as pd
+
+    extra = []
+    if args.from_csv:
+        rows = pd.read_csv(args.from_csv, keep_default_na=False, na_values=[""]).to_dict("records")
+        csv_path, logdir = args.from_csv, "(not run)"
+        extra = [f"- Table rebuilt from the CSV alone (`--from-csv`): {len(rows)} runs in it."]
+    else:
+        logdir = args.log_dir or Path(tempfile.mkdtemp(prefix="sccluster_bench_"))
+        rows = run_grid(specs, csv_path, logdir, args.timeout_s, resume=args.resume)
+    df = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    if not args.from_csv:  # table order: methods and k modes as asked, datasets as listed, then seeds
+        order = {
+            key: i
+            for i, key in enumerate(
+                dict.fromkeys(
+                    (s["method"], s["k_mode"], s["dataset"])
+                    for s in sorted(
+                        specs,
+                        key=lambda s: (
+                            args.methods.index(s["method"]),
+                            K_MODES[args.k_mode].index(s["k_mode"]),
+                        ),
+                    )
+                )
+            )
+        }
+        df = (
+            df.assign(
+                _o=[order[(m, k, d)] for m, k, d in zip(df["method"], df["k_mode"], df["dataset"])],
+                _s=pd.to_numeric(df["seed"]),
+            )
+            .sort_values(["_o", "_s"], kind="stable")
+            .drop(columns=["_o", "_s"])
+        )
+    table = markdown_table(aggregate(df))
+    if not args.no_markdown:
+        body = "\n".join(
+            [
+                f"## {args.title or section}",
+                "",
+                *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
+                f"- Raw rows: `{_rel(csv_path)}`",
+                *extra,
+                "",
+                table,
+            ]
+        )
+        C.replace_section(args.markdown, section, body, intro=INTRO)
+    print(table)
+    n_bad = sum(r["status"] not in ("ok", "na") for r in rows)
+    if n_bad:
+        print(f"{n_bad} of {len(rows)} runs failed; logs in {logdir}", file=sys.stderr)
+    return 0
+
+
+def _rel(path: Path) -> Path:
+    return path.relative_to(C.REPO_ROOT) if path.is_relative_to(C.REPO_ROOT) else path
+
+
+INTRO = "# Benchmarks\n\nGenerated by `benchmarks/run.py` and `benchmarks/scale.py` (see `benchmarks/README.md`).\n"
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""k-nearest-neighbour graphs as sparse CSR matrices with adaptive-bandwidth weights."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+#: Up to this many reference points neighbours are exact (scikit-learn); above, pynndescent.
+EXACT_MAX = 20_000
+
+
+def nearest_neighbors(
+    x: np.ndarray,
+    n_neighbors: int,
+    *,
+    query: np.ndarray | None = None,
+    seed: int = 0,
+    exact_max: int = EXACT_MAX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean nearest neighbours among the rows of ``x``.
+
+    Parameters
+    ----------
+    x
+        Reference points ``(n, d)``.
+    n_neighbors
+        Neighbours per point.
+    query
+        Points to find neighbours for, ``(m, d)``. ``None`` queries ``x`` itself and leaves each
+        point's own entry out.
+    seed
+        Seed of the approximate search (pynndescent, used when ``n > exact_max``).
+
+    Returns
+    -------
+    ``(indices, distances)``, each ``(m, n_neighbors)``, nearest first.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[0]
+    self_query = query is None
+    k = min(n_neighbors + (1 if self_query else 0), n)
+    q = x if self_query else np.ascontiguousarray(query, dtype=np.float32)
+    if n <= exact_max:
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=k).fit(x)
+        dist, idx = nn.kneighbors(q)
+    else:
+        from pynndescent import NNDescent
+
+        index = NNDescent(x, n_neighbors=max(k, 15), random_state=seed, n_jobs=1, low_memory=True)
+        if self_query:
+            idx, dist = index.neighbor_graph
+            idx, dist = idx[:, :k], dist[:, :k]
+        else:
+            idx, dist = index.query(q, k=k)
+    idx = np.asarray(idx, dtype=np.int64)
+    dist = np.asarray(dist, dtype=np.float32)
+    if self_query:
+        idx, dist = _drop_self(idx, dist)
+    return idx, dist
+
+
+def _drop_self(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own index (or its farthest neighbour when it is absent)."""
+    rows = np.arange(idx.shape[0])[:, None]
+    is_self = idx == rows
+    no_self = ~is_self.any(axis=1)
+    is_self[no_self, -1] = True  # keep k neighbours per row
+    first = np.argmax(is_self, axis=1)
+    keep = np.ones_like(is_self)
+    keep[np.arange(idx.shape[0]), first] = False
+    k = idx.shape[1] - 1
+    return idx[keep].reshape(-1, k), dist[keep].reshape(-1, k)
+
+
+def edge_weights(dist: np.ndarray, sigma_rows: np.ndarray, sigma_cols: np.ndarray | None, kind: str = "adaptive") -> np.ndarray:
+    """Edge weights from distances ``(m, k)``.
+
+    ``"adaptive"``: self-tuning Gaussian ``exp(-d² / (σ_i σ_j))`` with σ the distance to a point's
+    farthest kNN neighbour, so weights stay in about ``[e⁻¹, 1]`` whatever the scale (no underflow).
+    ``"binary"``: all ones.
+    """
+    if kind == "binary":
+        return np.ones_like(dist, dtype=np.float32)
+    if kind != "adaptive":
+        msg = f"unknown edge weighting {kind!r}; use 'adaptive' or 'binary'"
+        raise ValueError(msg)
+    sig_r = np.maximum(sigma_rows, 1e-8)[:, None]
+    sig_c = sig_r if sigma_cols is None else np.maximum(sigma_cols, 1e-8)
+    w = np.exp(-(dist.astype(np.float64) ** 2) / (sig_r * sig_c))
+    return np.maximum(w, 1e-6).astype(np.float32)
+
+
+def knn_graph(
+    x: np.ndarray, n_neighbors: int = 15, *, weights: str = "adaptive", seed: int = 0
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Symmetric kNN graph of the rows of ``x`` (no self loops).
+
+    Returns
+    -------
+    ``(adjacency, sigma)``: CSR ``float32`` ``(n, n)`` with at most ``2 n k`` entries, symmetrised
+    by the elementwise maximum, and the per-point bandwidth σ (distance to the k-th neighbour),
+    needed to weight edges of new points consistently.
+    """
+    n = x.shape[0]
+    if n < 2:
+        msg = "a kNN graph needs at least 2 points"
+        raise ValueError(msg)
+    idx, dist = nearest_neighbors(x, n_neighbors, seed=seed)
+    sigma = dist[:, -1].astype(np.float32)
+    w = edge_weights(dist, sigma, sigma[idx], kind=weights)
+    rows = np.repeat(np.arange(n), idx.shape[1])
+    directed = sp.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(n, n), dtype=np.float32)
+    adj = directed.maximum(directed.T).tocsr()
+    adj.setdiag(0)
+    adj.eliminate_zeros()
+    adj.sort_indices()
+    return adj.astype(np.float32), sigma

@@ -1,0 +1,360 @@
+"""BGFormer: anchor-attention encoder, ZINB reconstruction of raw counts and a Student-t (DEC) head.
+
+Training has two stages, each bounded by a fixed number of optimiser steps (independent of the
+number of cells): (1) denoising ZINB pretraining (Gaussian noise on the scaled input, counts
+reconstructed from the noisy pass); (2) ZINB + ``gamma``·KL(P‖Q), where Q are Student-t soft
+assignments of the clean pass to learnable centres and P is the DEC target computed per mini-batch
+(``dec_target`` on the batch's detached Q; no full-data refresh, so training streams). The clean and
+noisy passes share one batched forward. The reported model is the last step (no labels anywhere).
+The centres start from :func:`initial_clusters` on the pretrained embedding, the very space the
+Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden (``resolution``) plus
+merging of clusters under 0.5 % of the cells, which estimates k without labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from .._errors import InputError, TrainingError
+from .._settings import settings
+from .._utils import make_generators, resolve_device
+from ..data import CountSource, Scaler
+from ..pp import select_genes
+from ._base import ClusterModel
+from ._init_clusters import initial_clusters, kmeans_centers
+
+logger = logging.getLogger(__name__)
+
+
+class BGFormer(ClusterModel):
+    """Deep clustering with bipartite cell↔anchor attention (linear in the number of cells).
+
+    Parameters
+    ----------
+    n_clusters
+        Number of clusters, or ``None`` to estimate it without labels (Leiden on the pretrained
+        embedding at ``resolution``, small clusters merged).
+    n_anchors, n_layers, n_heads, d_model
+        Anchors per block, stacked anchor blocks, attention heads, block width.
+    n_latent
+        Dimension of the embedding ``z`` (``embedding_``, ``transform``).
+    dropout
+        Dropout in the blocks and the decoder.
+    noise_std
+        Standard deviation of the Gaussian noise added to the scaled input of the reconstruction pass.
+    lr, weight_decay
+        AdamW learning rate and weight decay (both stages).
+    batch_size
+        Cells per mini-batch.
+    pretrain_steps, cluster_steps
+        Optimiser-step budgets of the two stages; each stage runs at most ``max_epochs`` passes over
+        the cells, so small datasets take fewer steps.
+    max_epochs
+        Cap on passes over the data per stage.
+    gamma
+        Weight of the KL clustering loss in stage 2.
+    vq_weight
+        Weight of the optional vector-quantisation term (anchors as a codebook: codebook +
+        commitment loss, and ZINB reconstruction from the straight-through quantised input of the
+        last block). ``0`` (default) disables it; the anchors are still learned through attention.
+    n_top_genes
+        Genes used: ``var["highly_variable"]`` when present, else this many highly variable genes.
+    max_value
+        Clip bound of the z-scored input.
+    resolution
+        Leiden resolution used to estimate k when ``n_clusters=None``.
+    max_fit_cells
+        Seeded subsample size for fitting the scaler, the anchor and the centre initialisation on large
+        data. Training batches and inference use every cell.
+    random_state
+        Seed (``None`` draws one); same seed on the same machine gives the same labels.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    """
+
+    name = "bgformer"
+    supports_predict = True
+    supports_save = True
+
+    def __init__(
+        self,
+        n_clusters: int | None = None,
+        *,
+        n_anchors: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        d_model: int = 128,
+        n_latent: int = 32,
+        dropout: float = 0.1,
+        noise_std: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 256,
+        pretrain_steps: int = 1000,
+        cluster_steps: int = 500,
+        max_epochs: int = 200,
+        gamma: float = 1.0,
+        vq_weight: float = 0.0,
+        n_top_genes: int = 2000,
+        max_value: float | None = 10.0,
+        resolution: float = 1.0,
+        max_fit_cells: int = 50_000,
+        random_state: int | None = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(n_clusters, random_state=random_state)
+        self.n_anchors = n_anchors
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.d_model = d_model
+        self.n_latent = n_latent
+        self.dropout = dropout
+        self.noise_std = noise_std
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.pretrain_steps = pretrain_steps
+        self.cluster_steps = cluster_steps
+        self.max_epochs = max_epochs
+        self.gamma = gamma
+        self.vq_weight = vq_weight
+        self.n_top_genes = n_top_genes
+        self.max_value = max_value
+        self.resolution = resolution
+        self.max_fit_cells = max_fit_cells
+        self.device = device
+
+    # ------------------------------------------------------------------ fitting
+    def _arch(self, n_genes: int, n_clusters: int) -> dict:
+        return {
+            "n_genes": n_genes,
+            "d_model": self.d_model,
+            "n_latent": self.n_latent,
+            "n_anchors": self.n_anchors,
+            "n_heads": self.n_heads,
+            "n_layers": self.n_layers,
+            "dropout": self.dropout,
+            "n_clusters": n_clusters,
+        }
+
+    def _fit(self, adata, *, layer: str | None) -> None:
+        import torch
+
+        from ..nn import BGFormerNet
+
+        check_params(self)
+        device = resolve_device(self.device)
+        seed = self.seed_
+        rng, gen = make_generators(seed)
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        self.genes_ = list(select_genes(adata, self.n_top_genes, layer=layer))
+        source = CountSource(adata, genes=self.genes_, layer=layer)
+        self.reference_total_ = source.reference_total
+        n = source.n_obs
+        fit_idx = None
+        if n > self.max_fit_cells:
+            fit_idx = np.sort(rng.choice(n, self.max_fit_cells, replace=False))
+        self.scaler_ = Scaler.fit(source, max_value=self.max_value, indices=fit_idx)
+        net = BGFormerNet(**self._arch(len(self.genes_), 0)).to(device)
+        init_idx = np.sort(rng.choice(n, min(n, 10_000), replace=False))
+        init_anchors(net, source, self.scaler_, init_idx, seed, rng, device)
+        logger.info("bgformer: %d cells, %d genes; setup in %.1f s", n, len(self.genes_), time.perf_counter() - t0)
+
+        steps_per_epoch = math.ceil(n / min(self.batch_size, n))
+        budget = self.max_epochs * steps_per_epoch
+        t1 = time.perf_counter()
+        self.history_ += train_stage(
+            self, net, source, "pretrain", min(self.pretrain_steps, budget), rng, gen, device
+        )
+        logger.info("bgformer: pretraining in %.1f s", time.perf_counter() - t1)
+
+        t2 = time.perf_counter()
+        emb, _ = embed(net, source, self.scaler_, device, indices=fit_idx)
+        centers = initial_clusters(emb, self.n_clusters, seed, resolution=self.resolution)
+        net.set_centers(torch.from_numpy(centers))
+        logger.info(
+            "bgformer: %d initial centres (%s) in %.1f s",
+            centers.shape[0],
+            "given" if self.n_clusters is not None else "estimated",
+            time.perf_counter() - t2,
+        )
+        t3 = time.perf_counter()
+        self.history_ += train_stage(self, net, source, "cluster", min(self.cluster_steps, budget), rng, gen, device)
+        logger.info("bgformer: clustering stage in %.1f s", time.perf_counter() - t3)
+
+        self.net_ = net
+        emb, log_q = embed(net, source, self.scaler_, device, with_q=True)
+        q = np.exp(log_q)
+        self.embedding_ = emb
+        self.soft_assignments_ = q
+        self.confidence_ = q.max(axis=1)
+        self.labels_ = q.argmax(axis=1)
+
+    # ------------------------------------------------------------------ inference
+    def _source(self, adata, layer: str | None) -> CountSource:
+        return CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
+
+    def _predict_proba(self, adata, *, layer: str | None) -> np.ndarray:
+        _, log_q = embed(self.net_, self._source(adata, layer), self.scaler_, self._device(), with_q=True)
+        return np.exp(log_q)
+
+    def _transform(self, adata, *, layer: str | None) -> np.ndarray:
+        emb, _ = embed(self.net_, self._source(adata, layer), self.scaler_, self._device())
+        return emb
+
+    def _device(self):
+        return next(self.net_.parameters()).device
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict:
+        return {
+            "arch": self._arch(len(self.genes_), int(self.net_.centers.shape[0])),
+            "net": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
+            "genes": list(self.genes_),
+            "scaler": self.scaler_.state_dict(),
+            "reference_total": self.reference_total_,
+        }
+
+    def _set_state(self, state: dict, device: str) -> None:
+        from ..nn import BGFormerNet
+
+        dev = resolve_device(device)
+        net = BGFormerNet(**state["arch"])
+        net.load_state_dict(state["net"])
+        self.net_ = net.to(dev).eval()
+        self.genes_ = list(state["genes"])
+        self.scaler_ = Scaler.from_state_dict(state["scaler"])
+        self.reference_total_ = state["reference_total"]
+
+
+# ---------------------------------------------------------------------- helpers
+_POSITIVE_INTS = ("n_anchors", "n_layers", "n_heads", "d_model", "n_latent", "batch_size", "max_epochs",
+                  "n_top_genes", "max_fit_cells", "pretrain_steps")
+
+
+def check_params(model: BGFormer) -> None:
+    """Raise :class:`InputError` for a hyperparameter outside its valid range."""
+
+    def bad(name: str, why: str) -> InputError:
+        return InputError(f"BGFormer {name}={getattr(model, name)!r} is invalid: {why}")
+
+    for name in (*_POSITIVE_INTS, "cluster_steps"):
+        value = getattr(model, name)
+        low = 0 if name == "cluster_steps" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise bad(name, f"use an integer >= {low}")
+    if model.d_model % model.n_heads:
+        raise bad("d_model", f"it must be divisible by n_heads={model.n_heads}")
+    for name, low, high in (("dropout", 0.0, 1.0), ("noise_std", 0.0, math.inf), ("weight_decay", 0.0, math.inf),
+                            ("gamma", 0.0, math.inf), ("vq_weight", 0.0, math.inf)):
+        value = getattr(model, name)
+        if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not low <= value < high:
+            raise bad(name, f"use a number in [{low}, {high})")
+    for name in ("lr", "resolution"):
+        value = getattr(model, name)
+        if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not 0 < value < math.inf:
+            raise bad(name, "use a positive number")
+    if model.max_value is not None and not (isinstance(model.max_value, (int, float)) and model.max_value > 0):
+        raise bad("max_value", "use a positive number or None")
+
+
+def _to_device(batch, device):
+    import torch
+
+    counts = torch.from_numpy(batch.counts).to(device)
+    return counts, torch.from_numpy(batch.size_factors).to(device)
+
+
+def embed(net, source: CountSource, scaler: Scaler, device, *, indices=None, with_q: bool = False, chunk: int = 2048):
+    """Stream cells through the encoder in eval mode: ``(z, log_q or None)`` as numpy arrays."""
+    import torch
+
+    was_training = net.training
+    net.eval()
+    zs, qs = [], []
+    with torch.inference_mode():
+        for batch in source.iter_batches(chunk, indices=indices):
+            counts, sf = _to_device(batch, device)
+            z = net.encode(scaler.transform_torch(counts, sf))
+            zs.append(z.cpu().numpy())
+            if with_q:
+                qs.append(net.log_q(z).cpu().numpy())
+    net.train(was_training)
+    return np.concatenate(zs), (np.concatenate(qs) if with_q else None)
+
+
+def init_anchors(net, source: CountSource, scaler: Scaler, indices: np.ndarray, seed: int, rng, device) -> None:
+    """Set each block's anchors to k-means centres of its normalised inputs on a seeded sample.
+
+    Blocks are initialised in order, so block ``l`` sees the output of the already-initialised block
+    ``l−1``. Fewer sampled cells than anchors: the missing anchors are jittered copies of centres.
+    """
+    import torch
+
+    batch = source.batch(indices)
+    counts, sf = _to_device(batch, device)
+    x = scaler.transform_torch(counts, sf)
+    net.eval()
+    for layer, block in enumerate(net.blocks):
+        h = net.block_inputs(x)[layer].cpu().numpy()
+        m = block.anchors.shape[0]
+        centres = kmeans_centers(h, min(m, h.shape[0]), seed + layer, n_init=1)
+        if centres.shape[0] < m:
+            extra = centres[rng.integers(centres.shape[0], size=m - centres.shape[0])]
+            centres = np.concatenate([centres, extra + 0.01 * rng.standard_normal(extra.shape)])
+        with torch.no_grad():
+            block.anchors.copy_(torch.as_tensor(centres, dtype=block.anchors.dtype))
+    net.train()
+
+
+def _batches(source: CountSource, batch_size: int, rng):
+    drop_last = source.n_obs > batch_size
+    while True:
+        yield from source.iter_batches(batch_size, shuffle=True, rng=rng, drop_last=drop_last)
+
+
+def train_stage(model: BGFormer, net, source: CountSource, stage: str, n_steps: int, rng, gen, device) -> list[dict]:
+    """Run ``n_steps`` AdamW steps of ``stage`` (``"pretrain"`` or ``"cluster"``); return the history.
+
+    The history holds the mean losses over windows of ``log_every`` steps. A non-finite loss raises
+    :class:`TrainingError`.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if n_steps <= 0:
+        return []
+    gamma = model.gamma if stage == "cluster" else 0.0
+    opt = torch.optim.AdamW(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
+    batches = _batches(source, min(model.batch_size, source.n_obs), rng)
+    log_every = max(1, min(50, n_steps // 20))
+    history, window = [], []
+    net.train()
+    bar = tqdm(range(n_steps), desc=f"bgformer {stage}", disable=not settings.show_progress, leave=False)
+    for step in bar:
+        counts, sf = _to_device(next(batches), device)
+        x = model.scaler_.transform_torch(counts, sf)
+        noise = torch.randn(x.shape, generator=gen).to(device) * model.noise_std
+        losses = net.training_loss(x, noise, counts, sf, gamma=gamma, vq_weight=model.vq_weight)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            msg = (
+                f"BGFormer training diverged ({stage} step {step + 1}: loss is {loss.item()}); "
+                f"lower the learning rate (lr={model.lr}), e.g. lr={model.lr / 10:g}"
+            )
+            raise TrainingError(msg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        window.append(torch.stack([losses[k].detach() for k in ("loss", "zinb", "kl", "vq")]))
+        if len(window) == log_every or step == n_steps - 1:
+            mean = torch.stack(window).mean(dim=0).tolist()
+            history.append({"stage": stage, "step": step + 1, **dict(zip(("loss", "zinb", "kl", "vq"), mean))})
+            bar.set_postfix(loss=f"{mean[0]:.4f}")
+            window = []
+    return history

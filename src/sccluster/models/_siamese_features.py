@@ -1,0 +1,105 @@
+"""SiameseClu inputs: a streamed, seeded PCA of the scaled genes and the kNN graph features.
+
+The PCA is fitted once on a seeded subsample and stored with the model, so new cells are
+projected with the same loadings. Graph features are PPR diffusions of the PCA scores over the
+sparse kNN graph; augmented graph views drop edges before diffusing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import graph
+from ..data import CountSource, Scaler
+
+#: Cells read and converted to dense at once when projecting.
+CHUNK = 4096
+
+
+@dataclass
+class Projector:
+    """Scaled expression to PCA scores: ``(x − mean) · componentsᵀ / scale``."""
+
+    components: np.ndarray  # (p, G) float32
+    mean: np.ndarray  # (G,) float32
+    scale: float
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) @ self.components.T / self.scale).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {"components": self.components, "mean": self.mean, "scale": self.scale}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Projector:
+        return cls(np.asarray(state["components"]), np.asarray(state["mean"]), float(state["scale"]))
+
+
+def fit_projector(source: CountSource, scaler: Scaler, n_pcs: int, seed: int, max_cells: int = 20_000) -> Projector:
+    """Randomized PCA of the scaled genes on at most ``max_cells`` cells (seeded subsample)."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    n = source.n_obs
+    idx = np.arange(n) if n <= max_cells else np.sort(rng.choice(n, max_cells, replace=False))
+    blocks = []
+    for start in range(0, len(idx), CHUNK):
+        b = source.batch(idx[start : start + CHUNK])
+        blocks.append(scaler.transform(b.counts, b.size_factors))
+    x = np.concatenate(blocks)
+    n_comps = int(max(1, min(n_pcs, x.shape[0] - 1, x.shape[1])))
+    pca = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit(x)
+    scale = float(np.sqrt(pca.explained_variance_.mean()))
+    return Projector(pca.components_.astype(np.float32), pca.mean_.astype(np.float32), max(scale, 1e-6))
+
+
+def project_all(source: CountSource, scaler: Scaler, projector: Projector) -> np.ndarray:
+    """PCA scores ``(n, p)`` of every cell, streamed by row chunks."""
+    out = np.empty((source.n_obs, projector.components.shape[0]), dtype=np.float32)
+    for start in range(0, source.n_obs, CHUNK):
+        b = source.batch(np.arange(start, min(start + CHUNK, source.n_obs)))
+        out[start : start + len(b.index)] = projector.project(scaler.transform(b.counts, b.size_factors))
+    return out
+
+
+def graph_view(adj: sp.csr_matrix, x0: np.ndarray, *, alpha: float, steps: int, drop: float = 0.0, rng=None) -> np.ndarray:
+    """PPR-diffused features over ``adj`` (a fresh edge-dropped copy when ``drop > 0``)."""
+    if drop > 0:
+        adj = graph.drop_edges(adj, drop, rng)
+    return graph.ppr_propagate(graph.normalize_adjacency(adj), x0, alpha=alpha, steps=steps)
+
+
+def sample_neighbors(adj: sp.csr_matrix, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random graph neighbour of each cell in ``idx`` (the cell itself when isolated)."""
+    start, stop = adj.indptr[idx], adj.indptr[idx + 1]
+    deg = stop - start
+    pick = start + (rng.random(len(idx)) * np.maximum(deg, 1)).astype(np.int64)
+    out = idx.copy()
+    has = deg > 0
+    out[has] = adj.indices[pick[has]]
+    return out
+
+
+def new_cell_features(
+    x0_ref: np.ndarray,
+    sigma_ref: np.ndarray,
+    h_ref: np.ndarray,
+    x0_new: np.ndarray,
+    *,
+    n_neighbors: int,
+    alpha: float,
+    weights: str,
+    seed: int,
+) -> np.ndarray:
+    """Propagated features of new cells: neighbours among the training cells, one PPR step."""
+    idx, dist = graph.nearest_neighbors(x0_ref, n_neighbors, query=x0_new, seed=seed)
+    sigma_new = dist[:, -1]
+    w = graph.edge_weights(dist, sigma_new, sigma_ref[idx], kind=weights)
+    out = np.empty((x0_new.shape[0], h_ref.shape[1]), dtype=np.float32)
+    for start in range(0, x0_new.shape[0], CHUNK):
+        sl = slice(start, start + CHUNK)
+        out[sl] = graph.ppr_extend(idx[sl], w[sl], h_ref, x0_new[sl], alpha=alpha)
+    return out

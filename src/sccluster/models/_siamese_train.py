@@ -1,0 +1,165 @@
+"""SiameseClu training loop: pretraining, centre initialisation and OT-clustering, by mini-batches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._errors import TrainingError
+from .._settings import settings
+from ..data import CountSource, Scaler
+from ..nn import dec_target, kl_clustering_loss, zinb_nll
+from ..nn._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
+from ..ot import sinkhorn_target
+from ._siamese_features import graph_view, sample_neighbors
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    """Everything the loop reads: counts source, scaler, PCA scores, graph and its full diffusion."""
+
+    source: CountSource
+    scaler: Scaler
+    x0: np.ndarray  # (n, p) PCA scores
+    adj: sp.csr_matrix  # symmetric kNN graph
+    h_full: np.ndarray  # (n, p) PPR diffusion over the full graph
+    views: list = field(default_factory=list)  # [h1, h2] for the current epoch
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int
+    lr: float
+    pretrain_steps: int
+    cluster_steps: int
+    ppr_alpha: float
+    ppr_steps: int
+    edge_drop: float
+    feature_noise: float
+    gene_mask: float
+    sinkhorn_iters: int
+    sinkhorn_power: float
+    proportion_momentum: float
+    correlation_weight: float
+    cluster_weight: float
+    use_augmentation: bool
+    use_correlation: bool
+    use_sinkhorn: bool
+
+
+class Trainer:
+    """Runs the optimiser steps of one fit; holds the cluster proportions estimate ``pi``."""
+
+    def __init__(self, net: SiameseNet, data: TrainData, cfg: TrainConfig, rng: np.random.Generator, gen: torch.Generator, device) -> None:
+        self.net, self.data, self.cfg, self.rng, self.gen, self.device = net, data, cfg, rng, gen, device
+        self.n = data.source.n_obs
+        self.batch = min(cfg.batch_size, self.n)
+        self.steps_per_epoch = max(1, min(int(np.ceil(self.n / self.batch)), 100))
+        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        self.pi: torch.Tensor | None = None
+        self.history: list[dict[str, float]] = []
+        self._order = np.empty(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ data
+    def _next_index(self) -> np.ndarray:
+        if len(self._order) < self.batch:
+            self._order = np.concatenate([self._order, self.rng.permutation(self.n)])
+        idx, self._order = self._order[: self.batch], self._order[self.batch :]
+        return idx
+
+    def _refresh_views(self) -> None:
+        d, c = self.data, self.cfg
+        if c.use_augmentation and c.edge_drop > 0:
+            d.views = [graph_view(d.adj, d.x0, alpha=c.ppr_alpha, steps=c.ppr_steps, drop=c.edge_drop, rng=self.rng) for _ in range(2)]
+        else:
+            d.views = [d.h_full, d.h_full]
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        noise = 1.0 + c.feature_noise * torch.randn(x.shape, generator=self.gen)
+        keep = (torch.rand(x.shape[1], generator=self.gen) >= c.gene_mask).float()
+        return x * (noise * keep).to(self.device)
+
+    # ------------------------------------------------------------------ one step
+    def step(self, cluster: bool) -> dict[str, float]:
+        net, d, c = self.net, self.data, self.cfg
+        idx = self._next_index()
+        b = d.source.batch(idx)
+        counts, sf = self._t(b.counts), self._t(b.size_factors)
+        x = d.scaler.transform_torch(counts, sf)
+        if c.use_augmentation:
+            x1, x2 = self._augment(x), self._augment(x)
+        else:
+            x1 = x2 = x
+        pos = sample_neighbors(d.adj, idx, self.rng)
+        h = self._t(np.concatenate([d.views[0][idx], d.views[1][idx], d.views[0][pos], d.views[1][pos]]))
+        bsz = len(idx)
+        za1, za2 = net.ae_encoder(torch.cat([x1, x2])).split(bsz)
+        zg1, zg2, zp1, zp2 = net.graph_encoder(h).split(bsz)
+        z_ae, z_g = 0.5 * (za1 + za2), 0.5 * (zg1 + zg2)
+        z = net.fuse(z_ae, z_g)
+        parts: dict[str, torch.Tensor] = {}
+        parts["zinb"] = zinb_nll(counts, *net.decoder(z, sf))
+        x0 = self._t(d.x0[idx])
+        parts["graph"] = F.mse_loss(net.graph_decoder(z_g), x0) + 0.5 * (
+            edge_loss(zg1, zp1, zg1.roll(1, 0)) + edge_loss(zg2, zp2, zg2.roll(1, 0))
+        )
+        if c.use_correlation:
+            parts["corr"] = c.correlation_weight * (
+                0.1 * (sample_correlation_loss(za1, za2) + sample_correlation_loss(zg1, zg2))
+                + feature_correlation_loss(za1, za2)
+                + feature_correlation_loss(zg1, zg2)
+            )
+        if cluster:
+            log_q = net.log_q(z)
+            q = log_q.exp()
+            if c.use_sinkhorn:
+                target = sinkhorn_target(log_q.detach(), self.pi, power=c.sinkhorn_power, n_iters=c.sinkhorn_iters)
+                m = c.proportion_momentum
+                self.pi = m * self.pi + (1.0 - m) * q.detach().mean(0).double()
+            else:
+                target = dec_target(q.detach())
+            parts["cluster"] = c.cluster_weight * kl_clustering_loss(target.float(), log_q)
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            msg = "SiameseClu training diverged (loss is NaN or infinite); try a smaller lr or check the input counts"
+            raise TrainingError(msg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        out = {k: float(v.detach()) for k, v in parts.items()}
+        out["loss"] = float(loss.detach())
+        return out
+
+    def run(self, n_steps: int, *, cluster: bool, desc: str) -> None:
+        """``n_steps`` optimiser steps; graph views are resampled every epoch."""
+        self.net.train()
+        epoch: list[dict[str, float]] = []
+        bar = tqdm(range(n_steps), desc=desc, disable=not settings.show_progress, leave=False)
+        for s in bar:
+            if s % self.steps_per_epoch == 0:
+                self._refresh_views()
+            epoch.append(self.step(cluster))
+            if len(epoch) == self.steps_per_epoch or s == n_steps - 1:
+                rec = {k: float(np.mean([e[k] for e in epoch if k in e])) for k in epoch[0]}
+                rec["phase"] = 1.0 if cluster else 0.0
+                self.history.append(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                epoch = []
+        self.data.views = []
+
+    def init_proportions(self, log_q_all: np.ndarray) -> None:
+        """Start the cluster proportions at the mean soft assignment of all cells."""
+        pi = torch.as_tensor(np.exp(log_q_all).mean(0), dtype=torch.float64, device=self.device)
+        self.pi = pi / pi.sum()

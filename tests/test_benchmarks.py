@@ -1,0 +1,339 @@
+"""The benchmark scripts: harness end to end on a tiny dataset, aggregation, tables, sections."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _common  # noqa: E402
+import _tables  # noqa: E402
+import run as bench_run  # noqa: E402
+
+MEAN_STD = re.compile(r"^\d+\.\d{3} ± \d+\.\d{3}$")
+
+
+def _runs_frame() -> pd.DataFrame:
+    base = {"n_genes": 50, "time_s": 1.0, "peak_rss_mb": 100.0, "note": "", "params": "{}"}
+    rows = [
+        # method a, k given, dataset d1: two ok seeds
+        {
+            "method": "a",
+            "k_mode": "given",
+            "dataset": "d1",
+            "seed": 0,
+            "ari": 0.5,
+            "nmi": 0.6,
+            "acc": 0.7,
+            "k_found": 3,
+            "true_k": 3,
+            "n_cells": 100,
+            "status": "ok",
+        },
+        {
+            "method": "a",
+            "k_mode": "given",
+            "dataset": "d1",
+            "seed": 1,
+            "ari": 0.7,
+            "nmi": 0.8,
+            "acc": 0.9,
+            "k_found": 3,
+            "true_k": 3,
+            "n_cells": 100,
+            "status": "ok",
+            "peak_rss_mb": 250.0,
+            "time_s": 3.0,
+        },
+        # dataset d2: one ok, one timeout
+        {
+            "method": "a",
+            "k_mode": "given",
+            "dataset": "d2",
+            "seed": 0,
+            "ari": 0.1,
+            "nmi": 0.2,
+            "acc": 0.3,
+            "k_found": 4,
+            "true_k": 4,
+            "n_cells": 200,
+            "status": "ok",
+        },
+        {
+            "method": "a",
+            "k_mode": "given",
+            "dataset": "d2",
+            "seed": 1,
+            "ari": None,
+            "nmi": None,
+            "acc": None,
+            "k_found": None,
+            "true_k": 4,
+            "n_cells": 200,
+            "status": "timeout",
+            "note": "ran too long",
+        },
+        # method a, k auto: k found varies
+        {
+            "method": "a",
+            "k_mode": "auto",
+            "dataset": "d1",
+            "seed": 0,
+            "ari": 0.4,
+            "nmi": 0.5,
+            "acc": 0.5,
+            "k_found": 2,
+            "true_k": 3,
+            "n_cells": 100,
+            "status": "ok",
+        },
+        {
+            "method": "a",
+            "k_mode": "auto",
+            "dataset": "d1",
+            "seed": 1,
+            "ari": 0.6,
+            "nmi": 0.5,
+            "acc": 0.5,
+            "k_found": 5,
+            "true_k": 3,
+            "n_cells": 100,
+            "status": "ok",
+        },
+        # method b, k auto: not applicable
+        {
+            "method": "b",
+            "k_mode": "auto",
+            "dataset": "d1",
+            "seed": 0,
+            "status": "na",
+            "true_k": 3,
+            "n_cells": 100,
+            "note": "k auto not applicable: needs n_clusters",
+        },
+    ]
+    return pd.DataFrame([{**base, **r} for r in rows], columns=bench_run.CSV_COLUMNS)
+
+
+def test_aggregate_hand_made_frame():
+    agg = _tables.aggregate(_runs_frame()).set_index(["method", "k_mode", "dataset"])
+    d1 = agg.loc[("a", "given", "d1")]
+    assert d1["ari_mean"] == pytest.approx(0.6)
+    assert d1["ari_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert d1["nmi_mean"] == pytest.approx(0.7) and d1["acc_mean"] == pytest.approx(0.8)
+    assert (d1["n_ok"], d1["n_runs"], d1["status"]) == (2, 2, "ok")
+    assert d1["time_mean"] == pytest.approx(2.0) and d1["rss_max"] == pytest.approx(250.0)
+    d2 = agg.loc[("a", "given", "d2")]
+    assert (d2["n_ok"], d2["n_runs"]) == (1, 2)
+    assert d2["ari_mean"] == pytest.approx(0.1) and np.isnan(d2["ari_std"])
+    assert d2["status"] == "timeout x1" and d2["note"] == "ran too long"
+    auto = agg.loc[("a", "auto", "d1")]
+    assert (auto["k_min"], auto["k_max"], auto["k_mean"]) == (2, 5, 3.5)
+    assert agg.loc[("b", "auto", "d1")]["status"] == "na"
+
+    means = _tables.dataset_means(_tables.aggregate(_runs_frame())).set_index(["method", "k_mode"])
+    assert means.loc[("a", "given"), "ari"] == pytest.approx((0.6 + 0.1) / 2)
+    assert ("b", "auto") not in means.index
+
+
+def test_markdown_table_format():
+    table = _tables.markdown_table(_tables.aggregate(_runs_frame()))
+    lines = table.splitlines()
+    row_d1 = next(ln for ln in lines if "| a | given | d1 |" in ln)
+    cells = [c.strip() for c in row_d1.strip("|").split("|")]
+    assert cells[4] == "0.600 ± 0.141" and all(MEAN_STD.match(c) for c in cells[4:7])
+    assert cells[7] == "3 / 3" and cells[10] == "2/2"
+    auto_row = next(ln for ln in lines if "| a | auto | d1 |" in ln)
+    assert "3.5 (2–5) / 3" in auto_row
+    mean_given = next(ln for ln in lines if ln.startswith("| a | given | **mean over datasets**"))
+    assert "**0.350**" in mean_given
+    assert any("b, k auto: not applicable" in ln for ln in lines)
+    assert any("d2: timeout x1: ran too long" in ln for ln in lines)
+    row_d2 = next(ln for ln in lines if "| a | given | d2 |" in ln)
+    assert "| 0.100 | 0.200 | 0.300 |" in row_d2 and "1/2" in row_d2  # one run: no ± spread
+    assert not any(ln.startswith("| b |") for ln in lines)
+
+
+def test_replace_section_keeps_other_sections(tmp_path):
+    md = tmp_path / "BENCHMARKS.md"
+    _common.replace_section(md, "one", "first body", intro="# Title\n\nHand-written intro.\n")
+    _common.replace_section(md, "two", "second body")
+    _common.replace_section(md, "one", "new first body")
+    text = md.read_text()
+    assert text.startswith("# Title\n\nHand-written intro.")
+    assert "<!-- BEGIN one -->\nnew first body\n<!-- END one -->" in text
+    assert "first body\n<!-- END one" not in text.replace("new first body", "")
+    assert "<!-- BEGIN two -->\nsecond body\n<!-- END two -->" in text
+    assert text.index("BEGIN one") < text.index("BEGIN two")
+
+
+def _scale_results() -> pd.DataFrame:
+    rows = []
+    for size, t_m, t_s, t_n in [
+        (10_000, 10.0, 20.0, 15.0),
+        (100_000, 95.0, 250.0, 160.0),
+        (1_000_000, 1000.0, None, 1700.0),
+    ]:
+        rows.append(
+            {
+                "size": size,
+                "pipeline": "sccluster bgformer",
+                "time_s": t_m,
+                "peak_rss_mb": 500.0,
+                "ari": 0.7,
+                "k_found": 8,
+                "status": "ok",
+                "last_step": "write",
+            }
+        )
+        rows.append(
+            {
+                "size": size,
+                "pipeline": "scanpy",
+                "time_s": t_s,
+                "peak_rss_mb": 9000.0,
+                "ari": 0.6 if t_s else None,
+                "k_found": 12 if t_s else None,
+                "status": "ok" if t_s else "killed (signal 9)",
+                "last_step": "write" if t_s else "highly_variable_genes",
+            }
+        )
+        rows.append(
+            {
+                "size": size,
+                "pipeline": "scanpy (no scale)",
+                "time_s": t_n,
+                "peak_rss_mb": 3000.0,
+                "ari": 0.55,
+                "k_found": 14,
+                "status": "ok",
+                "last_step": "write",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_scale_ratios_and_table():
+    res = _scale_results()
+    ratios = _tables.scale_ratios(res, "sccluster bgformer", "scanpy")
+    vs = ratios[ratios["kind"] == "t(sccluster bgformer)/t(scanpy)"].set_index("size")["ratio"]
+    assert vs.to_dict() == pytest.approx({10_000: 0.5, 100_000: 0.38})  # no ratio where scanpy was killed
+    growth = ratios[ratios["kind"] == "t(1M)/t(100k)"].set_index("pipeline")["ratio"]
+    assert growth["sccluster bgformer"] == pytest.approx(1000 / 95)
+    assert growth["scanpy (no scale)"] == pytest.approx(1700 / 160)
+    assert "scanpy" not in growth.index
+    table = _tables.scale_table(res, ratios)
+    assert (
+        "| 1,000,000 | scanpy | – | 9,000 | – | – | killed (signal 9), after `highly_variable_genes` |"
+        in table
+    )
+    assert "| t(1M)/t(100k) | sccluster bgformer | 1,000,000 | 10.53 |" in table
+    assert "| 10,000 | sccluster bgformer | 10.0 | 500 | 0.700 | 8 | ok |" in table
+
+
+def test_run_child_reports_timeout_kill_and_last_step(tmp_path):
+    py = sys.executable
+    slow = _common.run_child(
+        [py, "-c", "import time; time.sleep(30)"], workdir=tmp_path, tag="slow", timeout_s=0.5
+    )
+    assert slow.status == "timeout" and slow.wall_s < 10
+    code = (
+        "import os; print('@@step read 1.0', flush=True); print('@@step log1p 2.0', flush=True); "
+        "os.kill(os.getpid(), 9)"
+    )
+    killed = _common.run_child([py, "-c", code], workdir=tmp_path, tag="killed")
+    assert killed.status == "killed (signal 9)" and killed.steps == ["read", "log1p"]
+    assert killed.result is None
+
+
+def test_harness_end_to_end(tmp_path):
+    from sccluster.datasets import synthetic
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    synthetic(n_cells=150, n_genes=60, n_clusters=3, n_markers=10, random_state=1).write_h5ad(
+        data_dir / "tiny.h5ad"
+    )
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nIntro.\n\n<!-- BEGIN other -->\nkeep me\n<!-- END other -->\n")
+    csv_path = tmp_path / "out.csv"
+    argv = [
+        "--methods",
+        "kmeans",
+        "no_such_method",
+        "--seeds",
+        "0",
+        "1",
+        "--k",
+        "given",
+        "--data-dir",
+        str(data_dir),
+        "--csv",
+        str(csv_path),
+        "--markdown",
+        str(md),
+        "--section",
+        "tiny",
+        "--timeout-s",
+        "300",
+        "--no-warmup",
+    ]
+    assert bench_run.main(argv) == 0
+
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and set(rows[0]) == set(bench_run.CSV_COLUMNS)
+    ok = [r for r in rows if r["method"] == "kmeans"]
+    assert [r["seed"] for r in ok] == ["0", "1"] and all(r["status"] == "ok" for r in ok)
+    for r in ok:
+        assert (r["dataset"], r["k_mode"], r["n_cells"], r["n_genes"], r["true_k"]) == (
+            "tiny",
+            "given",
+            "150",
+            "60",
+            "3",
+        )
+        assert 0.5 < float(r["ari"]) <= 1.0 and 0 <= float(r["nmi"]) <= 1 and int(r["k_found"]) == 3
+        assert float(r["time_s"]) > 0 and float(r["peak_rss_mb"]) > 10
+    bad = [r for r in rows if r["method"] == "no_such_method"]
+    assert all(r["status"] == "error" and "no_such_method" in r["note"] for r in bad)
+
+    text = md.read_text()
+    assert (
+        text.startswith("# Benchmarks\n\nIntro.")
+        and "<!-- BEGIN other -->\nkeep me\n<!-- END other -->" in text
+    )
+    section = text[text.index("<!-- BEGIN tiny -->") : text.index("<!-- END tiny -->")]
+    assert "- Command: `python " in section and "- Machine: " in section
+    row = next(ln for ln in section.splitlines() if ln.startswith("| kmeans | given | tiny |"))
+    assert sum(bool(MEAN_STD.match(c.strip())) for c in row.split("|")) == 3
+    assert "**mean over datasets**" in section and "no_such_method, k given, tiny: error x2" in section
+
+    # the table can be rebuilt from the CSV alone, into another section, without running anything
+    assert bench_run.main([*argv[:-1], "--from-csv", str(csv_path), "--section", "again"]) == 0
+    text = md.read_text()
+    again = text[text.index("<!-- BEGIN again -->") : text.index("<!-- END again -->")]
+    assert row in again and "<!-- BEGIN tiny -->" in text and "keep me" in text
+
+
+def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):
+    specs = bench_run.plan_runs(["kmeans"], [tmp_path / "tiny.h5ad"], [0, 1], ["given"], {"kmeans": {}})
+    assert [s["seed"] for s in specs] == [0, 1]
+    csv_path = tmp_path / "old.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=bench_run.CSV_COLUMNS)
+        writer.writeheader()
+        base = {"method": "kmeans", "dataset": "tiny", "k_mode": "given", "params": "{}"}
+        writer.writerow({**base, "seed": 0, "status": "ok", "ari": 0.9})
+        writer.writerow({**base, "seed": 1, "status": "timeout"})  # to be run again
+        writer.writerow({**base, "seed": 5, "status": "ok"})  # not in the plan
+    kept = bench_run.done_rows(csv_path, specs)
+    assert [(r["seed"], r["ari"]) for r in kept] == [("0", "0.9")]

@@ -1,0 +1,190 @@
+"""BGFormer model: recovery of planted clusters, k estimation, reproducibility, persistence, safety."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+
+import sccluster as scc
+from sccluster import InputError, TrainingError
+from sccluster.datasets import synthetic
+from sccluster.metrics import ari
+from sccluster.models import BGFormer, get_model_class
+from sccluster.nn import BGFormerNet
+
+SMALL = dict(
+    n_anchors=8, n_layers=2, n_heads=2, d_model=32, n_latent=16, batch_size=128, lr=3e-3,
+    pretrain_steps=150, cluster_steps=60, device="cpu",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet():
+    old = scc.settings.verbosity
+    scc.settings.verbosity = 1
+    yield
+    scc.settings.verbosity = old
+
+
+@pytest.fixture(scope="module")
+def data():
+    adata = synthetic(n_cells=600, n_genes=200, n_clusters=4, random_state=0)
+    return adata, adata.obs["cell_type"].cat.codes.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    adata, _ = data
+    return BGFormer(4, random_state=0, **SMALL).fit(adata.copy())
+
+
+def test_registered_under_its_name():
+    assert get_model_class("bgformer") is BGFormer
+
+
+def test_shapes_and_soft_assignments(fitted, data):
+    adata, _ = data
+    n = adata.n_obs
+    assert fitted.labels_.shape == (n,)
+    assert fitted.embedding_.shape == (n, 16)
+    assert fitted.soft_assignments_.shape == (n, 4)
+    np.testing.assert_allclose(fitted.soft_assignments_.sum(axis=1), 1.0, rtol=1e-4)
+    assert fitted.confidence_.shape == (n,)
+    assert np.all((fitted.confidence_ > 0) & (fitted.confidence_ <= 1))
+    assert fitted.transform(adata).shape == (n, 16)
+
+
+def test_recovers_planted_clusters_with_k_given(fitted, data):
+    _, y = data
+    assert fitted.n_clusters_ == 4
+    assert ari(y, fitted.labels_) >= 0.9
+
+
+def test_loss_falls_during_training(fitted):
+    pre = [h["loss"] for h in fitted.history_ if h["stage"] == "pretrain"]
+    assert len(pre) >= 5
+    assert pre[-1] < 0.8 * pre[0]
+    clu = [h for h in fitted.history_ if h["stage"] == "cluster"]
+    assert clu and all(h["kl"] >= 0 for h in clu)
+    assert all(np.isfinite(h["loss"]) for h in fitted.history_)
+
+
+def test_estimates_k_without_labels(data):
+    adata, y = data
+    model = BGFormer(None, random_state=0, **SMALL).fit(adata.copy())
+    assert model.n_clusters_ == 4 or ari(y, model.labels_) >= 0.9
+    # centres left empty by DEC are dropped: labels are 0..k-1 and columns match k found
+    assert model.soft_assignments_.shape[1] == model.n_clusters_
+    assert set(np.unique(model.labels_)) == set(range(model.n_clusters_))
+    np.testing.assert_array_equal(model.predict(adata.copy()), model.labels_)
+
+
+def test_same_seed_same_labels_and_no_cells_by_cells_tensor(fitted, data):
+    adata, _ = data
+    n = adata.n_obs
+    assert n > SMALL["batch_size"]
+    worst = []
+
+    def hook(module, inputs, output):
+        outs = output if isinstance(output, tuple) else (output,)
+        for t in (*inputs, *outs):
+            if isinstance(t, torch.Tensor) and sum(s == n for s in t.shape) >= 2:
+                worst.append((type(module).__name__, tuple(t.shape)))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        again = BGFormer(4, random_state=0, **SMALL).fit(adata.copy())
+    finally:
+        handle.remove()
+    assert worst == []
+    np.testing.assert_array_equal(again.labels_, fitted.labels_)
+
+
+def test_predict_on_training_cells_agrees(fitted, data):
+    adata, _ = data
+    assert ari(fitted.labels_, fitted.predict(adata)) >= 0.95
+
+
+def test_save_load_identical_predictions(fitted, data, tmp_path):
+    adata, _ = data
+    path = tmp_path / "bgf.pt"
+    fitted.save(path)
+    loaded = BGFormer.load(path, device="cpu")
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(loaded.predict(adata), fitted.predict(adata))
+    np.testing.assert_allclose(loaded.predict_proba(adata), fitted.predict_proba(adata), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(loaded.labels_, fitted.labels_)
+
+
+def test_predict_new_cells_with_reordered_genes(fitted, data):
+    adata, _ = data
+    new = adata[:50, ::-1].copy()  # same genes, other order: aligned by name
+    np.testing.assert_array_equal(fitted.predict(new), fitted.predict(adata[:50].copy()))
+
+
+def test_gene_mismatch_raises_input_error(fitted, data):
+    adata, _ = data
+    with pytest.raises(InputError, match="missing"):
+        fitted.predict(adata[:, 5:].copy())
+
+
+def test_divergence_raises_training_error(data, monkeypatch):
+    adata, _ = data
+
+    def nan_loss(self, z, counts, size_factors):
+        return z.sum() * float("nan")
+
+    monkeypatch.setattr(BGFormerNet, "reconstruction_loss", nan_loss)
+    model = BGFormer(4, random_state=0, **SMALL)
+    with pytest.raises(TrainingError, match="diverged.*lr"):
+        model.fit(adata.copy())
+    assert not hasattr(model, "labels_")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_anchors": 0},
+        {"lr": -1.0},
+        {"dropout": 1.5},
+        {"d_model": 30, "n_heads": 4},
+        {"batch_size": 2.5},
+        {"resolution": 0},
+        {"device": "nonsense"},
+    ],
+)
+def test_bad_hyperparameters_raise_input_error(data, params):
+    adata, _ = data
+    with pytest.raises(InputError):
+        BGFormer(4, **{**SMALL, **params}).fit(adata[:100].copy())
+
+
+def test_backed_h5ad_and_initial_q_far_from_uniform(data, tmp_path):
+    adata, y = data
+    path = tmp_path / "syn.h5ad"
+    adata.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    model = BGFormer(4, random_state=0, **{**SMALL, "cluster_steps": 0}).fit(backed)
+    backed.file.close()
+    # with no clustering steps the soft assignments are the initial Q: centres from k-means on the
+    # very embedding the Student-t kernel sees (methods.md B4), so Q is far from uniform
+    q = model.soft_assignments_
+    entropy = -(q * np.log(q + 1e-12)).sum(axis=1).mean()
+    assert entropy < 0.7 * np.log(4)  # uniform: log(4)
+    assert q.max(axis=1).mean() > 0.6  # uniform: 0.25
+    assert ari(y, model.labels_) >= 0.9
+
+
+def test_vq_term_trains_anchors_through_straight_through():
+    torch.manual_seed(0)
+    net = BGFormerNet(20, d_model=16, n_latent=4, n_anchors=4, n_heads=2, n_layers=2, n_clusters=3)
+    x = torch.randn(10, 20)
+    counts = torch.poisson(torch.ones(10, 20))
+    losses = net.training_loss(x, 0.1 * torch.randn(10, 20), counts, torch.ones(10), gamma=1.0, vq_weight=0.5)
+    assert losses["vq"] > 0 and losses["kl"] >= 0
+    losses["loss"].backward()
+    assert all(b.anchors.grad is not None and b.anchors.grad.abs().sum() > 0 for b in net.blocks)
+    assert net.input_proj.weight.grad.abs().sum() > 0
+    assert net.centers.grad.abs().sum() > 0

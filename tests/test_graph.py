@@ -1,0 +1,87 @@
+"""Sparse graph operations: kNN graph, PPR diffusion, edge dropping."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from sccluster import graph
+
+
+def _points(n=200, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=5, size=(3, d))
+    return (centers[rng.integers(0, 3, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_knn_graph_is_sparse_symmetric_and_bounded():
+    x = _points()
+    adj, sigma = graph.knn_graph(x, 10, seed=0)
+    assert sp.issparse(adj) and adj.shape == (200, 200)
+    assert (abs(adj - adj.T)).max() == 0
+    assert adj.diagonal().sum() == 0
+    assert 200 * 10 <= adj.nnz <= 2 * 200 * 10
+    assert adj.data.min() > 0 and adj.data.max() <= 1
+    assert np.all(sigma > 0)
+    # every point keeps its own 10 nearest neighbours
+    assert np.all(np.diff(adj.indptr) >= 10)
+
+
+def test_adaptive_weights_do_not_underflow_at_large_scale():
+    x = _points() * 1000.0
+    adj, _ = graph.knn_graph(x, 10, seed=0)
+    assert adj.data.min() > 1e-3
+
+
+def test_ppr_matches_dense_closed_form():
+    x = _points(60, 4)
+    adj, _ = graph.knn_graph(x, 5, seed=0)
+    a_hat = graph.normalize_adjacency(adj)
+    feats = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    alpha = 0.2
+    dense = alpha * np.linalg.solve(np.eye(60) - (1 - alpha) * a_hat.toarray().astype(np.float64), feats)
+    approx = graph.ppr_propagate(a_hat, feats, alpha=alpha, steps=150)
+    np.testing.assert_allclose(approx, dense, atol=1e-4)
+    # few steps already close: error decays like (1 - alpha)^T
+    rough = graph.ppr_propagate(a_hat, feats, alpha=alpha, steps=10)
+    assert np.abs(rough - dense).max() < 0.15 * np.abs(dense).max()
+
+
+def test_normalized_adjacency_is_symmetric_with_self_loops():
+    adj, _ = graph.knn_graph(_points(50, 3), 4, seed=0)
+    a_hat = graph.normalize_adjacency(adj)
+    assert abs(a_hat - a_hat.T).max() < 1e-6
+    assert np.all(a_hat.diagonal() > 0)
+    assert np.abs(np.linalg.eigvalsh(a_hat.toarray())).max() <= 1 + 1e-5
+
+
+def test_drop_edges_keeps_input_and_removes_weak_edges_first():
+    adj, _ = graph.knn_graph(_points(), 10, seed=0)
+    before = adj.copy()
+    rng = np.random.default_rng(0)
+    dropped = [graph.drop_edges(adj, 0.3, rng) for _ in range(20)]
+    assert (abs(adj - before)).max() == 0 and adj.nnz == before.nnz  # input untouched
+    upper = sp.triu(adj, 1).tocoo()
+    weak = upper.data <= np.quantile(upper.data, 0.25)
+    strong = upper.data >= np.quantile(upper.data, 0.75)
+    kept = np.zeros(upper.nnz)
+    for d in dropped:
+        assert (abs(d - d.T)).max() == 0
+        assert (d - d.multiply(adj > 0)).nnz == 0  # only existing edges survive
+        kept += np.asarray(d[upper.row, upper.col]).ravel() > 0
+    kept /= len(dropped)
+    assert kept[weak].mean() < kept[strong].mean() - 0.3
+    assert abs(1 - kept.mean() - 0.3) < 0.03  # about the requested fraction is dropped
+    assert not np.array_equal(dropped[0].indices, dropped[1].indices)  # resampled each call
+
+
+def test_ppr_extend_of_training_point_is_close_to_its_feature():
+    x = _points(100, 4)
+    adj, sigma = graph.knn_graph(x, 8, seed=0)
+    h = graph.ppr_propagate(graph.normalize_adjacency(adj), x, alpha=0.15, steps=20)
+    idx, dist = graph.nearest_neighbors(x, 8, query=x[:10])
+    assert np.all(idx[:, 0] == np.arange(10))
+    w = graph.edge_weights(dist, dist[:, -1], sigma[idx])
+    h_new = graph.ppr_extend(idx, w, h, x[:10], alpha=0.15)
+    spread = np.abs(h).max()
+    assert np.abs(h_new - h[:10]).max() < 0.25 * spread

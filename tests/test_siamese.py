@@ -1,0 +1,131 @@
+"""SiameseClu end to end on small planted-cluster data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+import sccluster as scc
+from sccluster.models import SiameseClu, get_model_class
+
+FAST = {"pretrain_steps": 60, "cluster_steps": 40, "batch_size": 128, "n_hidden": 64, "n_pcs": 20, "device": "cpu"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Two shared cores: one torch thread is both faster and deterministic here."""
+    before = torch.get_num_threads()
+    verbosity = scc.settings.verbosity
+    torch.set_num_threads(1)
+    scc.settings.verbosity = 1
+    yield
+    torch.set_num_threads(before)
+    scc.settings.verbosity = verbosity
+
+
+@pytest.fixture(scope="module")
+def fitted(_synthetic_base):
+    adata = _synthetic_base.copy()
+    return adata, SiameseClu(n_clusters=4, random_state=0, **FAST).fit(adata)
+
+
+def test_registered():
+    assert get_model_class("siamese") is SiameseClu
+
+
+def test_recovers_planted_clusters_and_loss_falls(fitted):
+    adata, model = fitted
+    truth = adata.obs["cell_type"].to_numpy()
+    assert adjusted_rand_score(truth, model.labels_) >= 0.9
+    assert model.n_clusters_ == 4
+    assert model.embedding_.shape == (adata.n_obs, 32)
+    np.testing.assert_allclose(model.soft_assignments_.sum(1), 1.0, atol=1e-5)
+    pre = [h["loss"] for h in model.history_ if h["phase"] == 0.0]
+    assert pre[-1] < 0.8 * pre[0]
+    assert all(np.isfinite(h["loss"]) for h in model.history_)
+    # learned proportions stay a distribution near the balanced truth
+    assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
+    assert model.proportions_.min() > 0.1
+
+
+def test_predict_on_training_cells_agrees(fitted):
+    adata, model = fitted
+    pred = model.predict(adata)
+    assert adjusted_rand_score(model.labels_, pred) >= 0.95
+    proba = model.predict_proba(adata[:50])
+    assert proba.shape == (50, 4)
+    assert model.transform(adata[:7]).shape == (7, 32)
+
+
+def test_new_cells_in_other_gene_order(fitted):
+    adata, model = fitted
+    shuffled = adata[:, adata.var_names[::-1]].copy()
+    assert adjusted_rand_score(model.predict(adata), model.predict(shuffled)) == 1.0
+
+
+def test_missing_genes_raise(fitted):
+    adata, model = fitted
+    with pytest.raises(scc.InputError, match="missing"):
+        model.predict(adata[:, 10:].copy())
+
+
+def test_save_load_roundtrip(fitted, tmp_path):
+    adata, model = fitted
+    path = tmp_path / "siamese.pt"
+    model.save(path)
+    loaded = SiameseClu.load(path, device="cpu")
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+    np.testing.assert_array_equal(loaded.predict(adata), model.predict(adata))
+    np.testing.assert_allclose(loaded.transform(adata), model.transform(adata), atol=1e-6)
+    assert path.stat().st_size < 5e6
+
+
+def test_seed_determinism_and_no_cells_by_cells_tensor(_synthetic_base):
+    """Two fits with one seed agree exactly; no tensor anywhere has two axes as long as n_obs."""
+    from torch.overrides import TorchFunctionMode
+
+    adata = _synthetic_base
+    n = adata.n_obs
+    seen: list[tuple[int, ...]] = []
+
+    class ShapeWatch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and sum(s >= n for s in out.shape) >= 2:
+                seen.append(tuple(out.shape))
+            return out
+
+    params = {**FAST, "pretrain_steps": 15, "cluster_steps": 10}
+    with ShapeWatch():
+        a = SiameseClu(n_clusters=3, random_state=7, **params).fit(adata.copy())
+    assert not seen, f"cells x cells tensors: {seen[:3]}"
+    b = SiameseClu(n_clusters=3, random_state=7, **params).fit(adata.copy())
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    c = SiameseClu(n_clusters=3, random_state=8, **params).fit(adata.copy())
+    assert not np.array_equal(a.embedding_, c.embedding_)
+
+
+def test_ablation_switches(_synthetic_base):
+    params = {**FAST, "pretrain_steps": 40, "cluster_steps": 20}
+    model = SiameseClu(
+        n_clusters=4, use_augmentation=False, use_correlation=False, use_fusion=False, use_sinkhorn=False, **params
+    ).fit(_synthetic_base.copy())
+    assert model.n_clusters_ == 4
+    assert "corr" not in model.history_[-1]
+    assert model.proportions_ is None  # DEC target, no Sinkhorn proportions
+
+
+@pytest.mark.slow
+def test_k_estimated_without_labels(_synthetic_base):
+    model = SiameseClu(n_clusters=None, **FAST).fit(_synthetic_base.copy())
+    assert 3 <= model.n_clusters_ <= 6
+
+
+def test_bad_parameters_raise(_synthetic_base):
+    with pytest.raises(scc.InputError, match="edge_drop"):
+        SiameseClu(edge_drop=0.9).fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="graph_weights"):
+        SiameseClu(graph_weights="heat").fit(_synthetic_base.copy())

@@ -1,0 +1,62 @@
+"""Log-domain Sinkhorn: marginals, agreement with a plain-domain numpy reference, stability."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sccluster.ot import sinkhorn, sinkhorn_target
+
+
+def _reference(scores: np.ndarray, r: np.ndarray, c: np.ndarray, n_iters: int = 2000) -> np.ndarray:
+    """Textbook Sinkhorn-Knopp on the kernel exp(scores), plain domain."""
+    kernel = np.exp(scores)
+    c = c * r.sum() / c.sum()
+    u, v = np.ones_like(r), np.ones_like(c)
+    for _ in range(n_iters):
+        u = r / (kernel @ v)
+        v = c / (kernel.T @ u)
+    return u[:, None] * kernel * v[None, :]
+
+
+def test_marginals_hold():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(64, 5, generator=gen) * 3
+    rows = torch.full((64,), 1 / 64, dtype=torch.float64)
+    cols = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05], dtype=torch.float64)
+    plan = sinkhorn(scores, rows, cols, n_iters=500, tol=1e-9).double()
+    np.testing.assert_allclose(plan.sum(0).numpy(), cols.numpy(), atol=1e-6)
+    np.testing.assert_allclose(plan.sum(1).numpy(), rows.numpy(), atol=1e-6)
+    assert torch.all(plan >= 0)
+
+
+def test_matches_plain_domain_reference():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(20, 4))
+    r = rng.uniform(0.5, 1.5, size=20)
+    c = rng.uniform(0.5, 1.5, size=4)
+    plan = sinkhorn(torch.as_tensor(scores), torch.as_tensor(r), torch.as_tensor(c), n_iters=2000, tol=1e-12)
+    np.testing.assert_allclose(plan.numpy(), _reference(scores, r, c), rtol=1e-6, atol=1e-10)
+
+
+def test_tiny_epsilon_is_finite():
+    """Scores / ε with ε = 1e-4 overflow exp() in the plain domain but not here."""
+    gen = torch.Generator().manual_seed(2)
+    cost = torch.rand(128, 6, generator=gen)
+    scores = -cost / 1e-4  # entries down to -1e4
+    rows = torch.full((128,), 1 / 128, dtype=torch.float64)
+    cols = torch.full((6,), 1 / 6, dtype=torch.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        assert not np.all(np.isfinite(_reference(scores.double().numpy(), rows.numpy(), cols.numpy(), 10)))
+    plan = sinkhorn(scores, rows, cols, n_iters=1000, tol=1e-8)
+    assert torch.all(torch.isfinite(plan))
+    np.testing.assert_allclose(plan.double().sum(0).numpy(), cols.numpy(), atol=1e-6)
+
+
+def test_target_rows_are_distributions_and_follow_proportions():
+    gen = torch.Generator().manual_seed(3)
+    log_q = torch.log_softmax(torch.randn(256, 4, generator=gen), dim=1)
+    props = torch.tensor([0.7, 0.1, 0.1, 0.1], dtype=torch.float64)
+    p = sinkhorn_target(log_q, props, power=2.0, n_iters=500)
+    np.testing.assert_allclose(p.sum(1).numpy(), 1.0, atol=1e-5)
+    np.testing.assert_allclose((p.double().mean(0)).numpy(), props.numpy(), atol=1e-3)
