@@ -28,3 +28,18 @@ def check_counts_block(block, where: str = "X") -> None:
             "pass the raw count matrix (or name its layer with --layer)"
         )
         raise InputError(msg)
+
+
+def check_n_clusters(n_clusters, n_obs: int) -> None:
+    """Raise :class:`InputError` unless ``n_clusters`` is None or an integer in ``[1, n_obs]``."""
+    if n_clusters is None:
+        return
+    if isinstance(n_clusters, (bool, np.bool_)) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        msg = f"n_clusters must be a positive integer or None, got {n_clusters!r}"
+        raise InputError(msg)
+    if n_clusters > n_obs:
+        msg = (
+            f"n_clusters={n_clusters} is more than the {n_obs} cells in the data (fewer cells than clusters); "
+            f"ask for at most {n_obs} clusters"
+        )
+        raise InputError(msg)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from .._errors import InputError
 from .._validation import check_counts_block
+from ..pp._stream import counts_matrix, to_csr
 
 logger = logging.getLogger(__name__)
 
@@ -41,29 +42,6 @@ class Batch:
     index: np.ndarray
     counts: np.ndarray
     size_factors: np.ndarray
-
-
-def _matrix_of(adata, layer: str | None):
-    """Return the matrix that holds raw counts and a human-readable name for it."""
-    if layer is not None:
-        if adata.isbacked and layer != "X":
-            msg = f"layer {layer!r} cannot be streamed from a backed file (only X is backed); load it into memory"
-            raise InputError(msg)
-        if layer == "X":
-            return adata.X, "X"
-        if layer not in adata.layers:
-            msg = f"layer {layer!r} not found; available layers: {list(adata.layers)!r}"
-            raise InputError(msg)
-        return adata.layers[layer], f"layers[{layer!r}]"
-    if not adata.isbacked and "counts" in adata.layers:
-        return adata.layers["counts"], "layers['counts']"
-    return adata.X, "X"
-
-
-def _to_csr(block) -> sp.csr_matrix:
-    if sp.issparse(block):
-        return sp.csr_matrix(block)
-    return sp.csr_matrix(np.asarray(block))
 
 
 class CountSource:
@@ -100,11 +78,8 @@ class CountSource:
         check: bool = True,
     ) -> None:
         self.adata = adata
-        self.matrix, self.where = _matrix_of(adata, layer)
+        self.matrix, self.where = counts_matrix(adata, layer)
         self.n_obs = int(adata.n_obs)
-        if self.n_obs == 0 or adata.n_vars == 0:
-            msg = f"the data matrix is empty ({adata.n_obs} cells x {adata.n_vars} genes); give a file with cells and genes"
-            raise InputError(msg)
         var_names = adata.var_names
         if genes is None:
             self.genes = np.asarray(var_names, dtype=object)
@@ -131,7 +106,7 @@ class CountSource:
 
     # ------------------------------------------------------------------ reading
     def _read_rows(self, start: int, stop: int, *, all_genes: bool = False) -> sp.csr_matrix:
-        block = _to_csr(self.matrix[start:stop])
+        block = to_csr(self.matrix[start:stop])
         if not all_genes and self.gene_index is not None:
             block = block[:, self.gene_index]
         return block
@@ -146,11 +121,11 @@ class CountSource:
             if hi - lo <= 4 * len(index):
                 block = self._read_rows(lo, hi)[sorted_idx - lo]
             else:
-                block = _to_csr(self.matrix[sorted_idx])
+                block = to_csr(self.matrix[sorted_idx])
                 if self.gene_index is not None:
                     block = block[:, self.gene_index]
         else:
-            block = _to_csr(self.matrix[sorted_idx])
+            block = to_csr(self.matrix[sorted_idx])
             if self.gene_index is not None:
                 block = block[:, self.gene_index]
         inverse = np.empty_like(order)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._utils import atomic_path, resolve_seed
+from .._validation import check_n_clusters
 from .._version import __version__
 
 logger = logging.getLogger(__name__)
@@ -75,17 +76,6 @@ class ClusterModel:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fitting
-    def _check_n_clusters(self, n_obs: int) -> None:
-        k = self.n_clusters
-        if k is None:
-            return
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            msg = f"n_clusters must be a positive integer or None, got {k!r}"
-            raise InputError(msg)
-        if k > n_obs:
-            msg = f"n_clusters={k} is more than the {n_obs} cells in the data; ask for fewer clusters"
-            raise InputError(msg)
-
     def fit(self, adata, *, layer: str | None = None) -> ClusterModel:
         """Fit the model on ``adata`` and set ``labels_`` and the other learned attributes.
 
@@ -101,7 +91,7 @@ class ClusterModel:
         -------
         The fitted model.
         """
-        self._check_n_clusters(adata.n_obs)
+        check_n_clusters(self.n_clusters, adata.n_obs)
         self.seed_ = resolve_seed(self.random_state)
         self.history_: list[dict[str, float]] = []
         self.soft_assignments_: np.ndarray | None = None

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .._errors import InputError
 from .._utils import resolve_seed
+from .._validation import check_n_clusters
 from .._version import __version__
 from ..models import get_model_class
 
@@ -32,20 +33,6 @@ def _json_friendly(value: Any) -> Any:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_json_friendly(v) for v in value]
     return str(value)
-
-
-def _check_n_clusters(n_clusters, n_obs: int) -> None:
-    if n_clusters is None:
-        return
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
-        msg = f"n_clusters must be a positive integer or None, got {n_clusters!r}"
-        raise InputError(msg)
-    if n_clusters > n_obs:
-        msg = (
-            f"n_clusters={n_clusters} but the data hold only {n_obs} cells (fewer cells than clusters); "
-            f"ask for at most {n_obs} clusters"
-        )
-        raise InputError(msg)
 
 
 def cluster(
@@ -98,7 +85,7 @@ def cluster(
         names = ", ".join(map(repr, unknown))
         msg = f"unknown parameter(s) {names} for method {method!r}; valid: {', '.join(sorted(valid))}"
         raise InputError(msg)
-    _check_n_clusters(n_clusters, adata.n_obs)
+    check_n_clusters(n_clusters, adata.n_obs)
     seed = resolve_seed(random_state)
     model = cls(n_clusters=n_clusters, random_state=seed, **model_kwargs)
     if copy:
