@@ -67,11 +67,12 @@ def _apply_qc(adata, counts: sp.csr_matrix, min_genes: int, min_cells: int) -> N
             f"min_cells={min_cells}); lower min_genes / min_cells or check the counts"
         )
         raise InputError(msg)
+    cell_rule = f"< {min_genes} genes or no counts" if min_genes > 0 else "no counts"
     logger.info(
-        "prepare: removed %d of %d cells (< %d genes or no counts) and %d of %d genes (in < %d cells)",
+        "prepare: removed %d of %d cells (%s) and %d of %d genes (in < %d cells)",
         adata.n_obs - n_cells,
         adata.n_obs,
-        min_genes,
+        cell_rule,
         adata.n_vars - n_genes,
         adata.n_vars,
         min_cells,
