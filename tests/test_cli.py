@@ -204,3 +204,32 @@ def test_training_error_exits_1(failing_cluster, capsys):
     assert cli.main(["-q", *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loss diverged" in err[0] and err[0].startswith("error: ")
+
+
+_SMALL_MODEL_PARAMS = {
+    "bgformer": ["pretrain_steps=40", "cluster_steps=20", "d_model=32", "n_anchors=8", "batch_size=128"],
+    "siamese": ["pretrain_steps=40", "cluster_steps=20", "n_hidden=32", "n_pcs=10", "batch_size=128"],
+}
+
+
+@pytest.mark.parametrize("method", ["bgformer", "siamese"])
+def test_cli_runs_deep_models(method, tmp_path):
+    """`sccluster cluster --method bgformer|siamese` end to end on a small planted-cluster file."""
+    import anndata as ad
+
+    from sccluster.datasets import synthetic
+
+    src, out, csv = tmp_path / "in.h5ad", tmp_path / "out.h5ad", tmp_path / "labels.csv"
+    synthetic(n_cells=300, n_genes=100, n_clusters=3, random_state=1).write_h5ad(src)
+    params = [arg for p in _SMALL_MODEL_PARAMS[method] for arg in ("--param", p)]
+    proc = _cli("cluster", str(src), "-o", str(out), "--method", method, "--n-clusters", "3", "--seed", "0",
+                "--label-key", "cell_type", "--labels-csv", str(csv), *params)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert re.search(r"ARI\s+0\.9\d\d|ARI\s+1\.000", proc.stdout), proc.stdout
+    result = ad.read_h5ad(out)
+    assert result.uns["sccluster"]["method"] == method
+    assert result.obs["sccluster"].nunique() == 3
+    assert result.obsm["X_sccluster"].shape[0] == 300
+    assert result.obs["sccluster_confidence"].between(0, 1).all()
+    assert len(csv.read_text().strip().splitlines()) == 301  # header + one row per cell
