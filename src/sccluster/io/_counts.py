@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError
+from .._validation import check_counts_block
 
 #: Rows read per block when checking.
 _BLOCK_ROWS = 1024
@@ -68,12 +69,8 @@ def is_raw_counts(adata, layer: str | None = None, *, n_check: int | None = 2000
             continue
         if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
             return False
-        if np.issubdtype(values.dtype, np.integer):
-            if values.min() < 0:
-                return False
-            continue
-        if not np.all(np.isfinite(values)) or values.min() < 0:
-            return False
-        if not np.array_equal(values, np.round(values)):
+        try:
+            check_counts_block(values)
+        except InputError:
             return False
     return True
