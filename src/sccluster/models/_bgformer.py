@@ -3,8 +3,12 @@
 Training has two stages, each bounded by a fixed number of optimiser steps (independent of the
 number of cells): (1) denoising ZINB pretraining (Gaussian noise on the scaled input, counts
 reconstructed from the noisy pass); (2) ZINB + ``gamma``·KL(P‖Q), where Q are Student-t soft
-assignments of the clean pass to learnable centres and P is the DEC target computed per mini-batch
-(``dec_target`` on the batch's detached Q; no full-data refresh, so training streams). The clean and
+assignments of the clean pass to learnable centres and P is a sharpened target computed per
+mini-batch from the batch's detached Q (no full-data refresh, so training streams). With ``target=
+"balanced"`` P is the Sinkhorn plan of Q² whose column marginals are running estimates of the cluster
+proportions (:class:`sccluster.ot.BalancedTarget`); with ``"dec"`` (default, as published) it is
+the DEC target q²/f_k normalised per batch. DEC may empty centres that the data do not support, so
+``n_clusters_`` can end below ``n_clusters``; ``"balanced"`` keeps every centre populated. The clean and
 noisy passes share one batched forward. The reported model is the last step (no labels anywhere).
 The centres start from :func:`initial_clusters` on the pretrained embedding, the very space the
 Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden (``resolution``) plus
@@ -57,6 +61,11 @@ class BGFormer(ClusterModel):
         Cap on passes over the data per stage.
     gamma
         Weight of the KL clustering loss in stage 2.
+    target
+        Clustering target of stage 2: ``"dec"`` (published DEC target; may empty centres) or
+        ``"balanced"`` (Sinkhorn with running cluster proportions; keeps all ``n_clusters``).
+    proportion_momentum
+        Per-step EMA momentum of the cluster proportions of the balanced target.
     vq_weight
         Weight of the optional vector-quantisation term (anchors as a codebook: codebook +
         commitment loss, and ZINB reconstruction from the straight-through quantised input of the
@@ -98,6 +107,8 @@ class BGFormer(ClusterModel):
         cluster_steps: int = 500,
         max_epochs: int = 200,
         gamma: float = 1.0,
+        target: str = "dec",
+        proportion_momentum: float = 0.99,
         vq_weight: float = 0.0,
         n_top_genes: int = 2000,
         max_value: float | None = 10.0,
@@ -121,6 +132,8 @@ class BGFormer(ClusterModel):
         self.cluster_steps = cluster_steps
         self.max_epochs = max_epochs
         self.gamma = gamma
+        self.target = target
+        self.proportion_momentum = proportion_momentum
         self.vq_weight = vq_weight
         self.n_top_genes = n_top_genes
         self.max_value = max_value
@@ -145,6 +158,7 @@ class BGFormer(ClusterModel):
         import torch
 
         from ..nn import BGFormerNet
+        from ..ot import BalancedTarget
 
         check_params(self)
         device = resolve_device(self.device)
@@ -183,8 +197,15 @@ class BGFormer(ClusterModel):
             "given" if self.n_clusters is not None else "estimated",
             time.perf_counter() - t2,
         )
+        target = None
+        if self.target == "balanced":
+            with torch.no_grad():
+                log_q0 = net.log_q(torch.from_numpy(emb).to(device)).cpu().numpy()
+            target = BalancedTarget.from_log_q(log_q0, device, momentum=self.proportion_momentum)
         t3 = time.perf_counter()
-        self.history_ += train_stage(self, net, source, "cluster", min(self.cluster_steps, budget), rng, gen, device)
+        self.history_ += train_stage(
+            self, net, source, "cluster", min(self.cluster_steps, budget), rng, gen, device, target=target
+        )
         logger.info("bgformer: clustering stage in %.1f s", time.perf_counter() - t3)
 
         self.net_ = net
@@ -259,6 +280,10 @@ def check_params(model: BGFormer) -> None:
         value = getattr(model, name)
         if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not 0 < value < math.inf:
             raise bad(name, "use a positive number")
+    if model.target not in ("balanced", "dec"):
+        raise bad("target", "use 'dec' or 'balanced'")
+    if not isinstance(model.proportion_momentum, (int, float)) or not 0.0 <= model.proportion_momentum < 1.0:
+        raise bad("proportion_momentum", "use a number in [0, 1)")
     if model.max_value is not None and not (isinstance(model.max_value, (int, float)) and model.max_value > 0):
         raise bad("max_value", "use a positive number or None")
 
@@ -318,8 +343,12 @@ def _batches(source: CountSource, batch_size: int, rng):
         yield from source.iter_batches(batch_size, shuffle=True, rng=rng, drop_last=drop_last)
 
 
-def train_stage(model: BGFormer, net, source: CountSource, stage: str, n_steps: int, rng, gen, device) -> list[dict]:
+def train_stage(
+    model: BGFormer, net, source: CountSource, stage: str, n_steps: int, rng, gen, device, *, target=None
+) -> list[dict]:
     """Run ``n_steps`` AdamW steps of ``stage`` (``"pretrain"`` or ``"cluster"``); return the history.
+
+    ``target`` maps a batch's ``log q`` to its clustering target (``None``: DEC).
 
     The history holds the mean losses over windows of ``log_every`` steps. A non-finite loss raises
     :class:`TrainingError`.
@@ -340,7 +369,7 @@ def train_stage(model: BGFormer, net, source: CountSource, stage: str, n_steps: 
         counts, sf = _to_device(next(batches), device)
         x = model.scaler_.transform_torch(counts, sf)
         noise = torch.randn(x.shape, generator=gen).to(device) * model.noise_std
-        losses = net.training_loss(x, noise, counts, sf, gamma=gamma, vq_weight=model.vq_weight)
+        losses = net.training_loss(x, noise, counts, sf, gamma=gamma, vq_weight=model.vq_weight, target=target)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             msg = (

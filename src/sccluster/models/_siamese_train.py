@@ -16,7 +16,7 @@ from .._settings import settings
 from ..data import CountSource, Scaler
 from ..nn import dec_target, kl_clustering_loss, zinb_nll
 from ..nn._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
-from ..ot import sinkhorn_target
+from ..ot import BalancedTarget
 from ._siamese_features import graph_view, sample_neighbors
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class TrainConfig:
 
 
 class Trainer:
-    """Runs the optimiser steps of one fit; holds the cluster proportions estimate ``pi``."""
+    """Runs the optimiser steps of one fit; ``target`` holds the cluster proportions estimate."""
 
     def __init__(self, net: SiameseNet, data: TrainData, cfg: TrainConfig, rng: np.random.Generator, gen: torch.Generator, device) -> None:
         self.net, self.data, self.cfg, self.rng, self.gen, self.device = net, data, cfg, rng, gen, device
@@ -64,7 +64,7 @@ class Trainer:
         self.batch = min(cfg.batch_size, self.n)
         self.steps_per_epoch = max(1, min(int(np.ceil(self.n / self.batch)), 100))
         self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        self.pi: torch.Tensor | None = None
+        self.target: BalancedTarget | None = None
         self.history: list[dict[str, float]] = []
         self._order = np.empty(0, dtype=np.int64)
 
@@ -125,9 +125,7 @@ class Trainer:
             log_q = net.log_q(z)
             q = log_q.exp()
             if c.use_sinkhorn:
-                target = sinkhorn_target(log_q.detach(), self.pi, power=c.sinkhorn_power, n_iters=c.sinkhorn_iters)
-                m = c.proportion_momentum
-                self.pi = m * self.pi + (1.0 - m) * q.detach().mean(0).double()
+                target = self.target(log_q)
             else:
                 target = dec_target(q.detach())
             parts["cluster"] = c.cluster_weight * kl_clustering_loss(target.float(), log_q)
@@ -161,5 +159,12 @@ class Trainer:
 
     def init_proportions(self, log_q_all: np.ndarray) -> None:
         """Start the cluster proportions at the mean soft assignment of all cells."""
-        pi = torch.as_tensor(np.exp(log_q_all).mean(0), dtype=torch.float64, device=self.device)
-        self.pi = pi / pi.sum()
+        c = self.cfg
+        self.target = BalancedTarget.from_log_q(
+            log_q_all, self.device, power=c.sinkhorn_power, momentum=c.proportion_momentum, n_iters=c.sinkhorn_iters
+        )
+
+    @property
+    def pi(self) -> torch.Tensor | None:
+        """Current cluster proportions estimate (``None`` without the Sinkhorn target)."""
+        return None if self.target is None else self.target.pi

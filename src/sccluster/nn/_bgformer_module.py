@@ -127,12 +127,14 @@ class BGFormerNet(nn.Module):
         *,
         gamma: float = 0.0,
         vq_weight: float = 0.0,
+        target=None,
     ) -> dict[str, torch.Tensor]:
-        """Losses of one mini-batch; ``gamma > 0`` adds the DEC term (stage 2).
+        """Losses of one mini-batch; ``gamma > 0`` adds the clustering term (stage 2).
 
         The reconstruction pass sees ``x + noise``; with ``gamma > 0`` the clean pass ``x`` is
-        concatenated with it into one batched forward and its Student-t Q is pulled towards the DEC
-        target P computed on this batch. Returns a dict with ``loss``, ``zinb``, ``kl`` and ``vq``.
+        concatenated with it into one batched forward and its Student-t Q is pulled towards the target
+        P of this batch: ``target(log_q)`` when given (for example :class:`sccluster.ot.BalancedTarget`),
+        else the DEC target. Returns a dict with ``loss``, ``zinb``, ``kl`` and ``vq``.
         """
         b = x.shape[0]
         noisy = x + noise
@@ -149,7 +151,7 @@ class BGFormerNet(nn.Module):
         kl = x.new_zeros(())
         if gamma > 0:
             log_q = self.log_q(z[b:])
-            p = dec_target(log_q.detach().exp())
+            p = dec_target(log_q.detach().exp()) if target is None else target(log_q.detach()).to(log_q.dtype)
             kl = kl_clustering_loss(p, log_q)
             loss = loss + gamma * kl
         return {"loss": loss, "zinb": zinb.detach(), "kl": kl.detach(), "vq": vq_loss.detach()}

@@ -1,0 +1,51 @@
+"""Balanced clustering targets: Sinkhorn plans whose column marginals track the cluster proportions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._sinkhorn import sinkhorn_target
+
+
+class BalancedTarget:
+    """Mini-batch clustering target ``P`` from Sinkhorn with running cluster proportions.
+
+    Each call solves the entropic transport problem for ``q^power`` with uniform rows and the current
+    proportions estimate ``pi`` as columns, then moves ``pi`` towards the batch's mean soft
+    assignment (exponential moving average). The proportions are therefore estimated during training,
+    not frozen, and no cluster can be emptied by the target alone: a cluster keeps the share of the
+    cells that the model itself gives it.
+
+    Parameters
+    ----------
+    proportions
+        Initial cluster proportions ``(K,)`` (normalised here).
+    power
+        Sharpening exponent of ``q`` (2 as in DEC).
+    momentum
+        EMA momentum of the proportion update, per call.
+    n_iters
+        Maximum Sinkhorn iterations.
+    """
+
+    def __init__(self, proportions: torch.Tensor, *, power: float = 2.0, momentum: float = 0.99, n_iters: int = 100) -> None:
+        pi = proportions.detach().to(torch.float64)
+        self.pi = pi / pi.sum()
+        self.power = power
+        self.momentum = momentum
+        self.n_iters = n_iters
+
+    @classmethod
+    def from_log_q(cls, log_q: np.ndarray, device=None, **kwargs) -> BalancedTarget:
+        """Start from the mean soft assignment of ``log_q`` ``(n, K)`` (all cells or a sample)."""
+        pi = torch.as_tensor(np.exp(log_q).mean(0), dtype=torch.float64, device=device)
+        return cls(pi, **kwargs)
+
+    def __call__(self, log_q: torch.Tensor) -> torch.Tensor:
+        """Target ``(B, K)`` for the batch's ``log q``; then update the proportions."""
+        log_q = log_q.detach()
+        target = sinkhorn_target(log_q, self.pi, power=self.power, n_iters=self.n_iters)
+        m = self.momentum
+        self.pi = m * self.pi + (1.0 - m) * log_q.exp().mean(0).double()
+        return target
