@@ -226,3 +226,17 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def parse_params(items: list[str], methods: list[str]) -> dict[str, dict]:
+    """``["leiden:resolution=0.5", ...]`` -> ``{"leiden": {"resolution": 0.5}, ...}``."""
+    params: dict[str, dict] = {m: {} for m in methods}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        name, eq, value = rest.partition("=")
+        if not sep or not eq or not name:
+            sys.exit(f"error: --param {item!r} must look like method:NAME=VALUE, e.g. leiden:resolution=0.5")
+        if method not in params:
+            sys.exit(f"error: --param {item!r} names method {method!r}, which is not in --methods")
+        params[method][name] = parse_value(value)
+    return params

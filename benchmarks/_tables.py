@@ -125,19 +125,24 @@ def markdown_table(agg: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- scale study
 def scale_ratios(
-    results: pd.DataFrame, method_pipeline: str, scanpy_pipeline: str = "scanpy"
+    results: pd.DataFrame, method_pipelines: str | list[str], scanpy_pipeline: str = "scanpy"
 ) -> pd.DataFrame:
     """Time ratios of the scale study.
 
     ``results`` has columns ``size``, ``pipeline``, ``time_s``, ``status``. Returns rows
-    ``(kind, pipeline, size, ratio)``: ``t(method)/t(scanpy)`` at each size where both finished, and
+    ``(kind, pipeline, size, ratio)``: ``t(method)/t(scanpy)`` for each of ``method_pipelines`` at
+    each size where both finished, and
     for each pipeline ``t(size)/t(previous size)`` between consecutive sizes where both finished
     (with ``size`` = the larger size; cost linear in cells gives a ratio close to the size ratio).
     """
     ok = results[results["status"] == "ok"]
     t = ok.pivot_table(index="size", columns="pipeline", values="time_s", aggfunc="mean")
     rows = []
-    if method_pipeline in t and scanpy_pipeline in t:
+    if isinstance(method_pipelines, str):
+        method_pipelines = [method_pipelines]
+    for method_pipeline in method_pipelines:
+        if method_pipeline not in t or scanpy_pipeline not in t:
+            continue
         for size, r in t.iterrows():
             if np.isfinite(r[method_pipeline]) and np.isfinite(r[scanpy_pipeline]):
                 ratio = r[method_pipeline] / r[scanpy_pipeline]

@@ -117,20 +117,6 @@ def _warm_up(scc, cls, spec: dict) -> float:
 
 
 # ----------------------------------------------------------------------------- parent
-def parse_params(items: list[str], methods: list[str]) -> dict[str, dict]:
-    """``["leiden:resolution=0.5", ...]`` -> ``{"leiden": {"resolution": 0.5}, ...}``."""
-    params: dict[str, dict] = {m: {} for m in methods}
-    for item in items:
-        method, sep, rest = item.partition(":")
-        name, eq, value = rest.partition("=")
-        if not sep or not eq or not name:
-            sys.exit(f"error: --param {item!r} must look like method:NAME=VALUE, e.g. leiden:resolution=0.5")
-        if method not in params:
-            sys.exit(f"error: --param {item!r} names method {method!r}, which is not in --methods")
-        params[method][name] = C.parse_value(value)
-    return params
-
-
 def find_datasets(data_dir: Path, names: list[str]) -> list[Path]:
     """The ``.h5ad`` files to run: all of ``data_dir`` for ``all``, else the named ones (or paths)."""
     if names in (["all"], []):
@@ -270,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     data_dir = args.data_dir or P.default_data_dir()
     files = find_datasets(Path(data_dir), args.datasets)
-    params = parse_params(args.param, args.methods)
+    params = C.parse_params(args.param, args.methods)
     section = args.section or "-".join(args.methods)
     csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)

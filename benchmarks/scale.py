@@ -3,14 +3,15 @@
 
 Example::
 
-    python benchmarks/scale.py --method bgformer --sizes 10000 100000 1000000
+    python benchmarks/scale.py --methods bgformer siamese --sizes 10000 100000 1000000
 
 For each size the source dataset is upsampled once with ``sccluster.datasets.upsample`` (every new
 cell sums two real cells of one type and is thinned binomially, so labels stay true) and written to
 ``<workdir>/<source>_n<size>_seed<seed>.h5ad`` (reused when it exists with the same seed). Then each
 pipeline runs in its own child process, timed from reading the file to writing the clustered file:
 
-- ``sccluster <method>``: ``sccluster.read`` -> ``pp.prepare`` -> ``model.fit`` (labels_) -> write;
+- ``sccluster <method>`` for each of ``--methods``: ``sccluster.read`` -> ``pp.prepare`` ->
+  ``model.fit`` (labels_) -> write;
 - ``scanpy``: read -> normalize_total -> log1p -> highly_variable_genes(2000, subset) ->
   scale(max_value=10) -> pca(50) -> neighbors(15) -> leiden(igraph, 2 iterations) -> write;
 - ``scanpy (no scale)``: the same without ``scale``.
@@ -210,15 +211,15 @@ def _argv(kind: str, spec: dict) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--spec", json.dumps(spec)]
 
 
-def run_pipeline(args, size: int, path: Path, pipeline: str) -> dict:
-    """Run one pipeline on one size in a child; return its result row."""
+def run_pipeline(args, size: int, path: Path, pipeline: str, method: str | None = None) -> dict:
+    """Run one pipeline (a scanpy one, or ``method``'s) on one size in a child; return its result row."""
     out_path = args.workdir / f"out_{size}_{pipeline.replace(' ', '_').strip('()')}.h5ad"
     spec = {"path": str(path), "out_path": str(out_path), "seed": args.seed, "warmup": not args.no_warmup}
     if pipeline in (SCANPY, NOSCALE):
         kind, spec["scale"] = "scanpy", pipeline == SCANPY
     else:
         kind = "method"
-        spec.update(method=args.method, k_mode=args.k_mode, params=args.params)
+        spec.update(method=method, k_mode=args.k_mode, params=args.params.get(method, {}))
     tag = f"n{size}_{kind}{'' if spec.get('scale', True) else '_noscale'}"
     res = C.run_child(
         _argv(kind, spec),
@@ -239,8 +240,8 @@ def run_pipeline(args, size: int, path: Path, pipeline: str) -> dict:
         seed=args.seed,
         last_step=res.steps[-1] if res.steps else "",
         note=res.note,
-        method=args.method,
-        params=json.dumps(args.params, sort_keys=True),
+        method=method or "",
+        params=json.dumps(args.params.get(method, {}) if method else {}, sort_keys=True),
     )
     if res.status != "ok":  # a failed pipeline has no end-to-end time; how long it ran is in the note
         row["note"] = (
@@ -251,7 +252,9 @@ def run_pipeline(args, size: int, path: Path, pipeline: str) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", default="bgformer", help="sccluster method ('none' for scanpy only)")
+    p.add_argument(
+        "--methods", "--method", nargs="+", default=["bgformer"], help="sccluster methods ('none' for scanpy only)"
+    )
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--source", default="pbmc_4k_top2000", help="dataset name in --data-dir")
     p.add_argument("--seed", type=int, default=0)
@@ -262,7 +265,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="k_mode",
         help="n_clusters=None (auto, default, like Leiden) or the number of label categories",
     )
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyperparameter")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE", help="method hyperparameter")
     p.add_argument("--baseline", choices=["scanpy", "none"], default="scanpy")
     p.add_argument("--no-noscale", action="store_true", help="skip the scanpy pipeline without scale")
     p.add_argument("--data-dir", type=Path, default=None, help="default: sccluster.settings.datasetdir")
@@ -275,7 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-outputs", action="store_true", help="keep the clustered .h5ad files")
     p.add_argument("--mem-limit-gb", type=float, default=None, help="RLIMIT_AS of each pipeline child")
     p.add_argument("--timeout-s", type=float, default=None, help="per child (default: none)")
-    p.add_argument("--section", default=None, help="BENCHMARKS.md section (default: scale-<method>)")
+    p.add_argument("--section", default=None, help="BENCHMARKS.md section (default: scale-<methods>)")
     p.add_argument("--csv", type=Path, default=None, help="default: benchmarks/results/<section>.csv")
     p.add_argument("--markdown", type=Path, default=C.REPO_ROOT / "BENCHMARKS.md")
     p.add_argument("--no-markdown", action="store_true")
@@ -294,17 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     args.data_dir = args.data_dir or P.default_data_dir()
-    args.params = {}
-    for item in args.param:
-        name, eq, value = item.partition("=")
-        if not eq:
-            sys.exit(f"error: --param {item!r} must look like NAME=VALUE")
-        args.params[name] = C.parse_value(value)
+    methods = [] if args.methods == ["none"] else list(args.methods)
+    args.params = C.parse_params(args.param, methods)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    pipelines = [] if args.method == "none" else [f"sccluster {args.method}"]
+    method_of = {f"sccluster {m}": m for m in methods}
+    pipelines = list(method_of)
     if args.baseline == "scanpy":
         pipelines += [SCANPY] + ([] if args.no_noscale else [NOSCALE])
-    section = args.section or f"scale-{args.method}"
+    section = args.section or "scale-" + ("-".join(methods) or "scanpy")
     csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     version, commit = P.sccluster_version(), P.git_commit()
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update()
         for pipe in pipelines:
             bar.set_postfix_str(f"{size:,} cells: {pipe}")
-            row = run_pipeline(args, size, path, pipe)
+            row = run_pipeline(args, size, path, pipe, method_of.get(pipe))
             row.update(sccluster_version=version, git_commit=commit)
             rows.append(row)
             bar.update()
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         df = pd.DataFrame(rows, columns=COLUMNS)
         df.to_csv(csv_path, index=False)
-        table = scale_table(df, scale_ratios(df, pipelines[0] if pipelines else SCANPY, SCANPY))
+        table = scale_table(df, scale_ratios(df, list(method_of), SCANPY))
         if not args.no_markdown:
             C.replace_section(
                 args.markdown, section, _section_body(args, argv, section, made, csv_path, table)
@@ -346,7 +346,7 @@ def _section_body(args, argv, section, made, csv_path, table) -> str:
     )
     rel = csv_path.relative_to(C.REPO_ROOT) if csv_path.is_relative_to(C.REPO_ROOT) else csv_path
     lines = [
-        f"## Scale study: {args.method if args.method != 'none' else 'scanpy only'}",
+        f"## Scale study: {', '.join(m for m in args.methods if m != 'none') or 'scanpy only'}",
         "",
         *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
         f"- Data: `{args.source}` upsampled with seed {args.seed} (`sccluster.datasets.upsample`): {data}",
