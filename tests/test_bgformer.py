@@ -81,6 +81,17 @@ def test_estimates_k_without_labels(data):
     np.testing.assert_array_equal(model.predict(adata.copy()), model.labels_)
 
 
+def test_balanced_target_keeps_every_requested_cluster(data):
+    # 6 clusters asked of 4 planted groups: the balanced (Sinkhorn) target keeps all 6 populated,
+    # splitting groups rather than emptying centres, and still agrees with the planted partition.
+    adata, y = data
+    model = BGFormer(6, random_state=0, target="balanced", **SMALL).fit(adata.copy())
+    assert model.n_clusters_ == 6
+    assert np.bincount(model.labels_, minlength=6).min() > 0
+    assert model.soft_assignments_.shape == (adata.n_obs, 6)
+    assert ari(y, model.labels_) >= 0.6
+
+
 def test_same_seed_same_labels_and_no_cells_by_cells_tensor(fitted, data):
     adata, _ = data
     n = adata.n_obs
@@ -153,6 +164,8 @@ def test_divergence_raises_training_error(data, monkeypatch):
         {"batch_size": 2.5},
         {"resolution": 0},
         {"device": "nonsense"},
+        {"target": "kmeans"},
+        {"proportion_momentum": 1.0},
     ],
 )
 def test_bad_hyperparameters_raise_input_error(data, params):

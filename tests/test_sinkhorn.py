@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sccluster.ot import sinkhorn, sinkhorn_target
+from sccluster.ot import BalancedTarget, sinkhorn, sinkhorn_target
 
 
 def _reference(scores: np.ndarray, r: np.ndarray, c: np.ndarray, n_iters: int = 2000) -> np.ndarray:
@@ -60,3 +60,21 @@ def test_target_rows_are_distributions_and_follow_proportions():
     p = sinkhorn_target(log_q, props, power=2.0, n_iters=500)
     np.testing.assert_allclose(p.sum(1).numpy(), 1.0, atol=1e-5)
     np.testing.assert_allclose((p.double().mean(0)).numpy(), props.numpy(), atol=1e-3)
+
+
+def test_balanced_target_matches_proportions_then_tracks_the_batch():
+    gen = torch.Generator().manual_seed(5)
+    log_q = torch.log_softmax(3 * torch.randn(512, 5, generator=gen), dim=1)
+    before = log_q.clone()
+    start = np.array([[0.4, 0.3, 0.1, 0.1, 0.1]])
+    target = BalancedTarget.from_log_q(np.log(start), momentum=0.9, n_iters=500)
+    np.testing.assert_allclose(target.pi.numpy(), start[0], atol=1e-12)
+    p = target(log_q)
+    assert torch.equal(log_q, before)  # input untouched
+    # columns follow the proportions it held when called; rows are distributions
+    np.testing.assert_allclose(p.double().mean(0).numpy(), start[0], atol=1e-3)
+    np.testing.assert_allclose(p.sum(1).numpy(), 1.0, atol=1e-5)
+    # then the proportions move 10 % of the way to the batch's mean soft assignment
+    expected = 0.9 * start[0] + 0.1 * log_q.exp().double().mean(0).numpy()
+    np.testing.assert_allclose(target.pi.numpy(), expected, atol=1e-12)
+    assert abs(float(target.pi.sum()) - 1.0) < 1e-6
