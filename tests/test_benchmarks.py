@@ -337,3 +337,25 @@ def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):
         writer.writerow({**base, "seed": 5, "status": "ok"})  # not in the plan
     kept = bench_run.done_rows(csv_path, specs)
     assert [(r["seed"], r["ari"]) for r in kept] == [("0", "0.9")]
+
+
+def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
+    import ablation
+
+    rows = []
+    for params, base in (("{}", 0.6), ('{"use_sinkhorn": false}', 0.5)):
+        for d, shift in (("d1", 0.0), ("d2", 0.2)):
+            for seed in range(3):
+                rows.append({"method": "siamese", "dataset": d, "k_mode": "given", "seed": seed,
+                             "params": params, "status": "ok", "ari": base + shift + 0.01 * seed})
+    table = ablation.ablation_table(pd.DataFrame(rows), "siamese", ["d1", "d2"])
+    assert "| full model | – | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.710 |  |" in table
+    assert "| - Sinkhorn | DEC target instead of the OT target | 0.510 ± 0.010 | 0.710 ± 0.010 | 0.610 | -0.100 |" in table
+    assert "| - adaptive fusion | plain mean of the two embeddings | – | – | – |  |" in table
+    # only the full model's rows (no parameters) of an earlier run.py CSV are reused
+    path = tmp_path / "main.csv"
+    pd.DataFrame([{**r, "params": "{}"} for r in rows[:3]] + [{**rows[0], "params": '{"x": 1}'}]).to_csv(path, index=False)
+    specs = bench_run.plan_runs(["siamese"], [Path("d1.h5ad")], [0, 1, 2], ["given"], {"siamese": {}})
+    specs += bench_run.plan_runs(["siamese"], [Path("d1.h5ad")], [0], ["given"], {"siamese": {"use_sinkhorn": False}})
+    reused = ablation.reuse_rows(path, specs)
+    assert sorted(int(r["seed"]) for r in reused) == [0, 1, 2] and all(r["params"] == "{}" for r in reused)
