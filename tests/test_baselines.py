@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,21 @@ def test_bad_hyperparameters(synthetic_adata):
         KMeansBaseline(3, n_pcs=0).fit(synthetic_adata)
     with pytest.raises(InputError, match="not fitted"):
         KMeansBaseline(3).predict(synthetic_adata)
+
+
+def test_neighbour_search_leaves_no_spinning_numba_threads():
+    # numba's OpenMP layer keeps idle workers spinning after pynndescent/umap, which slowed the torch
+    # training that follows a Leiden initialisation 4x; sccluster asks for the sleeping workqueue layer.
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba\n"
+        "from sccluster.models._init_clusters import leiden_labels\n"
+        "leiden_labels(np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32), 0)\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "workqueue"

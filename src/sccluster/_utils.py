@@ -95,3 +95,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def prefer_blocking_numba_threads() -> None:
+    """Use numba's ``workqueue`` threading layer for the numba-parallel code we call (pynndescent, umap).
+
+    numba's default layer is OpenMP when it is available; after a parallel pynndescent / umap call its
+    worker threads keep spinning, and on a machine with few cores they steal CPU from the torch
+    training loop that follows (measured: a single-threaded torch loop ran 4x slower after one
+    ``sc.pp.neighbors`` call). ``workqueue`` threads sleep while idle. Nothing changes when the user
+    chose a layer (``NUMBA_THREADING_LAYER``) or when numba already started its thread pool.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return
+    import numba
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", False):
+        numba.config.THREADING_LAYER = "workqueue"

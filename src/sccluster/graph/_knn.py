@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from .._utils import prefer_blocking_numba_threads
+
 logger = logging.getLogger(__name__)
 
 #: Up to this many reference points neighbours are exact (scikit-learn); above, pynndescent.
@@ -51,6 +53,8 @@ def nearest_neighbors(
         dist, idx = nn.kneighbors(q)
     else:
         from pynndescent import NNDescent
+
+        prefer_blocking_numba_threads()
 
         index = NNDescent(x, n_neighbors=max(k, 15), random_state=seed, n_jobs=1, low_memory=True)
         if self_query:

@@ -10,6 +10,7 @@ import logging
 import numpy as np
 
 from .._errors import InputError
+from .._utils import prefer_blocking_numba_threads
 from ..metrics import silhouette
 from ..pp import pca_embedding
 from ._base import ClusterModel
@@ -107,6 +108,7 @@ class LeidenBaseline(ClusterModel):
         # a private AnnData holding only the embedding: the user's AnnData is never written to
         tmp = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_emb": emb})
         n_neighbors = int(min(self.n_neighbors, max(n_obs - 1, 2)))
+        prefer_blocking_numba_threads()
         sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="X_emb", random_state=self.seed_)
         adjacency = tmp.obsp["connectivities"]
         cache: dict[float, np.ndarray] = {}

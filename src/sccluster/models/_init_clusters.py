@@ -10,6 +10,8 @@ import logging
 
 import numpy as np
 
+from .._utils import prefer_blocking_numba_threads
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,6 +34,7 @@ def leiden_labels(embedding: np.ndarray, seed: int, *, resolution: float = 1.0, 
 
     tmp = ad.AnnData(np.zeros((embedding.shape[0], 0), dtype=np.float32))
     tmp.obsm["X_emb"] = np.ascontiguousarray(embedding, dtype=np.float32)
+    prefer_blocking_numba_threads()
     sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="X_emb", random_state=seed)
     sc.tl.leiden(tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     return tmp.obs["leiden"].cat.codes.to_numpy().astype(np.int64)
