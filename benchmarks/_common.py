@@ -240,3 +240,11 @@ def parse_params(items: list[str], methods: list[str]) -> dict[str, dict]:
             sys.exit(f"error: --param {item!r} names method {method!r}, which is not in --methods")
         params[method][name] = parse_value(value)
     return params
+
+
+def add_output_args(parser, section_default: str) -> None:
+    """The output options every benchmark script shares: ``--section``, ``--csv``, ``--markdown``, ``--no-markdown``."""
+    parser.add_argument("--section", default=None, help=f"BENCHMARKS.md section (default: {section_default})")
+    parser.add_argument("--csv", type=Path, default=None, help="default: benchmarks/results/<section>.csv")
+    parser.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
+    parser.add_argument("--no-markdown", action="store_true", help="write only the CSV")

@@ -123,11 +123,7 @@ class Trainer:
             )
         if cluster:
             log_q = net.log_q(z)
-            q = log_q.exp()
-            if c.use_sinkhorn:
-                target = self.target(log_q)
-            else:
-                target = dec_target(q.detach())
+            target = self.target(log_q) if c.use_sinkhorn else dec_target(log_q.detach().exp())
             parts["cluster"] = c.cluster_weight * kl_clustering_loss(target.float(), log_q)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
