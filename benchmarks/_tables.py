@@ -125,13 +125,13 @@ def markdown_table(agg: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- scale study
 def scale_ratios(
-    results: pd.DataFrame, method_pipelines: str | list[str], scanpy_pipeline: str = "scanpy"
+    results: pd.DataFrame, method_pipelines: str | list[str], scanpy_pipeline: str | list[str] = "scanpy"
 ) -> pd.DataFrame:
-    """Time ratios of the scale study.
+    """Time ratios of the scale study (of the mean times over seeds).
 
     ``results`` has columns ``size``, ``pipeline``, ``time_s``, ``status``. Returns rows
-    ``(kind, pipeline, size, ratio)``: ``t(method)/t(scanpy)`` for each of ``method_pipelines`` at
-    each size where both finished, and
+    ``(kind, pipeline, size, ratio)``: ``t(method)/t(reference)`` for each of ``method_pipelines``
+    and each reference pipeline in ``scanpy_pipeline`` at each size where both finished, and
     for each pipeline ``t(size)/t(previous size)`` between consecutive sizes where both finished
     (with ``size`` = the larger size; cost linear in cells gives a ratio close to the size ratio).
     """
@@ -140,20 +140,21 @@ def scale_ratios(
     rows = []
     if isinstance(method_pipelines, str):
         method_pipelines = [method_pipelines]
+    references = [scanpy_pipeline] if isinstance(scanpy_pipeline, str) else list(scanpy_pipeline)
     for method_pipeline in method_pipelines:
-        if method_pipeline not in t or scanpy_pipeline not in t:
-            continue
-        for size, r in t.iterrows():
-            if np.isfinite(r[method_pipeline]) and np.isfinite(r[scanpy_pipeline]):
-                ratio = r[method_pipeline] / r[scanpy_pipeline]
-                rows.append(
-                    {
-                        "kind": f"t({method_pipeline})/t({scanpy_pipeline})",
-                        "pipeline": method_pipeline,
-                        "size": int(size),
-                        "ratio": ratio,
-                    }
-                )
+        for reference in references:
+            if method_pipeline not in t or reference not in t:
+                continue
+            for size, r in t.iterrows():
+                if np.isfinite(r[method_pipeline]) and np.isfinite(r[reference]):
+                    rows.append(
+                        {
+                            "kind": f"t({method_pipeline})/t({reference})",
+                            "pipeline": method_pipeline,
+                            "size": int(size),
+                            "ratio": r[method_pipeline] / r[reference],
+                        }
+                    )
     sizes = sorted(results["size"].unique())
     for pipe in _ordered(results, "pipeline"):
         for small, big in zip(sizes[:-1], sizes[1:]):
@@ -180,41 +181,90 @@ def _size(n) -> str:
     return str(n)
 
 
-def scale_table(results: pd.DataFrame, ratios: pd.DataFrame) -> str:
-    """Markdown of the scale study: one line per (size, pipeline), then the time ratios.
+def scale_ari_changes(results: pd.DataFrame) -> pd.DataFrame:
+    """Per pipeline, the mean ARI at each larger size minus the mean ARI at the smallest size.
 
-    ``results`` columns: ``size``, ``pipeline``, ``time_s``, ``peak_rss_mb``, ``ari``, ``k_found``,
-    ``status``, ``last_step``.
+    Rows ``(pipeline, size, base_size, delta)`` over the runs that finished (``status == "ok"``).
     """
+    ok = results[results["status"] == "ok"]
+    ari = ok.pivot_table(index="size", columns="pipeline", values="ari", aggfunc="mean")
+    rows = []
+    for pipe in _ordered(results, "pipeline"):
+        if pipe not in ari:
+            continue
+        col = ari[pipe].dropna()
+        if len(col) < 2:
+            continue
+        base = col.index.min()
+        for size, value in col.items():
+            if size != base:
+                rows.append({"pipeline": pipe, "size": int(size), "base_size": int(base), "delta": value - col[base]})
+    return pd.DataFrame(rows, columns=["pipeline", "size", "base_size", "delta"])
+
+
+def _scale_status(grp: pd.DataFrame) -> str:
+    bad = grp[grp["status"] != "ok"]
+    if not len(bad):
+        return "ok"
+    parts = []
+    for _, r in bad.iterrows():
+        step = r.get("last_step")
+        parts.append(f"{r['status']}, after `{step}`" if isinstance(step, str) and step else f"{r['status']}, before any step")
+    failed = "; ".join(dict.fromkeys(parts))
+    return failed if len(bad) == len(grp) else f"{len(grp) - len(bad)}/{len(grp)} ok; {failed}"
+
+
+def scale_table(results: pd.DataFrame, ratios: pd.DataFrame) -> str:
+    """Markdown of the scale study: one line per (size, pipeline), then time ratios and ARI changes.
+
+    ``results`` has one row per run, columns ``size``, ``pipeline``, ``seed``, ``time_s``,
+    ``peak_rss_mb``, ``ari``, ``k_found``, ``status``, ``last_step``, ``note``. Time and ARI are
+    ``mean ± std`` over the seeds that finished (the value alone for one), peak RSS the largest over
+    seeds, k found the value or mean and range.
+    """
+    results = results.copy()
+    for col in ("size", "time_s", "peak_rss_mb", "ari", "k_found"):
+        results[col] = pd.to_numeric(results[col], errors="coerce")
+    if "seed" not in results:
+        results["seed"] = 0
     lines = [
-        "| cells | pipeline | wall time (s) | peak RSS (MB) | ARI | k found | status / last step |",
-        "|---|---|---|---|---|---|---|",
+        "| cells | pipeline | seeds | wall time (s) | peak RSS (MB) | ARI | k found | status / last step |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for _, r in results.iterrows():
-        status = r["status"]
-        if status != "ok":
-            status = (
-                f"{status}, after `{r['last_step']}`" if r.get("last_step") else f"{status}, before any step"
-            )
-        k = fmt_num(r.get("k_found"), 0)
+    for (size, pipe), grp in results.groupby(["size", "pipeline"], sort=False):
+        ok = grp[grp["status"] == "ok"]
+        k = ok["k_found"].dropna()
+        if not len(k):
+            k_txt = "–"
+        elif k.min() == k.max():
+            k_txt = f"{int(k.min())}"
+        else:
+            k_txt = f"{k.mean():.1f} ({int(k.min())}–{int(k.max())})"
         cells = [
-            f"{int(r['size']):,}",
-            str(r["pipeline"]),
-            fmt_num(r["time_s"], 1),
-            fmt_num(r["peak_rss_mb"], 0),
-            fmt_num(r["ari"], 3),
-            k,
-            status,
+            f"{int(size):,}",
+            str(pipe),
+            ", ".join(str(int(v)) for v in grp["seed"]),
+            fmt_mean_std(ok["time_s"], 1),
+            fmt_num(grp["peak_rss_mb"].max(), 0),
+            fmt_mean_std(ok["ari"], 3),
+            k_txt,
+            _scale_status(grp),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
-        f"- {int(r['size']):,} cells, {r['pipeline']}: {r['note']}"
+        f"- {int(r['size']):,} cells, {r['pipeline']}, seed {int(r['seed'])}: {r['note']}"
         for _, r in results.iterrows()
         if r["status"] != "ok" and isinstance(r.get("note"), str) and r.get("note")
     ]
     lines += ["", *notes] if notes else []
     if len(ratios):
-        lines += ["", "| ratio | pipeline | cells | value |", "|---|---|---|---|"]
+        lines += ["", "| time ratio (means over seeds) | pipeline | cells | value |", "|---|---|---|---|"]
         for _, r in ratios.iterrows():
             lines.append(f"| {r['kind']} | {r['pipeline']} | {int(r['size']):,} | {r['ratio']:.2f} |")
+    changes = scale_ari_changes(results)
+    if len(changes):
+        lines += ["", "| ARI change (means over seeds) | pipeline | value |", "|---|---|---|"]
+        for _, r in changes.iterrows():
+            kind = f"ARI({_size(r['size'])}) − ARI({_size(r['base_size'])})"
+            lines.append(f"| {kind} | {r['pipeline']} | {r['delta']:+.3f} |")
     return "\n".join(lines)

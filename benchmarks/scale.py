@@ -3,12 +3,13 @@
 
 Example::
 
-    python benchmarks/scale.py --methods bgformer siamese --sizes 10000 100000 1000000
+    python benchmarks/scale.py --methods bgformer siamese --sizes 10000 100000 1000000 --seeds 0 1 2
 
 For each size the source dataset is upsampled once with ``sccluster.datasets.upsample`` (every new
 cell sums two real cells of one type and is thinned binomially, so labels stay true) and written to
-``<workdir>/<source>_n<size>_seed<seed>.h5ad`` (reused when it exists with the same seed). Then each
-pipeline runs in its own child process, timed from reading the file to writing the clustered file:
+``<workdir>/<source>_n<size>_seed<data-seed>.h5ad`` (reused when it exists with the same seed). Then
+each pipeline runs once per seed of ``--seeds`` (the seed of the model, PCA, kNN and Leiden; the data
+stay the same) in its own child process, timed from reading the file to writing the clustered file:
 
 - ``sccluster <method>`` for each of ``--methods``: ``sccluster.read`` -> ``pp.prepare`` ->
   ``model.fit`` (labels_) -> write;
@@ -17,6 +18,9 @@ pipeline runs in its own child process, timed from reading the file to writing t
 - ``scanpy (no scale)``: the same without ``scale``.
 
 ``obs["cell_type"]`` is removed before the pipeline starts and only scores the result (ARI, not timed).
+The table reports, per size and pipeline, time and ARI as mean ± std over seeds and the largest peak
+RSS. ``--resume`` keeps the finished rows of an existing CSV (so seeds can be added, or several
+invocations split the work and their CSVs be concatenated); ``--from-csv`` only renders a CSV.
 Children print a marker after each step, so a child killed for memory reports the last step it
 finished. Peak memory is the child's resident high-water mark (see ``_common``). Before the timer
 starts, each child runs its pipeline once on 300 synthetic cells so that one-time JIT compilation
@@ -53,6 +57,7 @@ COLUMNS = [
     "n_cells",
     "n_genes",
     "seed",
+    "data_seed",
     "method",
     "params",
     "sccluster_version",
@@ -188,9 +193,9 @@ def run_child_main(kind: str, spec: dict, result_path: str) -> None:
 # ----------------------------------------------------------------------------- parent
 def ensure_dataset(args, size: int) -> tuple[Path, dict]:
     """The upsampled file for ``size`` (made in a child unless a matching one exists) and its metadata."""
-    path = args.workdir / f"{args.source}_n{size}_seed{args.seed}.h5ad"
+    path = args.workdir / f"{args.source}_n{size}_seed{args.data_seed}.h5ad"
     meta_path = path.with_suffix(".json")
-    want = {"source": args.source, "size": size, "seed": args.seed}
+    want = {"source": args.source, "size": size, "seed": args.data_seed}
     if path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if all(meta.get(k) == v for k, v in want.items()):
@@ -211,16 +216,17 @@ def _argv(kind: str, spec: dict) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--spec", json.dumps(spec)]
 
 
-def run_pipeline(args, size: int, path: Path, pipeline: str, method: str | None = None) -> dict:
-    """Run one pipeline (a scanpy one, or ``method``'s) on one size in a child; return its result row."""
-    out_path = args.workdir / f"out_{size}_{pipeline.replace(' ', '_').strip('()')}.h5ad"
-    spec = {"path": str(path), "out_path": str(out_path), "seed": args.seed, "warmup": not args.no_warmup}
+def run_pipeline(args, size: int, path: Path, pipeline: str, seed: int, method: str | None = None) -> dict:
+    """Run one pipeline (a scanpy one, or ``method``'s) on one size with one seed in a child; return its row."""
+    # unique per (size, pipeline, seed), so that concurrent invocations can share a workdir
+    tag = f"n{size}_{pipeline.replace(' ', '_').replace('(', '').replace(')', '')}_seed{seed}"
+    out_path = args.workdir / f"out_{tag}.h5ad"
+    spec = {"path": str(path), "out_path": str(out_path), "seed": seed, "warmup": not args.no_warmup}
     if pipeline in (SCANPY, NOSCALE):
         kind, spec["scale"] = "scanpy", pipeline == SCANPY
     else:
         kind = "method"
         spec.update(method=method, k_mode=args.k_mode, params=args.params.get(method, {}))
-    tag = f"n{size}_{kind}{'' if spec.get('scale', True) else '_noscale'}"
     res = C.run_child(
         _argv(kind, spec),
         workdir=args.workdir / "logs",
@@ -237,7 +243,8 @@ def run_pipeline(args, size: int, path: Path, pipeline: str, method: str | None 
         pipeline=pipeline,
         peak_rss_mb=res.peak_rss_mb,
         status=res.status,
-        seed=args.seed,
+        seed=seed,
+        data_seed=args.data_seed,
         last_step=res.steps[-1] if res.steps else "",
         note=res.note,
         method=method or "",
@@ -257,7 +264,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--source", default="pbmc_4k_top2000", help="dataset name in --data-dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds", "--seed", nargs="+", type=int, default=[0], help="seeds of the pipelines (one run per seed)"
+    )
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the upsampling (the same data for every seed)")
+    p.add_argument(
+        "--baseline-seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="seeds for the scanpy pipelines (default: --seeds)",
+    )
     p.add_argument(
         "--k",
         choices=["auto", "given"],
@@ -279,6 +296,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mem-limit-gb", type=float, default=None, help="RLIMIT_AS of each pipeline child")
     p.add_argument("--timeout-s", type=float, default=None, help="per child (default: none)")
     C.add_output_args(p, "scale-<methods>")
+    p.add_argument("--resume", action="store_true", help="keep the finished rows of an existing --csv")
+    p.add_argument("--from-csv", type=Path, default=None, help="only render this CSV into the section")
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -298,55 +317,105 @@ def main(argv: list[str] | None = None) -> int:
     args.params = C.parse_params(args.param, methods)
     args.workdir.mkdir(parents=True, exist_ok=True)
     method_of = {f"sccluster {m}": m for m in methods}
-    pipelines = list(method_of)
-    if args.baseline == "scanpy":
-        pipelines += [SCANPY] + ([] if args.no_noscale else [NOSCALE])
+    baselines = [SCANPY] + ([] if args.no_noscale else [NOSCALE]) if args.baseline == "scanpy" else []
+    baseline_seeds = args.seeds if args.baseline_seeds is None else args.baseline_seeds
     section = args.section or "scale-" + ("-".join(methods) or "scanpy")
     csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
+    if args.from_csv is not None:
+        df = read_results(args.from_csv)
+        table = results_table(df, list(method_of))
+        if not args.no_markdown:
+            C.replace_section(args.markdown, section, _section_body(args, argv, args.from_csv, table, None))
+        print(table)
+        return 0
+
+    done = {_row_key(r): r for r in read_results(csv_path).to_dict("records") if r["status"] == "ok"} if args.resume else {}
     version, commit = P.sccluster_version(), P.git_commit()
+    plan = plan_runs(args.sizes, list(method_of), args.seeds, baselines, baseline_seeds)
     rows, made = [], []
-    bar = tqdm(total=len(args.sizes) * (len(pipelines) + 1), desc="scale study", unit="step")
+    bar = tqdm(total=len(plan) + len(args.sizes), desc="scale study", unit="step")
     for size in args.sizes:
         bar.set_postfix_str(f"{size:,} cells: upsampling")
         path, meta = ensure_dataset(args, size)
         made.append(meta)
         bar.update()
-        for pipe in pipelines:
-            bar.set_postfix_str(f"{size:,} cells: {pipe}")
-            row = run_pipeline(args, size, path, pipe, method_of.get(pipe))
+        for _, seed, pipe in [p for p in plan if p[0] == size]:
+            key = (size, pipe, seed)
+            if key in done:
+                rows.append(done[key])
+                bar.update()
+                continue
+            bar.set_postfix_str(f"{size:,} cells: {pipe}, seed {seed}")
+            row = run_pipeline(args, size, path, pipe, seed, method_of.get(pipe))
             row.update(sccluster_version=version, git_commit=commit)
             rows.append(row)
             bar.update()
             tqdm.write(
-                f"{size:>9,} {pipe:<22} {row['status']:<10} t={C.fmt_num(row['time_s'])} s "
+                f"{size:>9,} {pipe:<22} seed {seed} {row['status']:<10} t={C.fmt_num(row['time_s'])} s "
                 f"rss={C.fmt_num(row['peak_rss_mb'], 0)} MB ari={C.fmt_num(row['ari'], 3)}"
             )
+            df = pd.DataFrame(rows, columns=COLUMNS)
+            df.to_csv(csv_path, index=False)
         df = pd.DataFrame(rows, columns=COLUMNS)
         df.to_csv(csv_path, index=False)
-        table = scale_table(df, scale_ratios(df, list(method_of), SCANPY))
+        table = results_table(df, list(method_of))
         if not args.no_markdown:
-            C.replace_section(
-                args.markdown, section, _section_body(args, argv, section, made, csv_path, table)
-            )
+            C.replace_section(args.markdown, section, _section_body(args, argv, csv_path, table, made))
     bar.close()
     print(table)
     return 0
 
 
-def _section_body(args, argv, section, made, csv_path, table) -> str:
-    data = "; ".join(
-        f"{m['size']:,} cells ({m.get('n_cells', '?')} x {m.get('n_genes', '?')}, "
-        + ("reused" if m.get("reused") else f"made in {m.get('make_s', 0):.0f} s")
-        + ")"
-        for m in made
-    )
+def plan_runs(
+    sizes: list[int], method_pipelines: list[str], seeds: list[int], baselines: list[str], baseline_seeds: list[int]
+) -> list[tuple[int, int, str]]:
+    """``(size, seed, pipeline)`` in run order: by size, then seed; methods before the scanpy baselines."""
+    return [
+        (size, seed, pipe)
+        for size in sizes
+        for seed in sorted(set(seeds) | set(baseline_seeds))
+        for pipe in [p for p in method_pipelines if seed in seeds] + [p for p in baselines if seed in baseline_seeds]
+    ]
+
+
+def read_results(path: Path):
+    """Rows of a scale CSV (empty when the file is missing); CSVs from before ``data_seed`` get seed 0."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_csv(path)
+    if "data_seed" not in df:
+        df["data_seed"] = 0
+    return df.reindex(columns=COLUMNS)
+
+
+def _row_key(row: dict) -> tuple:
+    return int(row["size"]), str(row["pipeline"]), int(row["seed"])
+
+
+def results_table(df, method_pipelines: list[str]) -> str:
+    return scale_table(df, scale_ratios(df, method_pipelines, [SCANPY, NOSCALE]))
+
+
+def _section_body(args, argv, csv_path, table, made) -> str:
+    """The Markdown section; ``made`` (the upsampled files' metadata) is ``None`` when only rendering."""
+    if made is None:
+        data = "see the CSV"
+    else:
+        data = "; ".join(
+            f"{m['size']:,} cells ({m.get('n_cells', '?')} x {m.get('n_genes', '?')}, "
+            + ("reused" if m.get("reused") else f"made in {m.get('make_s', 0):.0f} s")
+            + ")"
+            for m in made
+        )
     rel = csv_path.relative_to(C.REPO_ROOT) if csv_path.is_relative_to(C.REPO_ROOT) else csv_path
     lines = [
         f"## Scale study: {', '.join(m for m in args.methods if m != 'none') or 'scanpy only'}",
         "",
         *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
-        f"- Data: `{args.source}` upsampled with seed {args.seed} (`sccluster.datasets.upsample`): {data}",
+        f"- Data: `{args.source}` upsampled with seed {args.data_seed} (`sccluster.datasets.upsample`): {data}",
         f"- Raw rows: `{rel}`. Wall time is end to end: read -> preprocess -> cluster -> write the "
         "clustered .h5ad (ARI is computed afterwards, not timed; "
         + (
@@ -354,7 +423,8 @@ def _section_body(args, argv, section, made, csv_path, table) -> str:
             if args.no_warmup
             else "after an untimed warm-up on 300 synthetic cells"
         )
-        + "); peak RSS is the child's high-water mark.",
+        + "); peak RSS is the child's high-water mark. Time and ARI: mean ± std over the seeds that "
+        "finished; peak RSS: the largest over seeds.",
         "",
         table,
     ]

@@ -232,11 +232,32 @@ def test_scale_ratios_and_table():
     assert "scanpy" not in growth.index
     table = _tables.scale_table(res, ratios)
     assert (
-        "| 1,000,000 | scanpy | – | 9,000 | – | – | killed (signal 9), after `highly_variable_genes` |"
+        "| 1,000,000 | scanpy | 0 | – | 9,000 | – | – | killed (signal 9), after `highly_variable_genes` |"
         in table
     )
     assert "| t(1M)/t(100k) | sccluster bgformer | 1,000,000 | 10.53 |" in table
-    assert "| 10,000 | sccluster bgformer | 10.0 | 500 | 0.700 | 8 | ok |" in table
+    assert "| 10,000 | sccluster bgformer | 0 | 10.0 | 500 | 0.700 | 8 | ok |" in table
+    assert "| ARI(1M) − ARI(10k) | scanpy (no scale) | +0.000 |" in table
+
+
+def test_scale_table_aggregates_seeds():
+    res = _scale_results()
+    res["seed"] = 0
+    extra = res[res["pipeline"] == "sccluster bgformer"].copy()
+    extra["seed"] = 1
+    extra["time_s"] = extra["time_s"] * 3  # mean over the two seeds = 2x the seed-0 time
+    extra["ari"] = 0.5
+    extra["k_found"] = 6
+    res = pd.concat([res, extra], ignore_index=True)
+    ratios = _tables.scale_ratios(res, ["sccluster bgformer"], ["scanpy", "scanpy (no scale)"])
+    vs = ratios[ratios["kind"] == "t(sccluster bgformer)/t(scanpy (no scale))"].set_index("size")["ratio"]
+    assert vs[1_000_000] == pytest.approx(2000 / 1700)
+    table = _tables.scale_table(res, ratios)
+    row = next(ln for ln in table.splitlines() if ln.startswith("| 10,000 | sccluster bgformer |"))
+    assert row == "| 10,000 | sccluster bgformer | 0, 1 | 20.0 ± 14.1 | 500 | 0.600 ± 0.141 | 7.0 (6–8) | ok |"
+    changes = _tables.scale_ari_changes(res).set_index(["pipeline", "size"])["delta"]
+    assert changes[("sccluster bgformer", 1_000_000)] == pytest.approx(0.0)
+    assert ("scanpy", 1_000_000) not in changes.index  # scanpy never finished at 1M
 
 
 def test_run_child_reports_timeout_kill_and_last_step(tmp_path):
@@ -359,3 +380,48 @@ def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
     specs += bench_run.plan_runs(["siamese"], [Path("d1.h5ad")], [0], ["given"], {"siamese": {"use_sinkhorn": False}})
     reused = ablation.reuse_rows(path, specs)
     assert sorted(int(r["seed"]) for r in reused) == [0, 1, 2] and all(r["params"] == "{}" for r in reused)
+
+
+def test_scale_harness_seeds_resume_and_render(tmp_path):
+    """scale.py end to end on a tiny source: one row per seed; --resume runs only the new seed."""
+    import scale as bench_scale
+    from sccluster.datasets import synthetic
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    synthetic(n_cells=120, n_genes=60, n_clusters=3, n_markers=10, random_state=2).write_h5ad(data_dir / "tiny.h5ad")
+    md = tmp_path / "BENCHMARKS.md"
+    csv_path = tmp_path / "scale.csv"
+    common = [
+        "--methods", "kmeans", "--sizes", "240", "--source", "tiny", "--k", "given", "--baseline", "none",
+        "--data-dir", str(data_dir), "--workdir", str(tmp_path / "work"),
+        "--csv", str(csv_path), "--markdown", str(md), "--section", "tiny-scale", "--no-warmup", "--timeout-s", "300",
+    ]  # fmt: skip
+    assert bench_scale.main([*common, "--seeds", "0", "1"]) == 0
+    first = pd.read_csv(csv_path)
+    assert list(zip(first["pipeline"], first["seed"])) == [("sccluster kmeans", 0), ("sccluster kmeans", 1)]
+    assert (first["status"] == "ok").all() and (first["n_cells"] == 240).all() and (first["data_seed"] == 0).all()
+    assert (first["ari"] > 0.5).all()
+
+    assert bench_scale.main([*common, "--seeds", "0", "1", "2", "--resume"]) == 0
+    second = pd.read_csv(csv_path)
+    assert list(second["seed"]) == [0, 1, 2]
+    kept = second.merge(first, on=["pipeline", "seed"], suffixes=("", "_old"))
+    assert len(kept) == 2 and (kept["time_s"] == kept["time_s_old"]).all()  # earlier runs were not redone
+
+    section = md.read_text()
+    row = next(ln for ln in section.splitlines() if ln.startswith("| 240 | sccluster kmeans |"))
+    assert "| 0, 1, 2 |" in row and sum(bool(MEAN_STD.match(c.strip())) for c in row.split("|")) == 1
+    md.write_text("")
+    assert bench_scale.main([*common, "--from-csv", str(csv_path)]) == 0
+    assert row in md.read_text()
+
+
+def test_scale_plan_runs_baselines_only_for_their_seeds():
+    import scale as bench_scale
+
+    plan = bench_scale.plan_runs([10, 20], ["sccluster a"], [0, 1], ["scanpy", "scanpy (no scale)"], [0])
+    assert plan == [
+        (10, 0, "sccluster a"), (10, 0, "scanpy"), (10, 0, "scanpy (no scale)"), (10, 1, "sccluster a"),
+        (20, 0, "sccluster a"), (20, 0, "scanpy"), (20, 0, "scanpy (no scale)"), (20, 1, "sccluster a"),
+    ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from sccluster import graph
@@ -85,3 +86,22 @@ def test_ppr_extend_of_training_point_is_close_to_its_feature():
     h_new = graph.ppr_extend(idx, w, h, x[:10], alpha=0.15)
     spread = np.abs(h).max()
     assert np.abs(h_new - h[:10]).max() < 0.25 * spread
+
+
+@pytest.mark.parametrize("exact_max", [10_000, 0])  # scikit-learn, then pynndescent
+def test_neighbor_index_matches_brute_force_and_is_reusable(exact_max):
+    x = _points(300, 5)
+    q = _points(40, 5) + 0.05
+    index = graph.NeighborIndex(x, 10, seed=0, exact_max=exact_max)
+    d_all = np.sqrt(((q[:, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+    truth = np.argsort(d_all, axis=1)[:, :10]
+    idx, dist = index.query(q, 10)
+    assert idx.shape == dist.shape == (40, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, truth)])
+    assert recall >= (1.0 if exact_max else 0.9)
+    np.testing.assert_allclose(dist, np.take_along_axis(d_all, idx, axis=1), rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(dist, axis=1) >= -1e-6)  # nearest first
+    idx2, dist2 = index.query(q, 10)  # the same index answers again, identically
+    np.testing.assert_array_equal(idx, idx2)
+    own, _ = index.self_neighbors(10)
+    assert own.shape == (300, 10) and not np.any(own == np.arange(300)[:, None])

@@ -4,7 +4,16 @@ Nothing here builds a cells x cells dense matrix: graphs are CSR with about ``n 
 diffusion is a fixed number of sparse matrix-times-features products.
 """
 
-from ._knn import edge_weights, knn_graph, nearest_neighbors
+from ._knn import NeighborIndex, edge_weights, knn_graph, nearest_neighbors
 from ._ops import drop_edges, normalize_adjacency, ppr_extend, ppr_propagate
 
-__all__ = ["drop_edges", "edge_weights", "knn_graph", "nearest_neighbors", "normalize_adjacency", "ppr_extend", "ppr_propagate"]
+__all__ = [
+    "NeighborIndex",
+    "drop_edges",
+    "edge_weights",
+    "knn_graph",
+    "nearest_neighbors",
+    "normalize_adjacency",
+    "ppr_extend",
+    "ppr_propagate",
+]

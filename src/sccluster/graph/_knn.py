@@ -15,6 +15,66 @@ logger = logging.getLogger(__name__)
 EXACT_MAX = 20_000
 
 
+class NeighborIndex:
+    """Euclidean nearest-neighbour index over fixed reference points, built once and queried often.
+
+    Exact (scikit-learn) up to ``exact_max`` reference points, pynndescent above. Building the
+    approximate index over a million points takes minutes, so callers that query new points
+    repeatedly (``predict``) keep one index instead of calling :func:`nearest_neighbors` each time.
+
+    Parameters
+    ----------
+    x
+        Reference points ``(n, d)``.
+    n_neighbors
+        Neighbours the index is built for (queries may ask for at most this many plus one).
+    seed
+        Seed of the approximate search.
+    exact_max
+        Largest ``n`` searched exactly.
+    """
+
+    def __init__(self, x: np.ndarray, n_neighbors: int, *, seed: int = 0, exact_max: int = EXACT_MAX) -> None:
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.n_neighbors = int(n_neighbors)
+        self.exact = self.x.shape[0] <= exact_max
+        if self.exact:
+            from sklearn.neighbors import NearestNeighbors
+
+            self._nn = NearestNeighbors(n_neighbors=min(self.n_neighbors + 1, self.x.shape[0])).fit(self.x)
+        else:
+            from pynndescent import NNDescent
+
+            prefer_blocking_numba_threads()
+            k = min(self.n_neighbors + 1, self.x.shape[0])
+            self._nn = NNDescent(self.x, n_neighbors=max(k, 15), random_state=seed, n_jobs=1, low_memory=True)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of reference points."""
+        return self.x.shape[0]
+
+    def self_neighbors(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest neighbours of each reference point among the others, nearest first."""
+        k = min(k + 1, self.n_obs)
+        if self.exact:
+            dist, idx = self._nn.kneighbors(self.x, n_neighbors=k)
+        else:
+            idx, dist = self._nn.neighbor_graph
+            idx, dist = idx[:, :k], dist[:, :k]
+        return _drop_self(np.asarray(idx, dtype=np.int64), np.asarray(dist, dtype=np.float32))
+
+    def query(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest reference points of each row of ``q``: ``(indices, distances)``, nearest first."""
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        k = min(k, self.n_obs)
+        if self.exact:
+            dist, idx = self._nn.kneighbors(q, n_neighbors=k)
+        else:
+            idx, dist = self._nn.query(q, k=k)
+        return np.asarray(idx, dtype=np.int64), np.asarray(dist, dtype=np.float32)
+
+
 def nearest_neighbors(
     x: np.ndarray,
     n_neighbors: int,
@@ -23,7 +83,7 @@ def nearest_neighbors(
     seed: int = 0,
     exact_max: int = EXACT_MAX,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean nearest neighbours among the rows of ``x``.
+    """Euclidean nearest neighbours among the rows of ``x`` (a one-off :class:`NeighborIndex`).
 
     Parameters
     ----------
@@ -41,32 +101,10 @@ def nearest_neighbors(
     -------
     ``(indices, distances)``, each ``(m, n_neighbors)``, nearest first.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n = x.shape[0]
-    self_query = query is None
-    k = min(n_neighbors + (1 if self_query else 0), n)
-    q = x if self_query else np.ascontiguousarray(query, dtype=np.float32)
-    if n <= exact_max:
-        from sklearn.neighbors import NearestNeighbors
-
-        nn = NearestNeighbors(n_neighbors=k).fit(x)
-        dist, idx = nn.kneighbors(q)
-    else:
-        from pynndescent import NNDescent
-
-        prefer_blocking_numba_threads()
-
-        index = NNDescent(x, n_neighbors=max(k, 15), random_state=seed, n_jobs=1, low_memory=True)
-        if self_query:
-            idx, dist = index.neighbor_graph
-            idx, dist = idx[:, :k], dist[:, :k]
-        else:
-            idx, dist = index.query(q, k=k)
-    idx = np.asarray(idx, dtype=np.int64)
-    dist = np.asarray(dist, dtype=np.float32)
-    if self_query:
-        idx, dist = _drop_self(idx, dist)
-    return idx, dist
+    index = NeighborIndex(x, n_neighbors, seed=seed, exact_max=exact_max)
+    if query is None:
+        return index.self_neighbors(n_neighbors)
+    return index.query(query, n_neighbors)
 
 
 def _drop_self(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -221,6 +221,7 @@ class SiameseClu(ClusterModel):
         self.x0_ = x0.astype(np.float16)
         self.h_ = h_full.astype(np.float16)
         self.sigma_ = sigma
+        self._index = None
 
     def _new_net(self, n_genes: int, n_graph: int, n_clusters: int):
         from ..nn._siamese_module import SiameseNet
@@ -255,13 +256,23 @@ class SiameseClu(ClusterModel):
             parts = [self.net_.log_q(torch.as_tensor(z[i : i + CHUNK], device=dev)).cpu().numpy() for i in range(0, len(z), CHUNK)]
         return np.concatenate(parts).astype(np.float64)
 
+    def _neighbor_index(self):
+        """Index over the training cells' PCA scores, built on the first ``predict``/``transform`` and kept.
+
+        It is not saved with the model (it is rebuilt from the saved scores after ``load``).
+        """
+        from .. import graph
+
+        if getattr(self, "_index", None) is None:
+            self._index = graph.NeighborIndex(self.x0_.astype(np.float32), self.n_neighbors, seed=self.seed_)
+        return self._index
+
     def _new_embedding(self, adata, layer: str | None) -> np.ndarray:
         source = CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
         x0_new = project_all(source, self.scaler_, self.projector_)
         h = new_cell_features(
-            self.x0_.astype(np.float32), self.sigma_, self.h_, x0_new,
-            n_neighbors=min(self.n_neighbors, self.x0_.shape[0]), alpha=self.ppr_alpha,
-            weights=self.graph_weights, seed=self.seed_,
+            self._neighbor_index(), self.sigma_, self.h_, x0_new,
+            n_neighbors=min(self.n_neighbors, self.x0_.shape[0]), alpha=self.ppr_alpha, weights=self.graph_weights,
         )  # fmt: skip
         return self._embed(source, h)
 
@@ -292,6 +303,7 @@ class SiameseClu(ClusterModel):
         self.scaler_ = Scaler.from_state_dict(state["scaler"])
         self.projector_ = Projector.from_state_dict(state["projector"])
         self.x0_, self.h_, self.sigma_ = state["x0"], state["h"], state["sigma"]
+        self._index = None
         self.proportions_ = state["proportions"]
         self.net_ = self._new_net(len(self.genes_), self.x0_.shape[1], state["n_clusters"])
         self.net_.load_state_dict(state["net"])

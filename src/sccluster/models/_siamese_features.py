@@ -84,7 +84,7 @@ def sample_neighbors(adj: sp.csr_matrix, idx: np.ndarray, rng: np.random.Generat
 
 
 def new_cell_features(
-    x0_ref: np.ndarray,
+    index: graph.NeighborIndex,
     sigma_ref: np.ndarray,
     h_ref: np.ndarray,
     x0_new: np.ndarray,
@@ -92,10 +92,9 @@ def new_cell_features(
     n_neighbors: int,
     alpha: float,
     weights: str,
-    seed: int,
 ) -> np.ndarray:
-    """Propagated features of new cells: neighbours among the training cells, one PPR step."""
-    idx, dist = graph.nearest_neighbors(x0_ref, n_neighbors, query=x0_new, seed=seed)
+    """Propagated features of new cells: neighbours among the training cells (``index``), one PPR step."""
+    idx, dist = index.query(x0_new, n_neighbors)
     sigma_new = dist[:, -1]
     w = graph.edge_weights(dist, sigma_new, sigma_ref[idx], kind=weights)
     out = np.empty((x0_new.shape[0], h_ref.shape[1]), dtype=np.float32)
