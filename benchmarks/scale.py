@@ -19,8 +19,9 @@ stay the same) in its own child process, timed from reading the file to writing 
 
 ``obs["cell_type"]`` is removed before the pipeline starts and only scores the result (ARI, not timed).
 The table reports, per size and pipeline, time and ARI as mean ± std over seeds and the largest peak
-RSS. ``--resume`` keeps the finished rows of an existing CSV (so seeds can be added, or several
-invocations split the work and their CSVs be concatenated); ``--from-csv`` only renders a CSV.
+RSS. ``--resume`` keeps the rows of an existing CSV, failures included, and runs only what is missing
+(so seeds can be added, or several invocations split the work and their CSVs be concatenated);
+``--from-csv`` only renders a CSV.
 Children print a marker after each step, so a child killed for memory reports the last step it
 finished. Peak memory is the child's resident high-water mark (see ``_common``). Before the timer
 starts, each child runs its pipeline once on 300 synthetic cells so that one-time JIT compilation
@@ -296,7 +297,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mem-limit-gb", type=float, default=None, help="RLIMIT_AS of each pipeline child")
     p.add_argument("--timeout-s", type=float, default=None, help="per child (default: none)")
     C.add_output_args(p, "scale-<methods>")
-    p.add_argument("--resume", action="store_true", help="keep the finished rows of an existing --csv")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows of an existing --csv and skip their runs (failures too: delete a row to rerun it)",
+    )
     p.add_argument("--from-csv", type=Path, default=None, help="only render this CSV into the section")
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         return 0
 
-    done = {_row_key(r): r for r in read_results(csv_path).to_dict("records") if r["status"] == "ok"} if args.resume else {}
+    done = {_row_key(r): r for r in read_results(csv_path).to_dict("records")} if args.resume else {}
     version, commit = P.sccluster_version(), P.git_commit()
     plan = plan_runs(args.sizes, list(method_of), args.seeds, baselines, baseline_seeds)
     rows, made = [], []
