@@ -227,6 +227,7 @@ def scale_table(results: pd.DataFrame, ratios: pd.DataFrame) -> str:
         results[col] = pd.to_numeric(results[col], errors="coerce")
     if "seed" not in results:
         results["seed"] = 0
+    results = results.sort_values("size", kind="stable")  # sizes in order; pipelines as they first appear
     lines = [
         "| cells | pipeline | seeds | wall time (s) | peak RSS (MB) | ARI | k found | status / last step |",
         "|---|---|---|---|---|---|---|---|",
@@ -243,7 +244,7 @@ def scale_table(results: pd.DataFrame, ratios: pd.DataFrame) -> str:
         cells = [
             f"{int(size):,}",
             str(pipe),
-            ", ".join(str(int(v)) for v in grp["seed"]),
+            ", ".join(str(v) for v in sorted(int(v) for v in grp["seed"])),
             fmt_mean_std(ok["time_s"], 1),
             fmt_num(grp["peak_rss_mb"].max(), 0),
             fmt_mean_std(ok["ari"], 3),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -338,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     done = {_row_key(r): r for r in read_results(csv_path).to_dict("records")} if args.resume else {}
     version, commit = P.sccluster_version(), P.git_commit()
     plan = plan_runs(args.sizes, list(method_of), args.seeds, baselines, baseline_seeds)
+    planned = {(size, pipe, seed) for size, seed, pipe in plan}
+    kept = [r for k, r in done.items() if k not in planned]  # resumed rows outside this plan stay in the CSV
     rows, made = [], []
     bar = tqdm(total=len(plan) + len(args.sizes), desc="scale study", unit="step")
     for size in args.sizes:
@@ -360,10 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size:>9,} {pipe:<22} seed {seed} {row['status']:<10} t={C.fmt_num(row['time_s'])} s "
                 f"rss={C.fmt_num(row['peak_rss_mb'], 0)} MB ari={C.fmt_num(row['ari'], 3)}"
             )
-            df = pd.DataFrame(rows, columns=COLUMNS)
-            df.to_csv(csv_path, index=False)
-        df = pd.DataFrame(rows, columns=COLUMNS)
-        df.to_csv(csv_path, index=False)
+            _write_csv(pd.DataFrame(kept + rows, columns=COLUMNS), csv_path)
+        df = pd.DataFrame(kept + rows, columns=COLUMNS)
+        _write_csv(df, csv_path)
         table = results_table(df, list(method_of))
         if not args.no_markdown:
             C.replace_section(args.markdown, section, _section_body(args, argv, csv_path, table, made))
@@ -382,6 +384,13 @@ def plan_runs(
         for seed in sorted(set(seeds) | set(baseline_seeds))
         for pipe in [p for p in method_pipelines if seed in seeds] + [p for p in baselines if seed in baseline_seeds]
     ]
+
+
+def _write_csv(df, path: Path) -> None:
+    """Write ``df`` to ``path`` through a temporary file, so an interrupted write keeps the old CSV."""
+    tmp = path.with_name(f".{path.name}.part")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def read_results(path: Path):

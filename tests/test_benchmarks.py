@@ -409,6 +409,10 @@ def test_scale_harness_seeds_resume_and_render(tmp_path):
     kept = second.merge(first, on=["pipeline", "seed"], suffixes=("", "_old"))
     assert len(kept) == 2 and (kept["time_s"] == kept["time_s_old"]).all()  # earlier runs were not redone
 
+    # resuming with a smaller plan runs nothing and keeps the other rows in the CSV
+    assert bench_scale.main([*common, "--seeds", "1", "--resume", "--no-markdown"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(csv_path).sort_values("seed", ignore_index=True), second)
+
     section = md.read_text()
     row = next(ln for ln in section.splitlines() if ln.startswith("| 240 | sccluster kmeans |"))
     assert "| 0, 1, 2 |" in row and sum(bool(MEAN_STD.match(c.strip())) for c in row.split("|")) == 1
