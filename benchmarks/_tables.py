@@ -77,12 +77,16 @@ def dataset_means(agg: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "k_mode", "n_datasets", "n_total", *METRICS])
 
 
+def _fmt_k(k_min, k_max, k_mean) -> str:
+    """The number of clusters found: the value when every run agrees, else the mean and the range."""
+    lo, hi = int(k_min), int(k_max)
+    return f"{lo}" if lo == hi else f"{k_mean:.1f} ({lo}–{hi})"
+
+
 def _k_found(row) -> str:
     if not row["n_ok"]:
         return "–"
-    lo, hi = int(row["k_min"]), int(row["k_max"])
-    found = f"{lo}" if lo == hi else f"{row['k_mean']:.1f} ({lo}–{hi})"
-    return f"{found} / {int(row['true_k'])}"
+    return f"{_fmt_k(row['k_min'], row['k_max'], row['k_mean'])} / {int(row['true_k'])}"
 
 
 def markdown_table(agg: pd.DataFrame) -> str:
@@ -235,12 +239,7 @@ def scale_table(results: pd.DataFrame, ratios: pd.DataFrame) -> str:
     for (size, pipe), grp in results.groupby(["size", "pipeline"], sort=False):
         ok = grp[grp["status"] == "ok"]
         k = ok["k_found"].dropna()
-        if not len(k):
-            k_txt = "–"
-        elif k.min() == k.max():
-            k_txt = f"{int(k.min())}"
-        else:
-            k_txt = f"{k.mean():.1f} ({int(k.min())}–{int(k.max())})"
+        k_txt = _fmt_k(k.min(), k.max(), k.mean()) if len(k) else "–"
         cells = [
             f"{int(size):,}",
             str(pipe),

@@ -326,15 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     baselines = [SCANPY] + ([] if args.no_noscale else [NOSCALE]) if args.baseline == "scanpy" else []
     baseline_seeds = args.seeds if args.baseline_seeds is None else args.baseline_seeds
     section = args.section or "scale-" + ("-".join(methods) or "scanpy")
-    csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
     if args.from_csv is not None:
-        df = read_results(args.from_csv)
-        table = results_table(df, list(method_of))
+        table = results_table(read_results(args.from_csv), list(method_of))
         if not args.no_markdown:
             C.replace_section(args.markdown, section, _section_body(args, argv, args.from_csv, table, None))
         print(table)
         return 0
+    csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
 
     done = {_row_key(r): r for r in read_results(csv_path).to_dict("records")} if args.resume else {}
     version, commit = P.sccluster_version(), P.git_commit()
@@ -363,9 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size:>9,} {pipe:<22} seed {seed} {row['status']:<10} t={C.fmt_num(row['time_s'])} s "
                 f"rss={C.fmt_num(row['peak_rss_mb'], 0)} MB ari={C.fmt_num(row['ari'], 3)}"
             )
-            _write_csv(pd.DataFrame(kept + rows, columns=COLUMNS), csv_path)
+            _write_csv(pd.DataFrame(kept + rows, columns=COLUMNS), csv_path)  # after every run
         df = pd.DataFrame(kept + rows, columns=COLUMNS)
-        _write_csv(df, csv_path)
         table = results_table(df, list(method_of))
         if not args.no_markdown:
             C.replace_section(args.markdown, section, _section_body(args, argv, csv_path, table, made))

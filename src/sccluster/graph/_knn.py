@@ -27,7 +27,7 @@ class NeighborIndex:
     x
         Reference points ``(n, d)``.
     n_neighbors
-        Neighbours the index is built for (queries may ask for at most this many plus one).
+        Neighbours per point of the approximate index's graph (queries may ask for any number).
     seed
         Seed of the approximate search.
     exact_max
@@ -35,30 +35,27 @@ class NeighborIndex:
     """
 
     def __init__(self, x: np.ndarray, n_neighbors: int, *, seed: int = 0, exact_max: int = EXACT_MAX) -> None:
-        self.x = np.ascontiguousarray(x, dtype=np.float32)
-        self.n_neighbors = int(n_neighbors)
-        self.exact = self.x.shape[0] <= exact_max
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.n_obs = x.shape[0]
+        self.exact = self.n_obs <= exact_max
+        k = min(int(n_neighbors) + 1, self.n_obs)  # + 1: a reference point is its own nearest neighbour
         if self.exact:
             from sklearn.neighbors import NearestNeighbors
 
-            self._nn = NearestNeighbors(n_neighbors=min(self.n_neighbors + 1, self.x.shape[0])).fit(self.x)
+            self._x = x  # small (<= exact_max rows); self_neighbors queries it
+            self._nn = NearestNeighbors(n_neighbors=k).fit(x)
         else:
             from pynndescent import NNDescent
 
             prefer_blocking_numba_threads()
-            k = min(self.n_neighbors + 1, self.x.shape[0])
-            self._nn = NNDescent(self.x, n_neighbors=max(k, 15), random_state=seed, n_jobs=1, low_memory=True)
-
-    @property
-    def n_obs(self) -> int:
-        """Number of reference points."""
-        return self.x.shape[0]
+            self._x = None  # the approximate index keeps the points and its own neighbour graph
+            self._nn = NNDescent(x, n_neighbors=max(k, 15), random_state=seed, n_jobs=1, low_memory=True)
 
     def self_neighbors(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest neighbours of each reference point among the others, nearest first."""
         k = min(k + 1, self.n_obs)
         if self.exact:
-            dist, idx = self._nn.kneighbors(self.x, n_neighbors=k)
+            dist, idx = self._nn.kneighbors(self._x, n_neighbors=k)
         else:
             idx, dist = self._nn.neighbor_graph
             idx, dist = idx[:, :k], dist[:, :k]

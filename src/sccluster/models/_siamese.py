@@ -272,7 +272,7 @@ class SiameseClu(ClusterModel):
         x0_new = project_all(source, self.scaler_, self.projector_)
         h = new_cell_features(
             self._neighbor_index(), self.sigma_, self.h_, x0_new,
-            n_neighbors=min(self.n_neighbors, self.x0_.shape[0]), alpha=self.ppr_alpha, weights=self.graph_weights,
+            n_neighbors=self.n_neighbors, alpha=self.ppr_alpha, weights=self.graph_weights,
         )  # fmt: skip
         return self._embed(source, h)
 

@@ -93,7 +93,10 @@ def new_cell_features(
     alpha: float,
     weights: str,
 ) -> np.ndarray:
-    """Propagated features of new cells: neighbours among the training cells (``index``), one PPR step."""
+    """Propagated features of new cells: neighbours among the training cells (``index``), one PPR step.
+
+    ``n_neighbors`` is capped at the number of training cells.
+    """
     idx, dist = index.query(x0_new, n_neighbors)
     sigma_new = dist[:, -1]
     w = graph.edge_weights(dist, sigma_new, sigma_ref[idx], kind=weights)
