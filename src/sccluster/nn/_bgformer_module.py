@@ -128,13 +128,17 @@ class BGFormerNet(nn.Module):
         gamma: float = 0.0,
         vq_weight: float = 0.0,
         target=None,
+        target_log_q: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses of one mini-batch; ``gamma > 0`` adds the clustering term (stage 2).
 
         The reconstruction pass sees ``x + noise``; with ``gamma > 0`` the clean pass ``x`` is
         concatenated with it into one batched forward and its Student-t Q is pulled towards the target
-        P of this batch: ``target(log_q)`` when given (for example :class:`sccluster.ot.BalancedTarget`),
-        else the DEC target. Returns a dict with ``loss``, ``zinb``, ``kl`` and ``vq``.
+        P of this batch. P is computed from ``target_log_q`` (the batch's soft assignments under a
+        periodically refreshed snapshot of the network, as in DEC) when given, else from this pass's
+        detached ``log q``: ``target(·)`` when given (for example
+        :class:`sccluster.ot.BalancedTarget`), else the DEC target. Returns a dict with ``loss``,
+        ``zinb``, ``kl`` and ``vq``.
         """
         b = x.shape[0]
         noisy = x + noise
@@ -151,7 +155,8 @@ class BGFormerNet(nn.Module):
         kl = x.new_zeros(())
         if gamma > 0:
             log_q = self.log_q(z[b:])
-            p = dec_target(log_q.detach().exp()) if target is None else target(log_q.detach()).to(log_q.dtype)
+            source = log_q.detach() if target_log_q is None else target_log_q.detach()
+            p = dec_target(source.exp()) if target is None else target(source).to(log_q.dtype)
             kl = kl_clustering_loss(p, log_q)
             loss = loss + gamma * kl
         return {"loss": loss, "zinb": zinb.detach(), "kl": kl.detach(), "vq": vq_loss.detach()}
