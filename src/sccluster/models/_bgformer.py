@@ -5,17 +5,18 @@ number of cells): (1) denoising ZINB pretraining (Gaussian noise on the scaled i
 reconstructed from the noisy pass); (2) ZINB + ``gamma``·KL(P‖Q), where Q are Student-t soft
 assignments of the clean pass to learnable centres and P is a sharpened target computed per
 mini-batch from the batch's soft assignments under a frozen snapshot of the network that is
-refreshed every ``target_interval`` steps or every pass over the cells, whichever comes first
-(DEC's target update interval; no full-data pass, so training streams). A target recomputed from the network being trained at every step chases itself:
-on pbmc_4k it moved a third of the cells away from their initial k-means clusters and two seeds
-ended at ARI 0.59 *to each other* (their initial clusters agreed at 0.90); with the snapshot the
-stage refines the initial clusters and the seeds agree at 0.86 (no labels involved in either number). With ``target=
-"balanced"`` P is the Sinkhorn plan of Q² whose column marginals are running estimates of the cluster
-proportions (:class:`sccluster.ot.BalancedTarget`); with ``"dec"`` (default, as published) it is
-the DEC target q²/f_k normalised per batch. DEC may empty centres that the data do not support, so
-``n_clusters_`` can end below ``n_clusters``; ``"balanced"`` keeps every centre populated. The clean and
-noisy passes share one batched forward. The reported model is the last step (no labels anywhere).
-The centres start from :func:`initial_clusters` on the pretrained embedding, the very space the
+refreshed every ``target_interval`` steps or every pass over the cells, whichever comes first (DEC's
+target update interval; no full-data pass, so training streams). A target recomputed from the
+network being trained at every step chases itself: on pbmc_4k it moved a third of the cells away
+from their initial k-means clusters and two seeds ended at ARI 0.59 *to each other* (their initial
+clusters agreed at 0.90); with the snapshot the stage refines the initial clusters and the seeds
+agree at 0.80 (no labels involved in either number). With ``target="balanced"`` P is the Sinkhorn
+plan of Q² whose column marginals are running estimates of the cluster proportions
+(:class:`sccluster.ot.BalancedTarget`); with ``"dec"`` (default, as published) it is the DEC target
+q²/f_k normalised per batch. DEC may empty centres that the data do not support, so ``n_clusters_``
+can end below ``n_clusters``; ``"balanced"`` keeps every centre populated. The clean and noisy
+passes share one batched forward. The reported model is the last step (no labels anywhere). The
+centres start from :func:`initial_clusters` on the pretrained embedding, the very space the
 Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden (``resolution``) plus
 merging of clusters under 0.5 % of the cells, which estimates k without labels.
 """
@@ -190,8 +191,7 @@ class BGFormer(ClusterModel):
         init_anchors(net, source, self.scaler_, init_idx, seed, rng, device)
         logger.info("bgformer: %d cells, %d genes; setup in %.1f s", n, len(self.genes_), time.perf_counter() - t0)
 
-        steps_per_epoch = math.ceil(n / min(self.batch_size, n))
-        budget = self.max_epochs * steps_per_epoch
+        budget = self.max_epochs * _steps_per_epoch(n, self.batch_size)
         t1 = time.perf_counter()
         self.history_ += train_stage(
             self, net, source, "pretrain", min(self.pretrain_steps, budget), rng, gen, device
@@ -375,6 +375,10 @@ class TargetSnapshot:
             return self.frozen.log_q(self.frozen.encode(x))
 
 
+def _steps_per_epoch(n_obs: int, batch_size: int) -> int:
+    return math.ceil(n_obs / min(batch_size, n_obs))
+
+
 def _batches(source: CountSource, batch_size: int, rng):
     drop_last = source.n_obs > batch_size
     while True:
@@ -403,8 +407,8 @@ def train_stage(
     batches = _batches(source, min(model.batch_size, source.n_obs), rng)
     log_every = max(1, min(50, n_steps // 20))
     history, window = [], []
-    steps_per_epoch = math.ceil(source.n_obs / min(model.batch_size, source.n_obs))
-    snapshot = TargetSnapshot(net, min(model.target_interval, steps_per_epoch)) if gamma > 0 else None
+    interval = min(model.target_interval, _steps_per_epoch(source.n_obs, model.batch_size))
+    snapshot = TargetSnapshot(net, interval) if gamma > 0 else None
     net.train()
     bar = tqdm(range(n_steps), desc=f"bgformer {stage}", disable=not settings.show_progress, leave=False)
     for step in bar:
@@ -413,8 +417,9 @@ def train_stage(
         noise = torch.randn(x.shape, generator=gen).to(device) * model.noise_std
         target_log_q = None if snapshot is None else snapshot.log_q(x)
         losses = net.training_loss(
-            x, noise, counts, sf, gamma=gamma, vq_weight=model.vq_weight, target=target, target_log_q=target_log_q
-        )
+            x, noise, counts, sf,
+            gamma=gamma, vq_weight=model.vq_weight, target=target, target_log_q=target_log_q,
+        )  # fmt: skip
         loss = losses["loss"]
         if not torch.isfinite(loss):
             msg = (
