@@ -12,7 +12,7 @@ from sccluster import InputError, TrainingError
 from sccluster.datasets import synthetic
 from sccluster.metrics import ari
 from sccluster.models import BGFormer, get_model_class
-from sccluster.nn import BGFormerNet
+from sccluster.nn import BGFormerNet, TargetSnapshot
 
 SMALL = dict(
     n_anchors=8, n_layers=2, n_heads=2, d_model=32, n_latent=16, batch_size=128, lr=3e-3,
@@ -205,13 +205,11 @@ def test_vq_term_trains_anchors_through_straight_through():
 
 
 def test_target_snapshot_holds_the_target_between_refreshes():
-    from sccluster.models._bgformer import TargetSnapshot
-
     torch.manual_seed(0)
     net = BGFormerNet(20, d_model=16, n_latent=4, n_anchors=4, n_heads=2, n_layers=1, n_clusters=3)
     net.set_centers(torch.randn(3, 4))
     x = torch.randn(8, 20)
-    snap = TargetSnapshot(net, interval=3)
+    snap = TargetSnapshot(net, 3, lambda frozen, x: frozen.log_q(frozen.encode(x)))
     first = snap.log_q(x)
     with torch.no_grad():
         net.centers.add_(1.0)  # the network being trained moves ...

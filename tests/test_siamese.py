@@ -129,3 +129,35 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(edge_drop=0.9).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="graph_weights"):
         SiameseClu(graph_weights="heat").fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="target_interval"):
+        SiameseClu(target_interval=0).fit(_synthetic_base.copy())
+
+
+@pytest.mark.parametrize(("interval", "runs"), [(100, [5, 5, 2]), (2, [2] * 6)])
+def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(_synthetic_base, monkeypatch, interval, runs):
+    """P is computed from a frozen copy of the network, renewed with the graph views (once per epoch)
+    or every ``target_interval`` steps if sooner; the copy never carries gradients."""
+    from sccluster.models import _siamese_train
+    from sccluster.nn import TargetSnapshot
+
+    copies: list[torch.nn.Module] = []
+
+    class Recording(TargetSnapshot):
+        def log_q(self, *inputs):
+            out = super().log_q(*inputs)
+            assert not out.requires_grad
+            copies.append(self.frozen)
+            return out
+
+    monkeypatch.setattr(_siamese_train, "TargetSnapshot", Recording)
+    # 600 cells in batches of 128: 5 steps per epoch; 12 clustering steps
+    params = {**FAST, "pretrain_steps": 10, "cluster_steps": 12, "target_interval": interval}
+    model = SiameseClu(n_clusters=4, random_state=0, **params).fit(_synthetic_base.copy())
+    lengths = [1]
+    for before, after in zip(copies, copies[1:]):
+        if after is before:
+            lengths[-1] += 1
+        else:
+            lengths.append(1)
+    assert lengths == runs
+    assert not torch.equal(copies[-1].centers, model.net_.centers)  # the live centres moved on

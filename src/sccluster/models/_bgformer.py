@@ -348,33 +348,6 @@ def init_anchors(net, source: CountSource, scaler: Scaler, indices: np.ndarray, 
     net.train()
 
 
-class TargetSnapshot:
-    """Frozen copy of the network that supplies the clustering target's soft assignments.
-
-    :meth:`log_q` returns the Student-t ``log q`` of a scaled batch under the copy (eval mode, no
-    gradient) and refreshes the copy from ``net`` every ``interval`` calls, starting with the first.
-    Between refreshes the target of a cell does not move with the network being trained, which is
-    what keeps DEC's self-training from drifting away from its initial clusters.
-    """
-
-    def __init__(self, net, interval: int) -> None:
-        self.net = net
-        self.interval = int(interval)
-        self.calls = 0
-        self.frozen = None
-
-    def log_q(self, x):
-        import copy
-
-        import torch
-
-        if self.calls % self.interval == 0:
-            self.frozen = copy.deepcopy(self.net).eval().requires_grad_(False)
-        self.calls += 1
-        with torch.no_grad():
-            return self.frozen.log_q(self.frozen.encode(x))
-
-
 def _steps_per_epoch(n_obs: int, batch_size: int) -> int:
     return math.ceil(n_obs / min(batch_size, n_obs))
 
@@ -392,13 +365,15 @@ def train_stage(
 
     ``target`` maps a batch's ``log q`` to its clustering target (``None``: DEC). In the cluster stage
     the ``log q`` it sees comes from a frozen copy of ``net`` refreshed every ``model.target_interval``
-    steps or every pass over the cells, whichever is sooner (see :class:`TargetSnapshot`).
+    steps or every pass over the cells, whichever is sooner (see :class:`sccluster.nn.TargetSnapshot`).
 
     The history holds the mean losses over windows of ``log_every`` steps. A non-finite loss raises
     :class:`TrainingError`.
     """
     import torch
     from tqdm.auto import tqdm
+
+    from ..nn import TargetSnapshot
 
     if n_steps <= 0:
         return []
@@ -408,7 +383,9 @@ def train_stage(
     log_every = max(1, min(50, n_steps // 20))
     history, window = [], []
     interval = min(model.target_interval, _steps_per_epoch(source.n_obs, model.batch_size))
-    snapshot = TargetSnapshot(net, interval) if gamma > 0 else None
+    snapshot = None
+    if gamma > 0:
+        snapshot = TargetSnapshot(net, interval, lambda frozen, x: frozen.log_q(frozen.encode(x)))
     net.train()
     bar = tqdm(range(n_steps), desc=f"bgformer {stage}", disable=not settings.show_progress, leave=False)
     for step in bar:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .._errors import TrainingError
 from .._settings import settings
 from ..data import CountSource, Scaler
-from ..nn import dec_target, kl_clustering_loss, zinb_nll
+from ..nn import TargetSnapshot, dec_target, kl_clustering_loss, zinb_nll
 from ..nn._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
 from ..ot import BalancedTarget
 from ._siamese_features import graph_view, sample_neighbors
@@ -50,13 +50,25 @@ class TrainConfig:
     proportion_momentum: float
     correlation_weight: float
     cluster_weight: float
+    target_interval: int
     use_augmentation: bool
     use_correlation: bool
     use_sinkhorn: bool
 
 
+def _clean_log_q(net: SiameseNet, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return net.log_q(net.embed(x, h))
+
+
 class Trainer:
-    """Runs the optimiser steps of one fit; ``target`` holds the cluster proportions estimate."""
+    """Runs the optimiser steps of one fit; ``target`` holds the cluster proportions estimate.
+
+    In the clustering phase the target P of a batch comes from a frozen snapshot of the network
+    (:class:`sccluster.nn.TargetSnapshot`) applied to the batch's clean inputs: un-augmented
+    expression and the PPR features of the full graph. The snapshot is refreshed with the graph
+    views, once per epoch (or every ``target_interval`` steps, if sooner), so the target does not
+    chase the network it trains.
+    """
 
     def __init__(self, net: SiameseNet, data: TrainData, cfg: TrainConfig, rng: np.random.Generator, gen: torch.Generator, device) -> None:
         self.net, self.data, self.cfg, self.rng, self.gen, self.device = net, data, cfg, rng, gen, device
@@ -65,6 +77,7 @@ class Trainer:
         self.steps_per_epoch = max(1, min(int(np.ceil(self.n / self.batch)), 100))
         self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         self.target: BalancedTarget | None = None
+        self.snapshot: TargetSnapshot | None = None
         self.history: list[dict[str, float]] = []
         self._order = np.empty(0, dtype=np.int64)
 
@@ -123,7 +136,11 @@ class Trainer:
             )
         if cluster:
             log_q = net.log_q(z)
-            target = self.target(log_q) if c.use_sinkhorn else dec_target(log_q.detach().exp())
+            if self.snapshot is None:
+                source = log_q.detach()
+            else:
+                source = self.snapshot.log_q(x, self._t(d.h_full[idx]))
+            target = self.target(source) if c.use_sinkhorn else dec_target(source.exp())
             parts["cluster"] = c.cluster_weight * kl_clustering_loss(target.float(), log_q)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
@@ -137,8 +154,11 @@ class Trainer:
         return out
 
     def run(self, n_steps: int, *, cluster: bool, desc: str) -> None:
-        """``n_steps`` optimiser steps; graph views are resampled every epoch."""
+        """``n_steps`` optimiser steps; graph views and the target snapshot are renewed every epoch."""
         self.net.train()
+        if cluster:
+            interval = min(self.cfg.target_interval, self.steps_per_epoch)
+            self.snapshot = TargetSnapshot(self.net, interval, _clean_log_q)
         epoch: list[dict[str, float]] = []
         bar = tqdm(range(n_steps), desc=desc, disable=not settings.show_progress, leave=False)
         for s in bar:
@@ -152,6 +172,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")
                 epoch = []
         self.data.views = []
+        self.snapshot = None
 
     def init_proportions(self, log_q_all: np.ndarray) -> None:
         """Start the cluster proportions at the mean soft assignment of all cells."""

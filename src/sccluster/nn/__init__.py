@@ -2,7 +2,7 @@
 
 from ._attention import AnchorAttention, AnchorBlock
 from ._bgformer_module import BGFormerNet, vector_quantize
-from ._clustering import dec_target, kl_clustering_loss, log_student_t
+from ._clustering import TargetSnapshot, dec_target, kl_clustering_loss, log_student_t
 from ._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
 from ._zinb import ZINBDecoder, zinb_nll
 
@@ -11,6 +11,7 @@ __all__ = [
     "AnchorBlock",
     "BGFormerNet",
     "SiameseNet",
+    "TargetSnapshot",
     "ZINBDecoder",
     "dec_target",
     "edge_loss",

@@ -1,8 +1,12 @@
-"""Student-t soft assignments, the DEC target and the KL clustering loss (tensors only)."""
+"""Student-t soft assignments, the DEC target, its snapshot and the KL clustering loss (tensors only)."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
+from torch import nn
 
 
 def log_student_t(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -25,3 +29,38 @@ def kl_clustering_loss(p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(P ‖ Q) averaged over cells, computed from ``log q`` (always ≥ 0)."""
     p = p.detach()
     return (p * (torch.log(p.clamp_min(1e-12)) - log_q)).sum(dim=1).mean()
+
+
+class TargetSnapshot:
+    """Frozen copy of a network that supplies the clustering target's soft assignments.
+
+    :meth:`log_q` returns ``assign(copy, *inputs)``, the Student-t ``log q`` of a batch under the
+    copy (eval mode, no gradient), and refreshes the copy from ``net`` every ``interval`` calls,
+    starting with the first. Between refreshes the target of a cell does not move with the network
+    being trained; this is DEC's target update interval, and it keeps self-training from chasing its
+    own predictions away from the initial clusters.
+
+    Parameters
+    ----------
+    net
+        The network being trained.
+    interval
+        Calls between refreshes (1: the target follows the live network at every step).
+    assign
+        ``assign(network, *inputs) -> log q`` of shape ``(B, K)``.
+    """
+
+    def __init__(self, net: nn.Module, interval: int, assign: Callable[..., torch.Tensor]) -> None:
+        self.net = net
+        self.interval = int(interval)
+        self.assign = assign
+        self.calls = 0
+        self.frozen: nn.Module | None = None
+
+    def log_q(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Target ``log q`` of the batch ``inputs`` under the current snapshot."""
+        if self.calls % self.interval == 0:
+            self.frozen = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.calls += 1
+        with torch.no_grad():
+            return self.assign(self.frozen, *inputs)
