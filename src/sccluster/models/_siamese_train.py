@@ -136,10 +136,7 @@ class Trainer:
             )
         if cluster:
             log_q = net.log_q(z)
-            if self.snapshot is None:
-                source = log_q.detach()
-            else:
-                source = self.snapshot.log_q(x, self._t(d.h_full[idx]))
+            source = self.snapshot.log_q(x, self._t(d.h_full[idx]))  # set by run(cluster=True)
             target = self.target(source) if c.use_sinkhorn else dec_target(source.exp())
             parts["cluster"] = c.cluster_weight * kl_clustering_loss(target.float(), log_q)
         loss = sum(parts.values())
