@@ -65,6 +65,10 @@ def test_backed_source_streams_same_values(synthetic_adata, tmp_path):
         np.testing.assert_array_equal(src_b.batch(idx).counts, src_m.batch(idx).counts)
         order = np.concatenate([b.index for b in src_b.iter_batches(64, shuffle=True, rng=np.random.default_rng(1))])
         assert sorted(order.tolist()) == list(range(synthetic_adata.n_obs))
+        subset = np.arange(0, synthetic_adata.n_obs, 3)
+        rng = np.random.default_rng(2)
+        got = np.concatenate([b.index for b in src_b.iter_batches(64, shuffle=True, rng=rng, indices=subset)])
+        assert sorted(got.tolist()) == subset.tolist() and not np.array_equal(got, subset)
     finally:
         backed.file.close()
 

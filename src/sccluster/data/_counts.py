@@ -192,8 +192,9 @@ class CountSource:
             Cells per batch.
         shuffle
             Visit cells in a random order drawn from ``rng`` (required when shuffling). For
-            backed data the order is shuffled by blocks of ``batch_size`` consecutive rows, then
-            within a window of blocks, so reads stay contiguous.
+            backed data the order is shuffled by blocks of ``batch_size`` consecutive cells (of
+            ``indices``, when given, which should then be sorted), then within a window of blocks,
+            so reads stay nearly contiguous.
         indices
             Restrict to these cell positions (for example a training subsample).
         drop_last
@@ -204,7 +205,7 @@ class CountSource:
             if rng is None:
                 msg = "shuffle=True needs a numpy Generator (rng)"
                 raise ValueError(msg)
-            if self.adata.isbacked and indices is None:
+            if self.adata.isbacked:
                 idx = _block_shuffle(idx, batch_size, rng)
             else:
                 idx = rng.permutation(idx)

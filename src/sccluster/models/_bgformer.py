@@ -65,6 +65,16 @@ class BGFormer(ClusterModel):
         the cells, so small datasets take fewer steps.
     max_epochs
         Cap on passes over the data per stage.
+    early_stopping
+        Hold out ``validation_size`` of the cells (at most 4,096) from pretraining, evaluate their
+        ZINB loss on the clean input every ``min(50, pretrain_steps // 20)`` steps, stop pretraining
+        after ``patience`` evaluations without a new best and keep the best weights. The held-out
+        cells join the clustering stage and get labels like every other cell. No labels are used.
+        Skipped when fewer than 16 cells would be held out.
+    validation_size
+        Fraction of the cells held out for early stopping.
+    patience
+        Evaluations without a lower validation loss before pretraining stops.
     gamma
         Weight of the KL clustering loss in stage 2.
     target_interval
@@ -116,6 +126,9 @@ class BGFormer(ClusterModel):
         pretrain_steps: int = 1000,
         cluster_steps: int = 500,
         max_epochs: int = 200,
+        early_stopping: bool = True,
+        validation_size: float = 0.1,
+        patience: int = 5,
         gamma: float = 1.0,
         target_interval: int = 100,
         target: str = "dec",
@@ -142,6 +155,9 @@ class BGFormer(ClusterModel):
         self.pretrain_steps = pretrain_steps
         self.cluster_steps = cluster_steps
         self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_size = validation_size
+        self.patience = patience
         self.gamma = gamma
         self.target_interval = target_interval
         self.target = target
@@ -191,12 +207,20 @@ class BGFormer(ClusterModel):
         init_anchors(net, source, self.scaler_, init_idx, seed, rng, device)
         logger.info("bgformer: %d cells, %d genes; setup in %.1f s", n, len(self.genes_), time.perf_counter() - t0)
 
-        budget = self.max_epochs * _steps_per_epoch(n, self.batch_size)
+        train_idx, validation = None, None
+        if self.early_stopping:
+            train_idx, val_idx = split_validation(n, self.validation_size, rng)
+            if val_idx is not None:
+                validation = Validation(source, self.scaler_, val_idx, device)
+        n_train = n if train_idx is None else len(train_idx)
+        budget = self.max_epochs * _steps_per_epoch(n_train, self.batch_size)
         t1 = time.perf_counter()
         self.history_ += train_stage(
-            self, net, source, "pretrain", min(self.pretrain_steps, budget), rng, gen, device
-        )
+            self, net, source, "pretrain", min(self.pretrain_steps, budget), rng, gen, device,
+            indices=train_idx, validation=validation,
+        )  # fmt: skip
         logger.info("bgformer: pretraining in %.1f s", time.perf_counter() - t1)
+        budget = self.max_epochs * _steps_per_epoch(n, self.batch_size)
 
         t2 = time.perf_counter()
         emb, _ = embed(net, source, self.scaler_, device, indices=fit_idx)
@@ -266,7 +290,7 @@ class BGFormer(ClusterModel):
 
 # ---------------------------------------------------------------------- helpers
 _POSITIVE_INTS = ("n_anchors", "n_layers", "n_heads", "d_model", "n_latent", "batch_size", "max_epochs",
-                  "n_top_genes", "max_fit_cells", "pretrain_steps", "target_interval")
+                  "n_top_genes", "max_fit_cells", "pretrain_steps", "target_interval", "patience")
 
 
 def check_params(model: BGFormer) -> None:
@@ -291,6 +315,11 @@ def check_params(model: BGFormer) -> None:
         value = getattr(model, name)
         if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not 0 < value < math.inf:
             raise bad(name, "use a positive number")
+    if not isinstance(model.early_stopping, (bool, np.bool_)):
+        raise bad("early_stopping", "use True or False")
+    size = model.validation_size
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.number)) or not 0.0 < size < 0.5:
+        raise bad("validation_size", "use a fraction in (0, 0.5)")
     if model.target not in ("balanced", "dec"):
         raise bad("target", "use 'dec' or 'balanced'")
     if not isinstance(model.proportion_momentum, (int, float)) or not 0.0 <= model.proportion_momentum < 1.0:
@@ -352,16 +381,78 @@ def _steps_per_epoch(n_obs: int, batch_size: int) -> int:
     return math.ceil(n_obs / min(batch_size, n_obs))
 
 
-def _batches(source: CountSource, batch_size: int, rng):
-    drop_last = source.n_obs > batch_size
+def _batches(source: CountSource, batch_size: int, rng, indices: np.ndarray | None = None):
+    n = source.n_obs if indices is None else len(indices)
+    drop_last = n > batch_size
     while True:
-        yield from source.iter_batches(batch_size, shuffle=True, rng=rng, drop_last=drop_last)
+        yield from source.iter_batches(batch_size, shuffle=True, rng=rng, indices=indices, drop_last=drop_last)
+
+
+MAX_VALIDATION_CELLS = 4096
+MIN_VALIDATION_CELLS = 16
+
+
+def split_validation(n_obs: int, fraction: float, rng) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Seeded split into sorted ``(train, validation)`` cell positions for early stopping.
+
+    The validation set holds ``fraction`` of the cells, at most :data:`MAX_VALIDATION_CELLS`.
+    Returns ``(None, None)`` when it would hold fewer than :data:`MIN_VALIDATION_CELLS`.
+    """
+    n_val = min(int(round(fraction * n_obs)), MAX_VALIDATION_CELLS)
+    if n_val < MIN_VALIDATION_CELLS:
+        logger.info("bgformer: %d cells are too few to hold out a validation set; no early stopping", n_obs)
+        return None, None
+    val = np.sort(rng.choice(n_obs, n_val, replace=False))
+    train = np.setdiff1d(np.arange(n_obs), val, assume_unique=True)
+    return train, val
+
+
+class Validation:
+    """Held-out cells and their clean-input ZINB loss (the early-stopping criterion)."""
+
+    def __init__(self, source: CountSource, scaler: Scaler, indices: np.ndarray, device, chunk: int = 1024) -> None:
+        batch = source.batch(indices)
+        self.counts, self.size_factors = _to_device(batch, device)
+        self.x = scaler.transform_torch(self.counts, self.size_factors)
+        self.chunk = chunk
+
+    def loss(self, net) -> float:
+        """Mean ZINB negative log-likelihood of the held-out counts, network in eval mode."""
+        import torch
+
+        was_training = net.training
+        net.eval()
+        total, n = 0.0, self.x.shape[0]
+        with torch.inference_mode():
+            for start in range(0, n, self.chunk):
+                sl = slice(start, start + self.chunk)
+                z = net.encode(self.x[sl])
+                part = net.reconstruction_loss(z, self.counts[sl], self.size_factors[sl])
+                total += float(part) * (min(n, start + self.chunk) - start)
+        net.train(was_training)
+        return total / n
 
 
 def train_stage(
-    model: BGFormer, net, source: CountSource, stage: str, n_steps: int, rng, gen, device, *, target=None
+    model: BGFormer,
+    net,
+    source: CountSource,
+    stage: str,
+    n_steps: int,
+    rng,
+    gen,
+    device,
+    *,
+    target=None,
+    indices: np.ndarray | None = None,
+    validation: Validation | None = None,
 ) -> list[dict]:
-    """Run ``n_steps`` AdamW steps of ``stage`` (``"pretrain"`` or ``"cluster"``); return the history.
+    """Run up to ``n_steps`` AdamW steps of ``stage`` (``"pretrain"`` or ``"cluster"``); return the history.
+
+    Batches are drawn from the cells at ``indices`` (all cells when ``None``). With ``validation``,
+    its loss is evaluated at every history row (``val_zinb``); the stage stops after
+    ``model.patience`` evaluations without a new best and the best weights are restored
+    (:class:`sccluster.nn.EarlyStopping`).
 
     ``target`` maps a batch's ``log q`` to its clustering target (``None``: DEC). In the cluster stage
     the ``log q`` it sees comes from a frozen copy of ``net`` refreshed every ``model.target_interval``
@@ -373,13 +464,15 @@ def train_stage(
     import torch
     from tqdm.auto import tqdm
 
-    from ..nn import TargetSnapshot
+    from ..nn import EarlyStopping, TargetSnapshot
 
     if n_steps <= 0:
         return []
     gamma = model.gamma if stage == "cluster" else 0.0
     opt = torch.optim.AdamW(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
-    batches = _batches(source, min(model.batch_size, source.n_obs), rng)
+    n_cells = source.n_obs if indices is None else len(indices)
+    batches = _batches(source, min(model.batch_size, n_cells), rng, indices)
+    stopper = None if validation is None else EarlyStopping(net, model.patience)
     log_every = max(1, min(50, n_steps // 20))
     history, window = [], []
     interval = min(model.target_interval, _steps_per_epoch(source.n_obs, model.batch_size))
@@ -410,7 +503,18 @@ def train_stage(
         window.append(torch.stack([losses[k].detach() for k in ("loss", "zinb", "kl", "vq")]))
         if len(window) == log_every or step == n_steps - 1:
             mean = torch.stack(window).mean(dim=0).tolist()
-            history.append({"stage": stage, "step": step + 1, **dict(zip(("loss", "zinb", "kl", "vq"), mean))})
+            row = {"stage": stage, "step": step + 1, **dict(zip(("loss", "zinb", "kl", "vq"), mean))}
+            history.append(row)
             bar.set_postfix(loss=f"{mean[0]:.4f}")
             window = []
+            if stopper is not None:
+                row["val_zinb"] = validation.loss(net)
+                if stopper.update(row["val_zinb"], step + 1):
+                    break
+    if stopper is not None:
+        stopper.restore()
+        logger.info(
+            "bgformer %s: %d steps; kept the weights of step %d (validation ZINB %.4f)",
+            stage, history[-1]["step"], stopper.best_step, stopper.best_loss,
+        )  # fmt: skip
     return history

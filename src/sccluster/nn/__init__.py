@@ -3,6 +3,7 @@
 from ._attention import AnchorAttention, AnchorBlock
 from ._bgformer_module import BGFormerNet, vector_quantize
 from ._clustering import TargetSnapshot, dec_target, kl_clustering_loss, log_student_t
+from ._early_stopping import EarlyStopping
 from ._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
 from ._zinb import ZINBDecoder, zinb_nll
 
@@ -10,6 +11,7 @@ __all__ = [
     "AnchorAttention",
     "AnchorBlock",
     "BGFormerNet",
+    "EarlyStopping",
     "SiameseNet",
     "TargetSnapshot",
     "ZINBDecoder",
