@@ -322,7 +322,8 @@ def test_validation_cells_are_held_out_of_pretraining(data, monkeypatch):
 
 def test_without_early_stopping_all_pretraining_steps_run(data):
     adata, _ = data
-    model = BGFormer(4, random_state=0, **{**SMALL, "cluster_steps": 0, "early_stopping": False}).fit(adata.copy())
+    params = {**SMALL, "cluster_steps": 0, "early_stopping": False}
+    model = BGFormer(4, random_state=0, **params).fit(adata.copy())
     pre = [h for h in model.history_ if h["stage"] == "pretrain"]
     assert pre[-1]["step"] == SMALL["pretrain_steps"]
     assert all("val_zinb" not in h for h in pre)

@@ -3,24 +3,25 @@
 Training has two stages, each bounded by a fixed number of optimiser steps (independent of the
 number of cells): (1) denoising ZINB pretraining (Gaussian noise on the scaled input, counts
 reconstructed from the noisy pass), optionally stopped early on the clean-input ZINB loss of
-held-out cells with the best weights kept (``early_stopping``; no labels involved); (2) ZINB + ``gamma``·KL(P‖Q), where Q are Student-t soft
-assignments of the clean pass to learnable centres and P is a sharpened target computed per
-mini-batch from the batch's soft assignments under a frozen snapshot of the network that is
-refreshed every ``target_interval`` steps or every pass over the cells, whichever comes first (DEC's
-target update interval; no full-data pass, so training streams). A target recomputed from the
-network being trained at every step chases itself: on pbmc_4k it moved a third of the cells away
-from their initial k-means clusters and two seeds ended at ARI 0.59 *to each other* (their initial
-clusters agreed at 0.90); with the snapshot the stage refines the initial clusters and the seeds
-agree at 0.80 (no labels involved in either number). With ``target="balanced"`` P is the Sinkhorn
-plan of Q² whose column marginals are running estimates of the cluster proportions
-(:class:`sccluster.ot.BalancedTarget`); with ``"dec"`` (default, as published) it is the DEC target
-q²/f_k normalised per batch. DEC may empty centres that the data do not support, so ``n_clusters_``
-can end below ``n_clusters``; ``"balanced"`` resists emptying centres but does not forbid it (a
-centre the data do not support can shrink to a few cells, rarely to none). The clean and noisy
-passes share one batched forward. The reported model is the last step (no labels anywhere). The
-centres start from :func:`initial_clusters` on the pretrained embedding, the very space the
-Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden (``resolution``) plus
-merging of clusters under 0.5 % of the cells, which estimates k without labels.
+held-out cells with the best weights kept (``early_stopping``; no labels involved); (2) ZINB +
+``gamma``·KL(P‖Q), where Q are Student-t soft assignments of the clean pass to learnable centres and
+P is a sharpened target computed per mini-batch from the batch's soft assignments under a frozen
+snapshot of the network that is refreshed every ``target_interval`` steps or every pass over the
+cells, whichever comes first (DEC's target update interval; no full-data pass, so training streams).
+A target recomputed from the network being trained at every step chases itself: on pbmc_4k it moved
+a third of the cells away from their initial k-means clusters and two seeds ended at ARI 0.59 *to
+each other* (their initial clusters agreed at 0.90); with the snapshot the stage refines the initial
+clusters and the seeds agree at 0.80 (no labels involved in either number). With
+``target="balanced"`` P is the Sinkhorn plan of Q² whose column marginals are running estimates of
+the cluster proportions (:class:`sccluster.ot.BalancedTarget`); with ``"dec"`` (default, as
+published) it is the DEC target q²/f_k normalised per batch. DEC may empty centres that the data do
+not support, so ``n_clusters_`` can end below ``n_clusters``; ``"balanced"`` resists emptying
+centres but does not forbid it (a centre the data do not support can shrink to a few cells, rarely
+to none). The clean and noisy passes share one batched forward. The reported model is the last step
+(no labels anywhere). The centres start from :func:`initial_clusters` on the pretrained embedding,
+the very space the Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden
+(``resolution``) plus merging of clusters under 0.5 % of the cells, which estimates k without
+labels.
 """
 
 from __future__ import annotations
@@ -220,10 +221,10 @@ class BGFormer(ClusterModel):
             if val_idx is not None:
                 validation = Validation(source, self.scaler_, val_idx, device)
         n_train = n if train_idx is None else len(train_idx)
-        budget = self.max_epochs * _steps_per_epoch(n_train, self.batch_size)
+        pretrain_budget = self.max_epochs * _steps_per_epoch(n_train, self.batch_size)
         t1 = time.perf_counter()
         self.history_ += train_stage(
-            self, net, source, "pretrain", min(self.pretrain_steps, budget), rng, gen, device,
+            self, net, source, "pretrain", min(self.pretrain_steps, pretrain_budget), rng, gen, device,
             indices=train_idx, validation=validation,
         )  # fmt: skip
         logger.info("bgformer: pretraining in %.1f s", time.perf_counter() - t1)
@@ -392,7 +393,9 @@ def _batches(source: CountSource, batch_size: int, rng, indices: np.ndarray | No
     n = source.n_obs if indices is None else len(indices)
     drop_last = n > batch_size
     while True:
-        yield from source.iter_batches(batch_size, shuffle=True, rng=rng, indices=indices, drop_last=drop_last)
+        yield from source.iter_batches(
+            batch_size, shuffle=True, rng=rng, indices=indices, drop_last=drop_last
+        )
 
 
 MAX_VALIDATION_CELLS = 4096
@@ -417,7 +420,9 @@ def split_validation(n_obs: int, fraction: float, rng) -> tuple[np.ndarray | Non
 class Validation:
     """Held-out cells and their clean-input ZINB loss (the early-stopping criterion)."""
 
-    def __init__(self, source: CountSource, scaler: Scaler, indices: np.ndarray, device, chunk: int = 1024) -> None:
+    def __init__(
+        self, source: CountSource, scaler: Scaler, indices: np.ndarray, device, chunk: int = 1024
+    ) -> None:
         batch = source.batch(indices)
         self.counts, self.size_factors = _to_device(batch, device)
         self.x = scaler.transform_torch(self.counts, self.size_factors)
