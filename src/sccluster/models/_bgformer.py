@@ -390,7 +390,9 @@ def _steps_per_epoch(n_obs: int, batch_size: int) -> int:
 
 
 def _batches(source: CountSource, batch_size: int, rng, indices: np.ndarray | None = None):
+    """Endless shuffled mini-batches of the cells at ``indices`` (all cells when ``None``)."""
     n = source.n_obs if indices is None else len(indices)
+    batch_size = min(batch_size, n)
     drop_last = n > batch_size
     while True:
         yield from source.iter_batches(
@@ -423,9 +425,8 @@ class Validation:
     def __init__(
         self, source: CountSource, scaler: Scaler, indices: np.ndarray, device, chunk: int = 1024
     ) -> None:
-        batch = source.batch(indices)
-        self.counts, self.size_factors = _to_device(batch, device)
-        self.x = scaler.transform_torch(self.counts, self.size_factors)
+        self.counts, self.size_factors = _to_device(source.batch(indices), device)
+        self.scaler = scaler
         self.chunk = chunk
 
     def loss(self, net) -> float:
@@ -434,13 +435,13 @@ class Validation:
 
         was_training = net.training
         net.eval()
-        total, n = 0.0, self.x.shape[0]
+        total, n = 0.0, self.counts.shape[0]
         with torch.inference_mode():
             for start in range(0, n, self.chunk):
                 sl = slice(start, start + self.chunk)
-                z = net.encode(self.x[sl])
-                part = net.reconstruction_loss(z, self.counts[sl], self.size_factors[sl])
-                total += float(part) * (min(n, start + self.chunk) - start)
+                counts, sf = self.counts[sl], self.size_factors[sl]
+                z = net.encode(self.scaler.transform_torch(counts, sf))
+                total += float(net.reconstruction_loss(z, counts, sf)) * counts.shape[0]
         net.train(was_training)
         return total / n
 
@@ -482,8 +483,7 @@ def train_stage(
         return []
     gamma = model.gamma if stage == "cluster" else 0.0
     opt = torch.optim.AdamW(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
-    n_cells = source.n_obs if indices is None else len(indices)
-    batches = _batches(source, min(model.batch_size, n_cells), rng, indices)
+    batches = _batches(source, model.batch_size, rng, indices)
     stopper = None if validation is None else EarlyStopping(net, model.patience)
     log_every = max(1, min(50, n_steps // 20))
     history, window = [], []
