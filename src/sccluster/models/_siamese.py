@@ -17,7 +17,9 @@ A scalable, label-free re-implementation of scSiameseClu (IJCAI 2025). Design:
 - **Losses.** ZINB of the raw counts with size factors; graph reconstruction (PCA scores plus
   sampled edges vs random cells); after pretraining, KL(P‖Q) with Q Student-t to learned centres
   (initialised on the fused embedding by ``initial_clusters``) and P from log-domain Sinkhorn on
-  each mini-batch, columns = running (EMA) estimate of the cluster proportions. The Q that P is
+  each mini-batch, columns = running (EMA) estimate of the cluster proportions, counted from the
+  argmax of Q (the mean of Q is flatter and would even the clusters out; see
+  :class:`sccluster.ot.BalancedTarget`). The Q that P is
   computed from comes from a frozen copy of the network on the un-augmented views, renewed with
   the graph views once per epoch (``target_interval``), so P is refreshed every epoch throughout
   rather than chasing the network at every step. Measured without labels on pbmc_4k (k = 8, seeds
