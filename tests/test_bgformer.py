@@ -88,15 +88,18 @@ def test_estimates_k_without_labels(data):
     np.testing.assert_array_equal(model.predict(adata.copy()), model.labels_)
 
 
-def test_balanced_target_follows_the_data_when_asked_for_too_many_clusters(data):
-    # 6 clusters asked of 4 planted groups: the Sinkhorn target's marginals follow the cluster sizes
-    # the model itself produces, so superfluous centres may shrink or empty (4-5 kept over seeds 0-4)
-    # and no planted group is broken up
+def test_balanced_target_keeps_every_requested_cluster(data):
+    # 6 clusters asked of 4 planted groups: the balanced (Sinkhorn) target keeps all 6 populated,
+    # splitting groups rather than emptying centres, and still agrees with the planted partition.
+    # Not a guarantee: a superfluous centre can shrink to a few cells, and with the wider test network
+    # one of 5 seeds emptied one (the narrower network below kept all 6 on 5 of 5 seeds).
     adata, y = data
-    model = BGFormer(6, random_state=0, target="balanced", **SMALL).fit(adata.copy())
-    assert 4 <= model.n_clusters_ <= 6
-    assert model.soft_assignments_.shape == (adata.n_obs, model.n_clusters_)
-    assert ari(y, model.labels_) >= 0.95
+    model = BGFormer(6, random_state=0, target="balanced", **{**SMALL, "d_model": 32, "n_anchors": 8})
+    model.fit(adata.copy())
+    assert model.n_clusters_ == 6
+    assert np.bincount(model.labels_, minlength=6).min() > 0
+    assert model.soft_assignments_.shape == (adata.n_obs, 6)
+    assert ari(y, model.labels_) >= 0.6
 
 
 def test_same_seed_same_labels_and_no_cells_by_cells_tensor(fitted, data):

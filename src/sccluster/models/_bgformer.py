@@ -13,9 +13,11 @@ a third of the cells away from their initial k-means clusters and two seeds ende
 each other* (their initial clusters agreed at 0.90); with the snapshot the stage refines the initial
 clusters and the seeds agree at 0.80 (no labels involved in either number). With
 ``target="balanced"`` P is the Sinkhorn plan of Q² whose column marginals are running estimates of
-the cluster sizes under the argmax of Q (:class:`sccluster.ot.BalancedTarget`); with ``"dec"``
-(default, as published) it is the DEC target q²/f_k normalised per batch. Either may empty centres
-that the data do not support, so ``n_clusters_`` can end below ``n_clusters``. The clean and noisy passes share one batched forward. The reported model is the last step
+the cluster proportions (:class:`sccluster.ot.BalancedTarget`); with ``"dec"`` (default, as
+published) it is the DEC target q²/f_k normalised per batch. DEC may empty centres that the data do
+not support, so ``n_clusters_`` can end below ``n_clusters``; ``"balanced"`` resists emptying
+centres but does not forbid it (a centre the data do not support can shrink to a few cells, rarely
+to none). The clean and noisy passes share one batched forward. The reported model is the last step
 (no labels anywhere). The centres start from :func:`initial_clusters` on the pretrained embedding,
 the very space the Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden
 (``resolution``) plus merging of clusters under 0.5 % of the cells, which estimates k without
@@ -88,8 +90,8 @@ class BGFormer(ClusterModel):
         cells. ``1`` recomputes P from the network being trained at every step.
     target
         Clustering target of stage 2: ``"dec"`` (published DEC target; may empty centres) or
-        ``"balanced"`` (Sinkhorn with running estimates of the cluster sizes as column marginals;
-        centres the data do not support may still empty).
+        ``"balanced"`` (Sinkhorn with running cluster proportions; resists emptying centres, so
+        ``n_clusters_`` nearly always equals ``n_clusters``).
     proportion_momentum
         Per-step EMA momentum of the cluster proportions of the balanced target.
     vq_weight

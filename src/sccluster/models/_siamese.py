@@ -17,16 +17,13 @@ A scalable, label-free re-implementation of scSiameseClu (IJCAI 2025). Design:
 - **Losses.** ZINB of the raw counts with size factors; graph reconstruction (PCA scores plus
   sampled edges vs random cells); after pretraining, KL(P‖Q) with Q Student-t to learned centres
   (initialised on the fused embedding by ``initial_clusters``) and P from log-domain Sinkhorn on
-  each mini-batch, columns = running (EMA) estimate of the cluster proportions, counted from the
-  argmax of Q (the mean of Q is flatter and would even the clusters out; see
-  :class:`sccluster.ot.BalancedTarget`). The Q that P is computed from comes from a frozen copy of
-  the network on the un-augmented views, renewed with the graph views once per epoch
-  (``target_interval``), so P is refreshed every epoch throughout rather than chasing the network
-  at every step. Measured without labels on pbmc_4k (k = 8, seeds 0 and 1), the snapshot alone
-  was neutral here, unlike in BGFormer: the two seeds agreed at ARI 0.84 with or without it and
-  the stage kept 0.82-0.83 of its initial partition (on upsampled cells, 10k-1M, it raised the mean
-  ARI of the scale study and widened its seed spread). Counting the proportions from the argmax
-  instead of the mean of Q raised the agreement to 0.90 and the part kept to 0.87-0.89.
+  each mini-batch, columns = running (EMA) estimate of the cluster proportions. The Q that P is
+  computed from comes from a frozen copy of the network on the un-augmented views, renewed with
+  the graph views once per epoch (``target_interval``), so P is refreshed every epoch throughout
+  rather than chasing the network at every step. Measured without labels on pbmc_4k (k = 8, seeds
+  0 and 1), this is neutral here, unlike in BGFormer: the two seeds agree at ARI 0.84 either way
+  and the stage keeps 0.82-0.83 of its initial partition (on upsampled cells, 10k-1M, it raised the
+  mean ARI of the scale study and widened its seed spread).
 - **Readout.** argmax of Q after the last step (no label-based model selection).
 
 Saved with the model (besides weights, genes, scaler and PCA): the training cells' PCA scores and

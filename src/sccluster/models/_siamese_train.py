@@ -172,7 +172,7 @@ class Trainer:
         self.snapshot = None
 
     def init_proportions(self, log_q_all: np.ndarray) -> None:
-        """Start the cluster proportions at the cluster sizes of the argmax assignment of all cells."""
+        """Start the cluster proportions at the mean soft assignment of all cells."""
         c = self.cfg
         self.target = BalancedTarget.from_log_q(
             log_q_all, self.device, power=c.sinkhorn_power, momentum=c.proportion_momentum, n_iters=c.sinkhorn_iters
