@@ -23,7 +23,9 @@ class BalancedTarget:
     (k = 5, seed 0): an initial partition identical to k-means on PCA, with clusters of 62–177 cells,
     ended with 83–156. Tracking the hard (argmax) cluster sizes instead removes that pull there but
     feeds back on diffuse embeddings: with k given (seed 0) the clustering stage then emptied 4 of 10
-    centres on worm_neuron and 8 of 19 on paul15. The soft mean stays until a variant does neither.
+    centres on worm_neuron and 8 of 19 on paul15. Freezing the proportions at the initial sizes, as
+    the published code does, is ruled out: they must be estimated and updated during training. The
+    soft mean stays until a variant does neither.
 
     Parameters
     ----------
