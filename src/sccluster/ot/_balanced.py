@@ -21,11 +21,14 @@ class BalancedTarget:
     Student-t ``q`` spreads every cell's mass over all centres), so the target pulls cells from large
     clusters into small ones. Measured without labels with SiameseClu on cellbench_celseq2_5cl
     (k = 5, seed 0): an initial partition identical to k-means on PCA, with clusters of 62–177 cells,
-    ended with 83–156. Tracking the hard (argmax) cluster sizes instead removes that pull there but
-    feeds back on diffuse embeddings: with k given (seed 0) the clustering stage then emptied 4 of 10
-    centres on worm_neuron and 8 of 19 on paul15. Freezing the proportions at the initial sizes, as
-    the published code does, is ruled out: they must be estimated and updated during training. The
-    soft mean stays until a variant does neither.
+    ended with 83–156. Over the seven benchmark datasets (k given, seed 0), SiameseClu's clustering
+    stage narrowed the spread of cluster sizes on six (coefficient of variation: worm_neuron 0.46 to
+    0.28, pbmc_4k 0.37 to 0.26, the bladder sets 0.47 to 0.38 and 0.54 to 0.43; paul15 rose, 0.42 to
+    0.50) and kept 0.50–0.91 of its initial partition (ARI). Tracking the hard (argmax) cluster
+    sizes instead removes the pull on cellbench but feeds back on diffuse embeddings: with k given
+    (seed 0) the clustering stage then emptied 4 of 10 centres on worm_neuron and 8 of 19 on paul15.
+    Freezing the proportions at the initial sizes, as the published code does, is ruled out: they
+    must be estimated and updated during training. The soft mean stays until a variant does neither.
 
     Parameters
     ----------
