@@ -130,6 +130,8 @@ def test_k_estimated_without_labels(_synthetic_base):
 def test_bad_parameters_raise(_synthetic_base):
     with pytest.raises(scc.InputError, match="edge_drop"):
         SiameseClu(edge_drop=0.9).fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="marginal_relaxation"):
+        SiameseClu(marginal_relaxation=0.0).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="graph_weights"):
         SiameseClu(graph_weights="heat").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="target_interval"):
@@ -164,3 +166,11 @@ def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(_synthetic_base
             lengths.append(1)
     assert lengths == runs
     assert not torch.equal(copies[-1].centers, model.net_.centers)  # the live centres moved on
+
+
+def test_unbalanced_sinkhorn_target_recovers_planted_clusters(_synthetic_base):
+    adata = _synthetic_base.copy()
+    model = SiameseClu(n_clusters=4, random_state=0, marginal_relaxation=1.0, **FAST).fit(adata)
+    assert model.n_clusters_ == 4
+    assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
+    assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)

@@ -78,3 +78,34 @@ def test_balanced_target_matches_proportions_then_tracks_the_batch():
     expected = 0.9 * start[0] + 0.1 * log_q.exp().double().mean(0).numpy()
     np.testing.assert_allclose(target.pi.numpy(), expected, atol=1e-12)
     assert abs(float(target.pi.sum()) - 1.0) < 1e-6
+
+
+def test_unbalanced_plan_holds_rows_and_interpolates_columns():
+    gen = torch.Generator().manual_seed(11)
+    scores = torch.randn(64, 4, generator=gen, dtype=torch.float64)
+    rows = torch.full((64,), 1 / 64, dtype=torch.float64)
+    cols = torch.tensor([0.7, 0.1, 0.1, 0.1], dtype=torch.float64)
+    balanced = sinkhorn(scores, rows, cols, n_iters=2000, tol=1e-10)
+    free = torch.softmax(scores, dim=1) / 64  # each row of exp(S), normalised to its marginal
+    for rho in (1e-6, 1.0, 1e6):
+        plan = sinkhorn(scores, rows, cols, n_iters=2000, tol=1e-10, col_relaxation=rho)
+        np.testing.assert_allclose(plan.sum(1).numpy(), rows.numpy(), atol=1e-8)
+        mass = plan.sum(0).numpy()
+        if rho == 1e-6:
+            np.testing.assert_allclose(plan.numpy(), free.numpy(), atol=1e-6)
+        elif rho == 1e6:
+            np.testing.assert_allclose(plan.numpy(), balanced.numpy(), atol=1e-5)
+        else:  # the big column gets more than without constraint, less than with it held
+            assert free.sum(0)[0] < mass[0] < cols[0]
+
+
+def test_relaxed_target_pulls_unequal_clusters_less_towards_equal_sizes():
+    # 900 cells put 0.7 on cluster 0 and 100 cells 0.7 on cluster 1; the mean soft assignment
+    # (0.66 / 0.34) is flatter than that partition (0.9 / 0.1)
+    log_q = torch.tensor([[0.7, 0.3]] * 900 + [[0.3, 0.7]] * 100, dtype=torch.float64).log()
+    pi = log_q.exp().mean(0)
+    held = BalancedTarget(pi, n_iters=500)(log_q).mean(0)
+    relaxed = BalancedTarget(pi, n_iters=500, relaxation=1.0)(log_q).mean(0)
+    sharpened = torch.softmax(2 * log_q, dim=1).mean(0)  # q^2 normalised, no column constraint
+    np.testing.assert_allclose(held.numpy(), pi.numpy(), atol=1e-3)
+    assert held[0] < relaxed[0] < sharpened[0]

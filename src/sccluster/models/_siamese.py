@@ -81,6 +81,11 @@ class SiameseClu(ClusterModel):
     sinkhorn_iters, sinkhorn_power, proportion_momentum
         Sinkhorn iterations per batch, sharpening power of Q in the OT target, EMA momentum of
         the cluster-proportion estimate (per step).
+    marginal_relaxation
+        ``None`` (default): balanced Sinkhorn, the target's cluster masses equal the estimated
+        proportions. A positive ``ρ``: unbalanced Sinkhorn that only pulls them towards the
+        proportions with weight ``ρ`` (see :class:`sccluster.ot.BalancedTarget`: the balanced
+        target evens cluster sizes out).
     correlation_weight, cluster_weight
         Weights of the cross-correlation losses and of the clustering KL.
     target_interval
@@ -122,6 +127,7 @@ class SiameseClu(ClusterModel):
         sinkhorn_iters: int = 50,
         sinkhorn_power: float = 2.0,
         proportion_momentum: float = 0.99,
+        marginal_relaxation: float | None = None,
         correlation_weight: float = 1.0,
         cluster_weight: float = 1.0,
         target_interval: int = 100,
@@ -145,6 +151,7 @@ class SiameseClu(ClusterModel):
         self.edge_drop, self.feature_noise, self.gene_mask = edge_drop, feature_noise, gene_mask
         self.n_latent, self.n_hidden, self.n_anchors = n_latent, n_hidden, n_anchors
         self.sinkhorn_iters, self.sinkhorn_power, self.proportion_momentum = sinkhorn_iters, sinkhorn_power, proportion_momentum
+        self.marginal_relaxation = marginal_relaxation
         self.correlation_weight, self.cluster_weight = correlation_weight, cluster_weight
         self.target_interval = target_interval
         self.lr, self.batch_size = lr, batch_size
@@ -170,6 +177,8 @@ class SiameseClu(ClusterModel):
         _check("lr", self.lr, 0.0, lo_open=True)
         _check("sinkhorn_power", self.sinkhorn_power, 0.0, lo_open=True)
         _check("proportion_momentum", self.proportion_momentum, 0.0, 1.0)
+        if self.marginal_relaxation is not None:
+            _check("marginal_relaxation", self.marginal_relaxation, 0.0, lo_open=True)
         _check("correlation_weight", self.correlation_weight, 0.0)
         _check("cluster_weight", self.cluster_weight, 0.0)
         _check("resolution", self.resolution, 0.0, lo_open=True)
@@ -205,7 +214,8 @@ class SiameseClu(ClusterModel):
             batch_size=self.batch_size, lr=self.lr, pretrain_steps=self.pretrain_steps, cluster_steps=self.cluster_steps,
             ppr_alpha=self.ppr_alpha, ppr_steps=self.ppr_steps, edge_drop=self.edge_drop, feature_noise=self.feature_noise,
             gene_mask=self.gene_mask, sinkhorn_iters=self.sinkhorn_iters, sinkhorn_power=self.sinkhorn_power,
-            proportion_momentum=self.proportion_momentum, correlation_weight=self.correlation_weight,
+            proportion_momentum=self.proportion_momentum, marginal_relaxation=self.marginal_relaxation,
+            correlation_weight=self.correlation_weight,
             cluster_weight=self.cluster_weight, target_interval=self.target_interval,
             use_augmentation=self.use_augmentation,
             use_correlation=self.use_correlation, use_sinkhorn=self.use_sinkhorn,

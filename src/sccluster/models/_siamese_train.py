@@ -48,6 +48,7 @@ class TrainConfig:
     sinkhorn_iters: int
     sinkhorn_power: float
     proportion_momentum: float
+    marginal_relaxation: float | None
     correlation_weight: float
     cluster_weight: float
     target_interval: int
@@ -175,7 +176,8 @@ class Trainer:
         """Start the cluster proportions at the mean soft assignment of all cells."""
         c = self.cfg
         self.target = BalancedTarget.from_log_q(
-            log_q_all, self.device, power=c.sinkhorn_power, momentum=c.proportion_momentum, n_iters=c.sinkhorn_iters
+            log_q_all, self.device, power=c.sinkhorn_power, momentum=c.proportion_momentum, n_iters=c.sinkhorn_iters,
+            relaxation=c.marginal_relaxation,
         )
 
     @property
