@@ -88,6 +88,42 @@ def test_ppr_extend_of_training_point_is_close_to_its_feature():
     assert np.abs(h_new - h[:10]).max() < 0.25 * spread
 
 
+def test_ppr_extend_with_degrees_reproduces_the_training_fixed_point():
+    # A training point reattached by exactly its own graph edges gets back its converged PPR
+    # features under the training normalisation D^-1/2 (A + I) D^-1/2.
+    x = _points(100, 4)
+    adj, _ = graph.knn_graph(x, 8, seed=0)
+    h = graph.ppr_propagate(graph.normalize_adjacency(adj), x, alpha=0.15, steps=300)
+    deg = graph.graph_degrees(adj)
+    np.testing.assert_allclose(deg, 1 + np.asarray(adj.sum(axis=1)).ravel(), rtol=1e-6)
+    errors_sym, errors_row = [], []
+    for i in range(20):
+        nb = adj.indices[adj.indptr[i] : adj.indptr[i + 1]][None, :]
+        w = adj.data[adj.indptr[i] : adj.indptr[i + 1]][None, :]
+        sym = graph.ppr_extend(nb, w, h, x[i : i + 1], alpha=0.15, degree_ref=deg)
+        row = graph.ppr_extend(nb, w, h, x[i : i + 1], alpha=0.15)
+        errors_sym.append(np.abs(sym[0] - h[i]).max())
+        errors_row.append(np.abs(row[0] - h[i]).max())
+    spread = np.abs(h).max()
+    assert max(errors_sym) < 1e-4 * spread
+    assert max(errors_row) > 100 * max(errors_sym)  # one row-normalised step is not the fixed point
+
+
+def test_drop_edges_with_tied_weights_does_not_favour_any_cells():
+    # Binary weights all tie; the drop rate must not depend on the cells' row positions.
+    adj, _ = graph.knn_graph(_points(600), 10, weights="binary", seed=0)
+    upper = sp.triu(adj, 1).tocoo()
+    rng = np.random.default_rng(0)
+    dropped = np.zeros(upper.nnz)
+    for _ in range(20):
+        d = graph.drop_edges(adj, 0.2, rng)
+        dropped += np.asarray(d[upper.row, upper.col]).ravel() == 0
+    dropped /= 20
+    first, last = upper.row < 200, upper.row >= 400
+    assert abs(dropped[first].mean() - dropped[last].mean()) < 0.03
+    assert abs(dropped.mean() - 0.2) < 0.02
+
+
 @pytest.mark.parametrize("exact_max", [10_000, 0])  # scikit-learn, then pynndescent
 def test_neighbor_index_matches_brute_force_and_is_reusable(exact_max):
     x = _points(300, 5)

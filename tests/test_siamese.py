@@ -57,6 +57,10 @@ def test_predict_on_training_cells_agrees(fitted):
     proba = model.predict_proba(adata[:50])
     assert proba.shape == (50, 4)
     assert model.transform(adata[:7]).shape == (7, 32)
+    # training cells reattached to the graph under its own normalisation land near their embedding
+    z = model.transform(adata)
+    rel = np.linalg.norm(z - model.embedding_, axis=1) / np.linalg.norm(model.embedding_, axis=1)
+    assert np.median(rel) < 0.045
 
 
 def test_new_cells_in_other_gene_order(fitted):
@@ -174,3 +178,24 @@ def test_unbalanced_sinkhorn_target_recovers_planted_clusters(_synthetic_base):
     assert model.n_clusters_ == 4
     assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
     assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_training_batches_never_repeat_a_cell(_synthetic_base, monkeypatch):
+    """600 cells in batches of 128 do not divide evenly; a batch must still hold distinct cells
+    (a repeated cell would be its own negative in the sample-correlation loss)."""
+    from sccluster.data import CountSource
+
+    seen: list[np.ndarray] = []
+    original = CountSource.batch
+
+    def recording(self, index):
+        seen.append(np.asarray(index).copy())
+        return original(self, index)
+
+    monkeypatch.setattr(CountSource, "batch", recording)
+    SiameseClu(n_clusters=4, random_state=0, **{**FAST, "pretrain_steps": 30, "cluster_steps": 10}).fit(_synthetic_base.copy())
+    training = [idx for idx in seen if len(idx) == FAST["batch_size"]]
+    assert len(training) >= 40
+    assert all(len(np.unique(idx)) == len(idx) for idx in training)
+    covered = np.unique(np.concatenate(training))
+    assert len(covered) == _synthetic_base.n_obs  # every cell is still visited

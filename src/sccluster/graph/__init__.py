@@ -5,12 +5,13 @@ diffusion is a fixed number of sparse matrix-times-features products.
 """
 
 from ._knn import NeighborIndex, edge_weights, knn_graph, nearest_neighbors
-from ._ops import drop_edges, normalize_adjacency, ppr_extend, ppr_propagate
+from ._ops import drop_edges, graph_degrees, normalize_adjacency, ppr_extend, ppr_propagate
 
 __all__ = [
     "NeighborIndex",
     "drop_edges",
     "edge_weights",
+    "graph_degrees",
     "knn_graph",
     "nearest_neighbors",
     "normalize_adjacency",

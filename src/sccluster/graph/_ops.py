@@ -24,8 +24,8 @@ def drop_edges(adj: sp.spmatrix, rate: float, rng: np.random.Generator, *, prefe
     Each undirected edge is dropped with probability ``rate * 2 (1 - r)``, capped at 1, where
     ``r`` in ``[0, 1)`` is the rank of its weight among all edges (``prefer_low``): the
     lowest-similarity edges go first, the strongest are nearly always kept, and the expected
-    fraction removed is ``rate`` (for ``rate <= 0.5``). Only existing edges can be removed; the
-    input is never modified.
+    fraction removed is ``rate`` (for ``rate <= 0.5``). Edges of equal weight are ranked in a random
+    order. Only existing edges can be removed; the input is never modified.
     """
     if not 0.0 <= rate < 1.0:
         msg = f"edge drop rate must be in [0, 1), got {rate!r}"
@@ -35,8 +35,14 @@ def drop_edges(adj: sp.spmatrix, rate: float, rng: np.random.Generator, *, prefe
     if rate == 0.0 or m == 0:
         return sp.csr_matrix(adj, copy=True)
     if prefer_low:
+        # Tied weights (all of them in a binary graph) are ranked at random, not in storage order, which
+        # follows the row index and would drop the first cells' edges most often. A relative jitter of
+        # 2^-30 breaks ties only: distinct float32 weights differ by a factor of at least 1 + 2^-24.
+        # (One float64 sort; a two-key lexsort takes three times as long on 15M edges.)
+        key = np.asarray(upper.data, dtype=np.float64) * (1.0 + rng.random(m) * 2.0**-30)
+        order = np.argsort(key)
         rank = np.empty(m, dtype=np.float64)
-        rank[np.argsort(upper.data, kind="stable")] = np.arange(m) / m
+        rank[order] = np.arange(m) / m
         prob = np.minimum(rate * 2.0 * (1.0 - rank), 1.0)
     else:
         prob = np.full(m, rate)
@@ -65,15 +71,38 @@ def ppr_propagate(adj_norm: sp.spmatrix, x: np.ndarray, alpha: float = 0.15, ste
 
 
 def ppr_extend(
-    neighbors: np.ndarray, weights: np.ndarray, h_ref: np.ndarray, x_new: np.ndarray, alpha: float = 0.15
+    neighbors: np.ndarray,
+    weights: np.ndarray,
+    h_ref: np.ndarray,
+    x_new: np.ndarray,
+    alpha: float = 0.15,
+    degree_ref: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One PPR step for points outside the graph: ``h = (1 − α) Σ_j ŵ_j h_ref[j] + α x_new``.
+    """PPR features of points outside the graph, attached to it by their edges to reference points.
 
-    ``neighbors``/``weights`` ``(m, k)`` are each new point's neighbours among the reference
-    points and the edge weights (normalised per row here); ``h_ref`` the reference points'
-    propagated features. The reference graph is not changed.
+    ``neighbors``/``weights`` ``(m, k)`` are each new point's neighbours among the reference points and
+    the edge weights; ``h_ref`` the reference points' propagated features. The reference graph is not
+    changed.
+
+    With ``degree_ref`` (the reference points' degrees ``1 + Σ_j w_ij`` in the self-looped graph that
+    :func:`normalize_adjacency` normalises), a new point gets the fixed point of the training
+    iteration under the same ``D^-1/2 (A + I) D^-1/2`` normalisation: with ``d = 1 + Σ_j w_j``,
+    ``h = [(1 − α) Σ_j w_j h_j / √(d d_j) + α x] / (1 − (1 − α) / d)``, so a training point that
+    rejoins with its own edges gets back (nearly) its own features. Without it, one step with weights
+    normalised per row: ``h = (1 − α) Σ_j ŵ_j h_j + α x``.
     """
     w = np.asarray(weights, dtype=np.float32)
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    agg = np.einsum("mk,mkd->md", w, np.asarray(h_ref[neighbors], dtype=np.float32))
-    return ((1.0 - alpha) * agg + alpha * np.asarray(x_new, dtype=np.float32)).astype(np.float32)
+    h_nb = np.asarray(h_ref[neighbors], dtype=np.float32)
+    x_new = np.asarray(x_new, dtype=np.float32)
+    if degree_ref is None:
+        w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+        return ((1.0 - alpha) * np.einsum("mk,mkd->md", w, h_nb) + alpha * x_new).astype(np.float32)
+    deg = 1.0 + w.sum(axis=1, keepdims=True)
+    w_sym = w / np.sqrt(deg * np.asarray(degree_ref, dtype=np.float32)[neighbors])
+    h = (1.0 - alpha) * np.einsum("mk,mkd->md", w_sym, h_nb) + alpha * x_new
+    return (h / (1.0 - (1.0 - alpha) / deg)).astype(np.float32)
+
+
+def graph_degrees(adj: sp.spmatrix) -> np.ndarray:
+    """Degrees ``1 + Σ_j w_ij`` of the self-looped graph that :func:`normalize_adjacency` normalises."""
+    return (1.0 + np.asarray(sp.csr_matrix(adj).sum(axis=1), dtype=np.float64).ravel()).astype(np.float32)

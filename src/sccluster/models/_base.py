@@ -18,7 +18,7 @@ from .._version import __version__
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk model format. Bump when a saved file can no longer be read.
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 
 
 class ClusterModel:

@@ -27,8 +27,9 @@ A scalable, label-free re-implementation of scSiameseClu (IJCAI 2025). Design:
 - **Readout.** argmax of Q after the last step (no label-based model selection).
 
 Saved with the model (besides weights, genes, scaler and PCA): the training cells' PCA scores and
-PPR features as float16 and their kNN bandwidths, so ``predict`` can attach new cells to the
-training graph (``2 · n · n_pcs`` half floats: 200 MB for 1M cells with 50 PCs).
+PPR features as float16 and their kNN bandwidths and degrees, so ``predict`` can attach new cells to
+the training graph under its normalisation (``2 · n · n_pcs`` half floats: 200 MB for 1M cells with
+50 PCs).
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ class SiameseClu(ClusterModel):
         self.x0_ = x0.astype(np.float16)
         self.h_ = h_full.astype(np.float16)
         self.sigma_ = sigma
+        self.degree_ = graph.graph_degrees(adj)
         self._index = None
 
     def _new_net(self, n_genes: int, n_graph: int, n_clusters: int):
@@ -294,7 +296,7 @@ class SiameseClu(ClusterModel):
         source = CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
         x0_new = project_all(source, self.scaler_, self.projector_)
         h = new_cell_features(
-            self._neighbor_index(), self.sigma_, self.h_, x0_new,
+            self._neighbor_index(), self.sigma_, self.degree_, self.h_, x0_new,
             n_neighbors=self.n_neighbors, alpha=self.ppr_alpha, weights=self.graph_weights,
         )  # fmt: skip
         return self._embed(source, h)
@@ -317,6 +319,7 @@ class SiameseClu(ClusterModel):
             "x0": self.x0_,
             "h": self.h_,
             "sigma": self.sigma_,
+            "degree": self.degree_,
             "proportions": self.proportions_,
         }
 
@@ -325,7 +328,7 @@ class SiameseClu(ClusterModel):
         self.reference_total_ = state["reference_total"]
         self.scaler_ = Scaler.from_state_dict(state["scaler"])
         self.projector_ = Projector.from_state_dict(state["projector"])
-        self.x0_, self.h_, self.sigma_ = state["x0"], state["h"], state["sigma"]
+        self.x0_, self.h_, self.sigma_, self.degree_ = state["x0"], state["h"], state["sigma"], state["degree"]
         self._index = None
         self.proportions_ = state["proportions"]
         self.net_ = self._new_net(len(self.genes_), self.x0_.shape[1], state["n_clusters"])

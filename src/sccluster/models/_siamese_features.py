@@ -86,6 +86,7 @@ def sample_neighbors(adj: sp.csr_matrix, idx: np.ndarray, rng: np.random.Generat
 def new_cell_features(
     index: graph.NeighborIndex,
     sigma_ref: np.ndarray,
+    degree_ref: np.ndarray,
     h_ref: np.ndarray,
     x0_new: np.ndarray,
     *,
@@ -93,7 +94,9 @@ def new_cell_features(
     alpha: float,
     weights: str,
 ) -> np.ndarray:
-    """Propagated features of new cells: neighbours among the training cells (``index``), one PPR step.
+    """Propagated features of new cells: neighbours among the training cells (``index``), attached to the
+    training graph under its normalisation (``degree_ref``: the training cells' degrees; see
+    :func:`sccluster.graph.ppr_extend`).
 
     ``n_neighbors`` is capped at the number of training cells.
     """
@@ -103,5 +106,5 @@ def new_cell_features(
     out = np.empty((x0_new.shape[0], h_ref.shape[1]), dtype=np.float32)
     for start in range(0, x0_new.shape[0], CHUNK):
         sl = slice(start, start + CHUNK)
-        out[sl] = graph.ppr_extend(idx[sl], w[sl], h_ref, x0_new[sl], alpha=alpha)
+        out[sl] = graph.ppr_extend(idx[sl], w[sl], h_ref, x0_new[sl], alpha=alpha, degree_ref=degree_ref)
     return out

@@ -84,8 +84,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _next_index(self) -> np.ndarray:
+        """The next batch of distinct cells: consecutive slices of a permutation, a new one when it runs out.
+
+        The last partial slice of each permutation is dropped (as ``drop_last`` does), so no batch holds
+        a cell twice: a repeated cell would be its own negative in the sample-correlation loss.
+        """
         if len(self._order) < self.batch:
-            self._order = np.concatenate([self._order, self.rng.permutation(self.n)])
+            self._order = self.rng.permutation(self.n)
         idx, self._order = self._order[: self.batch], self._order[self.batch :]
         return idx
 
