@@ -98,6 +98,7 @@ def test_unbalanced_plan_holds_rows_and_interpolates_columns():
     # in between, the big column gets more than without constraint, less than with it held
     assert free.sum(0)[0] < relaxed(1.0).sum(0)[0] < cols[0]
 
+
 def test_relaxed_target_pulls_unequal_clusters_less_towards_equal_sizes():
     # 900 cells put 0.7 on cluster 0 and 100 cells 0.7 on cluster 1; the mean soft assignment
     # (0.66 / 0.34) is flatter than that partition (0.9 / 0.1)

@@ -8,9 +8,7 @@ import scipy.sparse as sp
 
 def normalize_adjacency(adj: sp.spmatrix, *, self_loops: bool = True) -> sp.csr_matrix:
     """``D^-1/2 (A + I) D^-1/2`` as CSR (``A`` without ``I`` when ``self_loops=False``)."""
-    adj = sp.csr_matrix(adj, dtype=np.float64)
-    if self_loops:
-        adj = (adj + sp.identity(adj.shape[0], format="csr", dtype=np.float64)).tocsr()
+    adj = _with_self_loops(adj, self_loops)
     deg = np.asarray(adj.sum(axis=1)).ravel()
     inv_sqrt = np.zeros_like(deg)
     inv_sqrt[deg > 0] = deg[deg > 0] ** -0.5
@@ -75,34 +73,36 @@ def ppr_extend(
     weights: np.ndarray,
     h_ref: np.ndarray,
     x_new: np.ndarray,
+    degree_ref: np.ndarray,
     alpha: float = 0.15,
-    degree_ref: np.ndarray | None = None,
 ) -> np.ndarray:
     """PPR features of points outside the graph, attached to it by their edges to reference points.
 
     ``neighbors``/``weights`` ``(m, k)`` are each new point's neighbours among the reference points and
-    the edge weights; ``h_ref`` the reference points' propagated features. The reference graph is not
-    changed.
-
-    With ``degree_ref`` (the reference points' degrees ``1 + Σ_j w_ij`` in the self-looped graph that
-    :func:`normalize_adjacency` normalises), a new point gets the fixed point of the training
-    iteration under the same ``D^-1/2 (A + I) D^-1/2`` normalisation: with ``d = 1 + Σ_j w_j``,
+    the edge weights; ``h_ref`` the reference points' propagated features; ``degree_ref`` their degrees
+    in the graph that :func:`normalize_adjacency` normalises (:func:`graph_degrees`). A new point gets
+    the fixed point of the training iteration under the same ``D^-1/2 (A + I) D^-1/2``
+    normalisation: with ``d = 1 + Σ_j w_j``,
     ``h = [(1 − α) Σ_j w_j h_j / √(d d_j) + α x] / (1 − (1 − α) / d)``, so a training point that
-    rejoins with its own edges gets back (nearly) its own features. Without it, one step with weights
-    normalised per row: ``h = (1 − α) Σ_j ŵ_j h_j + α x``.
+    rejoins with its own edges gets back its own converged features. The reference graph is not
+    changed.
     """
     w = np.asarray(weights, dtype=np.float32)
-    h_nb = np.asarray(h_ref[neighbors], dtype=np.float32)
-    x_new = np.asarray(x_new, dtype=np.float32)
-    if degree_ref is None:
-        w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-        return ((1.0 - alpha) * np.einsum("mk,mkd->md", w, h_nb) + alpha * x_new).astype(np.float32)
     deg = 1.0 + w.sum(axis=1, keepdims=True)
     w_sym = w / np.sqrt(deg * np.asarray(degree_ref, dtype=np.float32)[neighbors])
-    h = (1.0 - alpha) * np.einsum("mk,mkd->md", w_sym, h_nb) + alpha * x_new
+    h_nb = np.asarray(h_ref[neighbors], dtype=np.float32)
+    h = (1.0 - alpha) * np.einsum("mk,mkd->md", w_sym, h_nb) + alpha * np.asarray(x_new, dtype=np.float32)
     return (h / (1.0 - (1.0 - alpha) / deg)).astype(np.float32)
 
 
-def graph_degrees(adj: sp.spmatrix) -> np.ndarray:
-    """Degrees ``1 + Σ_j w_ij`` of the self-looped graph that :func:`normalize_adjacency` normalises."""
-    return (1.0 + np.asarray(sp.csr_matrix(adj).sum(axis=1), dtype=np.float64).ravel()).astype(np.float32)
+def graph_degrees(adj: sp.spmatrix, *, self_loops: bool = True) -> np.ndarray:
+    """Weighted degrees ``Σ_j w_ij`` (the self-loop included) that :func:`normalize_adjacency` uses."""
+    return np.asarray(_with_self_loops(adj, self_loops).sum(axis=1)).ravel()
+
+
+def _with_self_loops(adj: sp.spmatrix, self_loops: bool) -> sp.csr_matrix:
+    """``A + I`` (or ``A``) as float64 CSR."""
+    adj = sp.csr_matrix(adj, dtype=np.float64)
+    if self_loops:
+        adj = (adj + sp.identity(adj.shape[0], format="csr", dtype=np.float64)).tocsr()
+    return adj

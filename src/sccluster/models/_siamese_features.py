@@ -106,5 +106,5 @@ def new_cell_features(
     out = np.empty((x0_new.shape[0], h_ref.shape[1]), dtype=np.float32)
     for start in range(0, x0_new.shape[0], CHUNK):
         sl = slice(start, start + CHUNK)
-        out[sl] = graph.ppr_extend(idx[sl], w[sl], h_ref, x0_new[sl], alpha=alpha, degree_ref=degree_ref)
+        out[sl] = graph.ppr_extend(idx[sl], w[sl], h_ref, x0_new[sl], degree_ref, alpha=alpha)
     return out
