@@ -145,6 +145,17 @@ def test_predict_new_cells_with_reordered_genes(fitted, data):
     np.testing.assert_array_equal(fitted.predict(new), fitted.predict(adata[:50].copy()))
 
 
+def test_single_new_cell_scaled_like_training(data):
+    # Trained on scc.pp.prepare output (obs["size_factors"] given): a raw cell predicted alone, with no
+    # size factor of its own, is embedded as the same cell was in training.
+    adata, _ = data
+    prepared = scc.pp.prepare(adata, copy=True)
+    model = BGFormer(4, random_state=0, **{**SMALL, "pretrain_steps": 40, "cluster_steps": 10}).fit(prepared)
+    raw = ad.AnnData(prepared.layers["counts"][:12].copy(), var=pd.DataFrame(index=prepared.var_names))
+    alone = np.vstack([model.transform(raw[[i]].copy()) for i in range(12)])
+    np.testing.assert_allclose(alone, model.transform(prepared[:12].copy()), rtol=1e-4, atol=1e-5)
+
+
 def test_gene_mismatch_raises_input_error(fitted, data):
     adata, _ = data
     with pytest.raises(InputError, match="missing"):

@@ -90,3 +90,20 @@ def test_reference_total_normalises_new_cells_like_training(synthetic_adata):
     train = CountSource(synthetic_adata)
     new = CountSource(synthetic_adata[:50].copy(), reference_total=train.reference_total)
     np.testing.assert_allclose(new.size_factors, train.size_factors[:50], rtol=1e-6)
+
+
+def test_reference_total_from_given_size_factors(synthetic_adata):
+    # Training data prepared by scc.pp.prepare carry obs["size_factors"]; the reference library size is
+    # still recorded, so a single new cell without factors is scaled as it was in training, not by itself.
+    import sccluster as scc
+
+    prepared = scc.pp.prepare(synthetic_adata, copy=True)
+    train = CountSource(prepared)
+    np.testing.assert_allclose(train.size_factors, prepared.obs["size_factors"], rtol=1e-6)
+    totals = np.asarray(prepared.layers["counts"].sum(axis=1)).ravel()
+    assert train.reference_total == pytest.approx(np.median(totals))
+    raw = prepared[[7]].copy()
+    del raw.obs["size_factors"]
+    single = CountSource(raw, reference_total=train.reference_total)
+    np.testing.assert_allclose(single.size_factors, train.size_factors[[7]], rtol=1e-6)
+    assert abs(float(train.size_factors[7]) - 1.0) > 0.05  # the old fallback (its own median) gave 1

@@ -61,8 +61,10 @@ class CountSource:
         Explicit per-cell size factors. ``None`` uses ``obs["size_factors"]`` when present, otherwise
         library size divided by ``reference_total`` (or by the median library size).
     reference_total
-        Library size that maps to a size factor of 1; models store the training median here so
-        that new cells are normalised like the training cells.
+        Library size that maps to a size factor of 1; models store the training value here so
+        that new cells are normalised like the training cells. ``None`` sets it from these data:
+        the median library size, or, when size factors are given, the median of library size /
+        size factor (exactly the median library size for the factors of :func:`sccluster.pp.prepare`).
     check
         Validate (on the first chunk) that the matrix holds non-negative integer counts.
     """
@@ -166,6 +168,10 @@ class CountSource:
         if not np.all(np.isfinite(size_factors)) or np.any(size_factors <= 0):
             msg = "size factors must be positive and finite; remove empty cells (scc.pp.prepare does this) and retry"
             raise InputError(msg)
+        if self.reference_total is None:
+            # Given factors (scc.pp.prepare writes library size / median): the library size that maps
+            # to a factor of 1 is their median ratio, so cells without factors are later scaled alike.
+            self.reference_total = float(np.median(self.library_sizes() / size_factors))
         return size_factors.astype(np.float32)
 
     # ------------------------------------------------------------------ batches

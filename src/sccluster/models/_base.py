@@ -143,7 +143,12 @@ class ClusterModel:
             raise InputError(msg)
 
     def predict(self, adata, *, layer: str | None = None) -> np.ndarray:
-        """Cluster labels for the cells of ``adata`` (new cells, aligned by gene names)."""
+        """Cluster labels for the cells of ``adata`` (new cells, aligned by gene names).
+
+        Raw counts are read as in ``fit``. Size factors come from ``obs["size_factors"]`` when present,
+        otherwise each cell's library size is divided by the training cells' reference library size, so
+        a cell gets the same factor whether it is predicted alone or with others.
+        """
         self._check_predict()
         if getattr(self, "cluster_ids_", None) is not None:
             return self.predict_proba(adata, layer=layer).argmax(axis=1).astype(np.int64)
