@@ -119,6 +119,8 @@ _BAD_OPTIONS = {  # name -> (options, text the error line must contain)
     "unknown_label_key": (["--label-key", "no_such_column"], "cell_type"),  # lists the obs columns
     "unknown_method": (["--method", "no_such_method"], "leiden"),  # lists the methods
     "unknown_param": (["--param", "no_such_param=3"], "no_such_param"),
+    "negative_seed": (["--seed", "-1"], "0 to 4294967295"),
+    "seed_too_large": (["--seed", "4294967296"], "0 to 4294967295"),
 }
 _BAD_OUTPUTS = ["missing_folder", "is_directory", "same_as_input", "no_permission"]
 _IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -192,6 +192,21 @@ def test_upsample_uses_counts_layer_and_backed_input(source, tmp_path):
     backed.file.close()
 
 
+def test_upsample_leaves_the_source_untouched():
+    # integer counts with unsorted column indices (as adata[:, genes].copy() leaves them), and duplicates
+    X = sp.csr_matrix(
+        (np.array([1, 2, 3, 4, 5], dtype=np.int64), np.array([2, 0, 1, 0, 0], dtype=np.int32),
+         np.array([0, 2, 3, 5], dtype=np.int32)),
+        shape=(3, 3),
+    )
+    src = ad.AnnData(X, obs=pd.DataFrame({"cell_type": ["a"] * 3}, index=["c0", "c1", "c2"]))
+    arrays = [X.data.copy(), X.indices.copy(), X.indptr.copy()]
+    up = upsample(src, 4, seed=0)
+    assert up.n_obs == 4
+    for before, after in zip(arrays, [src.X.data, src.X.indices, src.X.indptr]):
+        np.testing.assert_array_equal(before, after)
+
+
 def test_upsample_bad_input(source):
     with pytest.raises(InputError, match="label column 'nope'"):
         upsample(source, 10, label_key="nope")
@@ -199,6 +214,8 @@ def test_upsample_bad_input(source):
         upsample(source, 10, thinning=0)
     with pytest.raises(InputError, match="n_cells"):
         upsample(source, 0)
+    with pytest.raises(InputError, match="random_state must be between 0 and"):
+        upsample(source, 10, seed=-1)
     lognorm = source.copy()
     lognorm.X = sp.csr_matrix(np.log1p(source.X.toarray()))
     with pytest.raises(InputError, match="non-integer"):

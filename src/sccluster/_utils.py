@@ -13,12 +13,19 @@ import numpy as np
 from ._errors import InputError
 
 
+#: Largest seed accepted (numpy's legacy seeds and scikit-learn take 32-bit unsigned integers).
+MAX_SEED = 2**32 - 1
+
+
 def resolve_seed(random_state: int | None) -> int:
     """Turn ``random_state`` into a concrete integer seed (``None`` draws one from the OS)."""
     if random_state is None:
         return int(np.random.SeedSequence().entropy % (2**31))
     if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)):
         msg = f"random_state must be an integer or None, got {random_state!r}"
+        raise InputError(msg)
+    if not 0 <= int(random_state) <= MAX_SEED:
+        msg = f"random_state must be between 0 and {MAX_SEED}, got {random_state!r}"
         raise InputError(msg)
     return int(random_state)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._cli_run import RESERVED_PARAMS
 from ._errors import InputError, TrainingError
+from ._utils import MAX_SEED
 from ._version import __version__
 
 #: Method used by ``sccluster demo`` when ``--method`` is not given.
@@ -49,6 +50,17 @@ def _n_clusters(text: str) -> int | None:
         msg = f"expected 'auto' or a positive integer, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return k
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= MAX_SEED:
+        msg = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seed
 
 
 def _positive_int(text: str) -> int:
@@ -113,7 +125,7 @@ def _add_clustering_options(p: argparse.ArgumentParser, *, default_method: str) 
                    help=f"clustering method: {', '.join(available_methods())} (default: {default_method})")
     p.add_argument("--n-clusters", type=_n_clusters, default=None, metavar="auto|K",
                    help="number of clusters, or 'auto' to estimate it without labels (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .._errors import InputError
 from .._settings import settings
+from .._utils import resolve_seed
 from .._validation import check_counts_block
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _source_counts(adata, layer: str | None) -> tuple[sp.csr_matrix, str]:
         matrix, where = adata.X, "X"
     if adata.isbacked and where == "X":
         matrix = matrix.to_memory() if hasattr(matrix, "to_memory") else matrix[()]
-    X = sp.csr_matrix(matrix, dtype=np.float32)
+    X = sp.csr_matrix(matrix, dtype=np.float32, copy=True)  # never share arrays with the caller's matrix
     X.sum_duplicates()
     check_counts_block(X, where)
     return X, where
@@ -108,7 +109,7 @@ class _CsrBuilder:
 def upsample(
     adata,
     n_cells: int,
-    seed: int = 0,
+    seed: int | None = 0,
     *,
     label_key: str = "cell_type",
     thinning: float = 0.5,
@@ -125,7 +126,8 @@ def upsample(
     n_cells
         Number of cells to make.
     seed
-        Seed of the generator; the same seed (and ``chunk_size``) gives an identical result.
+        Seed of the generator (0 to 2**32 - 1; ``None`` draws one); the same seed (and ``chunk_size``)
+        gives an identical result.
     label_key
         obs column with the cell types. Types with fewer than two cells are not sampled.
     thinning
@@ -152,6 +154,7 @@ def upsample(
     if int(chunk_size) < 1:
         msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
         raise InputError(msg)
+    seed = resolve_seed(seed)
     if label_key not in adata.obs:
         msg = f"label column {label_key!r} not found in obs; available: {', '.join(adata.obs.columns) or 'none'}"
         raise InputError(msg)
