@@ -82,8 +82,35 @@ def test_prepare_quality_control():
 
 
 def test_prepare_nothing_left_raises(small_adata):
+    before = small_adata.copy()
     with pytest.raises(InputError, match="min_genes"):
         scc.pp.prepare(small_adata, min_genes=10_000)
+    # rejected before anything is written: the object is as it was
+    assert small_adata.X is not None and (small_adata.X != before.X).nnz == 0
+    assert list(small_adata.layers) == [] and small_adata.shape == before.shape
+
+
+def test_repeated_gene_names_select_by_position(small_adata):
+    # raw 10x gene symbols repeat; the baselines' PCA picks genes by position, models ask for unique names
+    small_adata.var_names = [f"g{j % 390}" for j in range(small_adata.n_vars)]
+    assert not small_adata.var_names.is_unique
+    for n_top in (100, 1000):  # computed selection, and every gene
+        emb = scc.pp.pca_embedding(small_adata, n_comps=5, n_top_genes=n_top)
+        assert emb.shape == (300, 5) and np.all(np.isfinite(emb))
+    scc.pp.prepare(small_adata, n_top_genes=100)
+    assert scc.pp.gene_mask(small_adata).sum() == 100
+    scc.tl.cluster(small_adata, method="kmeans", n_clusters=3)
+    assert small_adata.obs["sccluster"].nunique() == 3
+    with pytest.raises(InputError, match="var_names_make_unique"):
+        scc.models.BGFormer(3, pretrain_steps=2, cluster_steps=2).fit(small_adata)
+
+
+def test_gene_selection_without_any_variance_says_so():
+    same = ad.AnnData(sp.csr_matrix(np.tile(np.arange(60, dtype=np.float32) % 5, (4, 1))))
+    with pytest.raises(InputError, match="no gene varies across the 4 cells"):
+        scc.pp.select_genes(same, 10)
+    with pytest.raises(InputError, match="no gene varies"):
+        scc.pp.pca_embedding(same, n_comps=2, n_top_genes=10)
 
 
 @pytest.mark.parametrize(

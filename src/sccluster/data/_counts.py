@@ -88,6 +88,13 @@ class CountSource:
             self.gene_index = None
         else:
             genes = [str(g) for g in genes]
+            if not var_names.is_unique:
+                repeated = var_names[var_names.duplicated()].unique()
+                msg = (
+                    f"{len(repeated)} gene names occur more than once in var_names (e.g. {repeated[0]!r}), so "
+                    "genes cannot be matched by name; call adata.var_names_make_unique() and retry"
+                )
+                raise InputError(msg)
             pos = var_names.get_indexer(genes)
             missing = [g for g, p in zip(genes, pos) if p < 0]
             if missing:

@@ -94,10 +94,18 @@ def select_genes(adata, n_top_genes: int = 2000, *, layer: str | None = None) ->
     ``n_vars <= n_top_genes``; otherwise the ``n_top_genes`` genes of highest Seurat-style
     normalised dispersion of ``counts / size_factor`` (scanpy's ``flavor="seurat"`` maths),
     computed in one streamed pass over row chunks. ``adata`` is never modified. Deterministic; ties
-    are broken by gene order.
+    are broken by gene order. :func:`gene_mask` gives the same selection as a boolean mask.
+    """
+    names = np.asarray(adata.var_names, dtype=object)
+    return [str(g) for g in names[gene_mask(adata, n_top_genes, layer=layer)]]
+
+
+def gene_mask(adata, n_top_genes: int = 2000, *, layer: str | None = None) -> np.ndarray:
+    """Boolean mask over ``adata.var`` of the genes :func:`select_genes` names.
+
+    Positions rather than names, so it also works when ``var_names`` repeat.
     """
     n_top_genes = _check_n_top(n_top_genes)
-    names = np.asarray(adata.var_names, dtype=object)
     if "highly_variable" in adata.var:
         col = adata.var["highly_variable"]
         if col.dtype != bool:
@@ -110,11 +118,22 @@ def select_genes(adata, n_top_genes: int = 2000, *, layer: str | None = None) ->
                 "delete the column (or run scc.pp.prepare) to recompute it"
             )
             raise InputError(msg)
-        return [str(g) for g in names[mask]]
+        return mask
     if adata.n_vars <= n_top_genes:
-        return [str(g) for g in names]
+        return np.ones(adata.n_vars, dtype=bool)
     mask, _ = highly_variable(adata, n_top_genes, layer=layer)
-    return [str(g) for g in names[mask]]
+    check_some_gene_varies(mask, adata.n_obs)
+    return mask
+
+
+def check_some_gene_varies(mask: np.ndarray, n_obs: int) -> None:
+    """Raise :class:`InputError` when highly-variable selection found no gene with any variance."""
+    if not mask.any():
+        msg = (
+            f"no gene varies across the {n_obs} cells, so no highly variable gene can be chosen; "
+            "give at least 2 cells with different counts"
+        )
+        raise InputError(msg)
 
 
 def highly_variable(adata, n_top_genes: int, *, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:

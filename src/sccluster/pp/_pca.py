@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .._errors import InputError
 from .._settings import settings
 from .._utils import resolve_seed
-from ._genes import _check_n_top, normalized_dispersion, rank_genes, select_genes
+from ._genes import _check_n_top, check_some_gene_varies, gene_mask, normalized_dispersion, rank_genes
 from ._stream import CHUNK, counts_matrix, gene_moments, resolve_size_factors, take_rows, to_csr
 
 logger = logging.getLogger(__name__)
@@ -189,16 +189,15 @@ def pca_embedding(
     n_top_genes = _check_n_top(n_top_genes)
     seed = resolve_seed(random_state)
     matrix, where = counts_matrix(adata, layer)
-    genes = None
+    mask = None
     if "highly_variable" in adata.var or adata.n_vars <= n_top_genes:
-        genes = select_genes(adata, n_top_genes, layer=layer)
+        mask = gene_mask(adata, n_top_genes, layer=layer)
     sf = resolve_size_factors(adata, matrix, where)
     mom = gene_moments(matrix, adata.n_obs, adata.n_vars, sf, where=where)
-    if genes is None:
+    if mask is None:  # select_genes' computation, from the moments already at hand
         mask, _ = rank_genes(normalized_dispersion(mom.mean_norm, mom.var_norm), n_top_genes)
-        gene_index = np.flatnonzero(mask)
-    else:
-        gene_index = adata.var_names.get_indexer(genes)
+        check_some_gene_varies(mask, adata.n_obs)
+    gene_index = np.flatnonzero(mask)
     reader = LogNormReader(matrix, adata.n_obs, gene_index, size_factors=sf, is_log=False)
     res = streamed_pca(
         reader,

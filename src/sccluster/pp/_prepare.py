@@ -58,15 +58,18 @@ def _qc_masks(counts: sp.csr_matrix, min_genes: int, min_cells: int) -> tuple[np
     return cell_keep, gene_keep
 
 
-def _apply_qc(adata, counts: sp.csr_matrix, min_genes: int, min_cells: int) -> None:
-    cell_keep, gene_keep = _qc_masks(counts, min_genes, min_cells)
+def _check_qc(cell_keep: np.ndarray, gene_keep: np.ndarray, min_genes: int, min_cells: int) -> None:
     n_cells, n_genes = int(cell_keep.sum()), int(gene_keep.sum())
     if n_cells == 0 or n_genes == 0:
         msg = (
             f"quality control left {n_cells} cells and {n_genes} genes (min_genes={min_genes}, "
-            f"min_cells={min_cells}); lower min_genes / min_cells or check the counts"
+            f"min_cells={min_cells}); check the counts, or lower min_genes / min_cells of scc.pp.prepare"
         )
         raise InputError(msg)
+
+
+def _apply_qc(adata, cell_keep: np.ndarray, gene_keep: np.ndarray, min_genes: int, min_cells: int) -> None:
+    n_cells, n_genes = int(cell_keep.sum()), int(gene_keep.sum())
     cell_rule = f"< {min_genes} genes or no counts" if min_genes > 0 else "no counts"
     logger.info(
         "prepare: removed %d of %d cells (%s) and %d of %d genes (in < %d cells)",
@@ -159,9 +162,11 @@ def prepare(
         adata = adata.copy()
     matrix, where = counts_matrix(adata, layer)
     counts = _counts_csr(matrix, adata.n_obs, where)
+    cell_keep, gene_keep = _qc_masks(counts, min_genes, min_cells)
+    _check_qc(cell_keep, gene_keep, min_genes, min_cells)  # before adata is touched
     adata.X = None  # replaced below; not worth subsetting
     adata.layers["counts"] = counts
-    _apply_qc(adata, counts, min_genes, min_cells)
+    _apply_qc(adata, cell_keep, gene_keep, min_genes, min_cells)
     counts = adata.layers["counts"]
     if not counts.has_canonical_format:
         counts.sum_duplicates()
