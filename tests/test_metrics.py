@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from sccluster import metrics
+from sccluster import InputError, metrics
 
 
 def _brute_force_acc(y_true, y_pred) -> float:
@@ -77,3 +77,14 @@ def test_silhouette_and_evaluate_with_embedding():
 def test_length_mismatch_raises():
     with pytest.raises(ValueError, match="labels"):
         metrics.ari([0, 1], [0, 1, 1])
+
+
+@pytest.mark.parametrize("name", ["ari", "nmi", "acc", "evaluate"])
+def test_missing_labels_are_refused_in_one_line(name):
+    import pandas as pd
+
+    truth = pd.Series(pd.Categorical(["a", "b", None, "a"]))
+    with pytest.raises(InputError, match="y_true has 1 missing labels"):
+        getattr(metrics, name)(truth, [0, 1, 1, 0])
+    keep = ~pd.isna(truth)
+    assert metrics.ari(truth[keep], np.array([0, 1, 1, 0])[keep.to_numpy()]) == 1.0

@@ -5,15 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
+
+from .._errors import InputError
 
 
 def _as_labels(y, name: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1:
         msg = f"{name} must be one-dimensional, got shape {arr.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
+    n_missing = int(np.count_nonzero(pd.isna(arr)))
+    if n_missing:
+        msg = (
+            f"{name} has {n_missing} missing labels (NaN or None); score only the labelled cells, "
+            f"for example keep = ~pandas.isna({name})"
+        )
+        raise InputError(msg)
     return arr
 
 
@@ -22,7 +32,7 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     p = _as_labels(y_pred, "y_pred")
     if t.shape[0] != p.shape[0]:
         msg = f"y_true has {t.shape[0]} labels but y_pred has {p.shape[0]}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return t, p
 
 
