@@ -110,6 +110,34 @@ def test_model_surface_save_load_and_errors(synthetic_adata, tmp_path, monkeypat
         _Toy(n_clusters=10_000).fit(synthetic_adata)
     with pytest.raises(InputError, match="positive integer"):
         _Toy(n_clusters=0).fit(synthetic_adata)
+    with pytest.raises(InputError, match="must be an AnnData"):
+        m.predict(synthetic_adata.X)
+    with pytest.raises(InputError, match="does not exist"):
+        m.save(tmp_path / "no_such_folder" / "toy.pt")
+    # a file whose parameters this version does not know: one line, no traceback
+    import torch
+
+    payload = torch.load(path, weights_only=False)
+    payload["params"]["added_later"] = 1
+    torch.save(payload, tmp_path / "newer.pt")
+    with pytest.raises(InputError, match="does not match"):
+        _Toy.load(tmp_path / "newer.pt")
+
+
+def test_failed_refit_leaves_an_unfitted_model(synthetic_adata, tmp_path, monkeypatch):
+    m = _Toy().fit(synthetic_adata)
+
+    def broken(self, adata, *, layer):
+        self.embedding_ = np.zeros((3, 1))  # partial state of the new fit
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(_Toy, "_fit", broken)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        m.fit(synthetic_adata)
+    for name in ("labels_", "embedding_", "cut_", "seed_", "soft_assignments_"):
+        assert not hasattr(m, name)
+    with pytest.raises(InputError, match="not fitted"):
+        m.save(tmp_path / "half.pt")
 
 
 class _EmptyCentre(_Toy):

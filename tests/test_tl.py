@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,6 +57,26 @@ def test_cluster_result_is_writable(synthetic_adata, tmp_path):
     assert back.obs["sccluster"].equals(synthetic_adata.obs["sccluster"])
 
 
+def test_cluster_again_under_the_same_key_leaves_nothing_stale(synthetic_adata):
+    scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=3)
+    synthetic_adata.obs["sccluster_confidence"] = 0.5  # as a method with soft assignments writes
+    synthetic_adata.obsm["sccluster_proba"] = np.full((synthetic_adata.n_obs, 3), 1 / 3)
+    scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=4)
+    assert "sccluster_confidence" not in synthetic_adata.obs
+    assert "sccluster_proba" not in synthetic_adata.obsm
+    assert synthetic_adata.obs["sccluster"].nunique() == 4
+
+
+def test_cluster_copy_of_backed_data(synthetic_adata, tmp_path):
+    path = tmp_path / "syn.h5ad"
+    synthetic_adata.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    out = scc.tl.cluster(backed, method="kmeans", n_clusters=4, copy=True)
+    assert not out.isbacked and out.obs["sccluster"].nunique() == 4
+    assert "sccluster" not in backed.obs
+    backed.file.close()
+
+
 def test_cluster_bad_input(synthetic_adata):
     with pytest.raises(InputError, match="unknown method"):
         scc.tl.cluster(synthetic_adata, method="nope")
@@ -65,4 +86,6 @@ def test_cluster_bad_input(synthetic_adata):
         scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=10_000)
     with pytest.raises(InputError, match="n_clusters"):
         scc.tl.cluster(synthetic_adata, n_clusters=0)
+    with pytest.raises(InputError, match="must be an AnnData, got ndarray"):
+        scc.tl.cluster(synthetic_adata.X.toarray(), method="kmeans", n_clusters=3)
     assert "sccluster" not in synthetic_adata.obs

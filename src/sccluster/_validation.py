@@ -8,6 +8,18 @@ import scipy.sparse as sp
 from ._errors import InputError
 
 
+def check_adata(adata, name: str = "adata") -> None:
+    """Raise :class:`InputError` unless ``adata`` is an AnnData (in memory or backed)."""
+    from anndata import AnnData  # imported here: this module serves layers that never import anndata
+
+    if not isinstance(adata, AnnData):
+        msg = (
+            f"{name} must be an AnnData, got {type(adata).__name__}; wrap a cells x genes matrix with "
+            "anndata.AnnData(X) or read a file with scc.read(path)"
+        )
+        raise InputError(msg)
+
+
 def check_counts_block(block, where: str = "X") -> None:
     """Raise :class:`InputError` unless ``block`` holds finite, non-negative integer counts."""
     data = block.data if sp.issparse(block) else np.asarray(block)

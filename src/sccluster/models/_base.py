@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._errors import InputError
-from .._utils import atomic_path, resolve_seed
-from .._validation import check_n_clusters
+from .._utils import atomic_path, check_output_path, resolve_seed
+from .._validation import check_adata, check_n_clusters
 from .._version import __version__
 
 logger = logging.getLogger(__name__)
@@ -91,13 +91,20 @@ class ClusterModel:
         -------
         The fitted model.
         """
+        check_adata(adata)
         check_n_clusters(self.n_clusters, adata.n_obs)
-        self.seed_ = resolve_seed(self.random_state)
+        seed = resolve_seed(self.random_state)
+        self._clear_fitted()
+        self.seed_ = seed
         self.history_: list[dict[str, float]] = []
         self.soft_assignments_: np.ndarray | None = None
         self.confidence_: np.ndarray | None = None
         start = time.perf_counter()
-        self._fit(adata, layer=layer)
+        try:
+            self._fit(adata, layer=layer)
+        except BaseException:
+            self._clear_fitted()  # a failed (re)fit leaves an unfitted model, never a mix of two fits
+            raise
         self.fit_time_ = time.perf_counter() - start
         self._compact_clusters()
         if self.soft_assignments_ is not None and self.confidence_ is None:
@@ -107,6 +114,11 @@ class ClusterModel:
 
     def _fit(self, adata, *, layer: str | None) -> None:
         raise NotImplementedError
+
+    def _clear_fitted(self) -> None:
+        """Remove every learned attribute (public names ending in ``_``), so the model is unfitted."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
 
     def _compact_clusters(self) -> None:
         """Number the clusters 0..k-1 and drop model clusters that no training cell ended in.
@@ -136,8 +148,9 @@ class ClusterModel:
             msg = f"this {type(self).__name__} is not fitted yet; call fit(adata) first"
             raise InputError(msg)
 
-    def _check_predict(self) -> None:
+    def _check_predict(self, adata) -> None:
         self._check_fitted()
+        check_adata(adata)
         if not self.supports_predict:
             msg = f"method {self.name!r} cannot assign new cells; use a model method such as 'bgformer' or 'siamese'"
             raise InputError(msg)
@@ -149,14 +162,14 @@ class ClusterModel:
         otherwise each cell's library size is divided by the training cells' reference library size, so
         a cell gets the same factor whether it is predicted alone or with others.
         """
-        self._check_predict()
+        self._check_predict(adata)
         if getattr(self, "cluster_ids_", None) is not None:
             return self.predict_proba(adata, layer=layer).argmax(axis=1).astype(np.int64)
         return np.asarray(self._predict(adata, layer=layer), dtype=np.int64)
 
     def predict_proba(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Soft cluster assignments ``(n_obs, n_clusters_)`` for the cells of ``adata``."""
-        self._check_predict()
+        self._check_predict(adata)
         proba = self._predict_proba(adata, layer=layer)
         ids = getattr(self, "cluster_ids_", None)
         if ids is not None:
@@ -166,7 +179,7 @@ class ClusterModel:
 
     def transform(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Embedding ``(n_obs, d)`` of the cells of ``adata``."""
-        self._check_predict()
+        self._check_predict(adata)
         return self._transform(adata, layer=layer)
 
     get_latent_representation = transform
@@ -212,9 +225,10 @@ class ClusterModel:
             msg = f"method {self.name!r} does not support save(); only model methods can be saved"
             raise InputError(msg)
         path = Path(path)
-        if path.exists() and not overwrite:
+        if path.exists() and not overwrite and not path.is_dir():
             msg = f"{str(path)!r} already exists; pass overwrite=True or choose another path"
             raise InputError(msg)
+        path = check_output_path(path)
         payload = {
             "format": MODEL_FORMAT,
             "sccluster_version": __version__,
@@ -237,7 +251,8 @@ class ClusterModel:
 
         path = Path(path)
         if not path.is_file():
-            msg = f"model file {str(path)!r} does not exist; check the path"
+            what = "is a directory, not a model file" if path.is_dir() else "does not exist"
+            msg = f"model file {str(path)!r} {what}; check the path"
             raise InputError(msg)
         try:
             payload = torch.load(path, map_location="cpu", weights_only=False)
@@ -257,8 +272,17 @@ class ClusterModel:
         if payload["class"] != cls.__name__:
             msg = f"{str(path)!r} holds a {payload['class']} model; load it with {payload['class']}.load()"
             raise InputError(msg)
-        model = cls(**payload["params"])
-        for key, value in payload["fitted"].items():
-            setattr(model, key, value)
-        model._set_state(payload["state"], device)
+        try:
+            model = cls(**payload["params"])
+            for key, value in payload["fitted"].items():
+                setattr(model, key, value)
+            model._set_state(payload["state"], device)
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+            msg = (
+                f"{str(path)!r} (saved by sccluster {payload.get('sccluster_version')}) does not match this "
+                f"sccluster {__version__}'s {cls.__name__} ({type(err).__name__}); refit the model with this version"
+            )
+            raise InputError(msg) from None
         return model

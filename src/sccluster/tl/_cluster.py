@@ -11,7 +11,7 @@ import pandas as pd
 
 from .._errors import InputError
 from .._utils import resolve_seed
-from .._validation import check_n_clusters
+from .._validation import check_adata, check_n_clusters
 from .._version import __version__
 from ..models import get_model_class
 
@@ -75,6 +75,7 @@ def cluster(
     assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
     time_s, seed, sccluster_version}``. Use the model classes directly to keep the fitted model.
     """
+    check_adata(adata)
     if not isinstance(key_added, str) or not key_added:
         msg = f"key_added must be a non-empty string, got {key_added!r}"
         raise InputError(msg)
@@ -88,8 +89,8 @@ def cluster(
     check_n_clusters(n_clusters, adata.n_obs)
     seed = resolve_seed(random_state)
     model = cls(n_clusters=n_clusters, random_state=seed, **model_kwargs)
-    if copy:
-        adata = adata.copy()
+    if copy:  # a backed AnnData cannot be copied; its in-memory version is the copy
+        adata = adata.to_memory() if adata.isbacked else adata.copy()
     start = time.perf_counter()
     model.fit(adata, layer=layer)
     elapsed = time.perf_counter() - start
@@ -97,6 +98,10 @@ def cluster(
     labels = np.asarray(model.labels_, dtype=np.int64)
     present = np.unique(labels)
     adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(k) for k in present])
+    # slots of an earlier run under the same key that this method does not write are removed, not left stale
+    if f"{key_added}_confidence" in adata.obs:
+        del adata.obs[f"{key_added}_confidence"]
+    adata.obsm.pop(f"{key_added}_proba", None)
     if model.confidence_ is not None:
         adata.obs[f"{key_added}_confidence"] = np.asarray(model.confidence_, dtype=np.float32)
     adata.obsm[f"X_{key_added}"] = np.asarray(model.embedding_, dtype=np.float32)
