@@ -64,6 +64,9 @@ def test_uses_prepared_pca(synthetic_adata):
     scc.pp.prepare(synthetic_adata, n_comps=30)
     model = KMeansBaseline(4, n_pcs=20).fit(synthetic_adata)
     np.testing.assert_array_equal(model.embedding_, synthetic_adata.obsm["X_pca"][:, :20])
+    assert not np.shares_memory(model.embedding_, synthetic_adata.obsm["X_pca"])
+    full = KMeansBaseline(4, n_pcs=30).fit(synthetic_adata)  # all columns, already float32: still a copy
+    assert not np.shares_memory(full.embedding_, synthetic_adata.obsm["X_pca"])
     assert scc.metrics.ari(_truth(synthetic_adata), model.labels_) >= 0.9
 
 
@@ -76,6 +79,8 @@ def test_fewer_cells_than_clusters(synthetic_adata, cls):
 def test_bad_hyperparameters(synthetic_adata):
     with pytest.raises(InputError, match="resolution"):
         LeidenBaseline(resolution=-1).fit(synthetic_adata)
+    with pytest.raises(InputError, match="resolution must be a number"):
+        LeidenBaseline(resolution="abc").fit(synthetic_adata)
     with pytest.raises(InputError, match="n_pcs"):
         KMeansBaseline(3, n_pcs=0).fit(synthetic_adata)
     with pytest.raises(InputError, match="not fitted"):

@@ -191,12 +191,22 @@ def test_divergence_raises_training_error(data, monkeypatch):
         {"patience": 0},
         {"validation_size": 0.6},
         {"early_stopping": "yes"},
+        {"max_value": "10"},
     ],
 )
 def test_bad_hyperparameters_raise_input_error(data, params):
     adata, _ = data
     with pytest.raises(InputError):
         BGFormer(4, **{**SMALL, **params}).fit(adata[:100].copy())
+
+
+def test_numpy_scalars_are_valid_hyperparameters(data):
+    adata, _ = data
+    params = {**SMALL, "pretrain_steps": 5, "cluster_steps": 2}
+    model = BGFormer(np.int64(3), proportion_momentum=np.float32(0.9), max_value=np.int64(5), **params)
+    assert model.fit(adata[:100].copy()).n_clusters_ <= 3
+    with pytest.raises(InputError, match="more than max_fit_cells=3"):  # checked before any training
+        BGFormer(4, max_fit_cells=3, **params).fit(adata[:100].copy())
 
 
 def test_backed_h5ad_and_initial_q_far_from_uniform(data, tmp_path):

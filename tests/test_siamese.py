@@ -140,6 +140,10 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(graph_weights="heat").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="target_interval"):
         SiameseClu(target_interval=0).fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="max_value"):
+        SiameseClu(max_value=-1.0).fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="use_fusion must be True or False"):
+        SiameseClu(use_fusion="no").fit(_synthetic_base.copy())
 
 
 @pytest.mark.parametrize(("interval", "runs"), [(100, [5, 5, 2]), (2, [2] * 6)])

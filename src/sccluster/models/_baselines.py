@@ -14,6 +14,7 @@ from .._utils import prefer_blocking_numba_threads
 from ..metrics import silhouette
 from ..pp import pca_embedding
 from ._base import ClusterModel
+from ._params import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,11 @@ def pca_of(adata, *, layer: str | None, n_pcs: int, n_top_genes: int, seed: int)
 
     Otherwise a streamed PCA of the raw counts (:func:`sccluster.pp.pca_embedding`).
     """
-    if isinstance(n_pcs, bool) or not isinstance(n_pcs, (int, np.integer)) or n_pcs < 1:
-        msg = f"n_pcs must be a positive integer, got {n_pcs!r}"
-        raise InputError(msg)
+    check_number("n_pcs", n_pcs, 1, integer=True)
     if layer is None and "X_pca" in adata.obsm and adata.obsm["X_pca"].shape[1] >= n_pcs:
         logger.info("using the first %d columns of obsm['X_pca']", n_pcs)
-        return np.ascontiguousarray(adata.obsm["X_pca"][:, :n_pcs], dtype=np.float32)
+        # a copy: the model's embedding_ (and tl.cluster's obsm output) must not alias the user's X_pca
+        return np.array(adata.obsm["X_pca"][:, :n_pcs], dtype=np.float32, order="C", copy=True)
     return pca_embedding(adata, n_comps=int(n_pcs), n_top_genes=n_top_genes, layer=layer, random_state=seed)
 
 
@@ -88,16 +88,8 @@ class LeidenBaseline(ClusterModel):
         import pandas as pd
         import scanpy as sc
 
-        if not (np.isscalar(self.resolution) and float(self.resolution) > 0):
-            msg = f"resolution must be a positive number, got {self.resolution!r}"
-            raise InputError(msg)
-        if (
-            isinstance(self.n_neighbors, bool)
-            or not isinstance(self.n_neighbors, (int, np.integer))
-            or self.n_neighbors < 2
-        ):
-            msg = f"n_neighbors must be an integer >= 2, got {self.n_neighbors!r}"
-            raise InputError(msg)
+        check_number("resolution", self.resolution, 0.0, lo_open=True)
+        check_number("n_neighbors", self.n_neighbors, 2, integer=True)
         emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
         self.embedding_ = emb
         n_obs = emb.shape[0]
@@ -232,9 +224,7 @@ class KMeansBaseline(ClusterModel):
         return best
 
     def _fit(self, adata, *, layer: str | None) -> None:
-        if isinstance(self.n_init, bool) or not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            msg = f"n_init must be a positive integer, got {self.n_init!r}"
-            raise InputError(msg)
+        check_number("n_init", self.n_init, 1, integer=True)
         emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
         self.embedding_ = emb
         k = self._choose_k(emb) if self.n_clusters is None else int(self.n_clusters)

@@ -38,6 +38,7 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ..pp import select_genes
 from ._base import ClusterModel
+from ._params import check_flag, check_max_value, check_number
 from ._init_clusters import initial_clusters, kmeans_centers
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,12 @@ class BGFormer(ClusterModel):
         from ..ot import BalancedTarget
 
         check_params(self)
+        if self.n_clusters is not None and self.n_clusters > self.max_fit_cells:
+            msg = (
+                f"n_clusters={self.n_clusters} is more than max_fit_cells={self.max_fit_cells}, the cells the "
+                "centres are initialised on; raise max_fit_cells or ask for fewer clusters"
+            )
+            raise InputError(msg)
         device = resolve_device(self.device)
         seed = self.seed_
         rng, gen = make_generators(seed)
@@ -323,17 +330,14 @@ def check_params(model: BGFormer) -> None:
         value = getattr(model, name)
         if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not 0 < value < math.inf:
             raise bad(name, "use a positive number")
-    if not isinstance(model.early_stopping, (bool, np.bool_)):
-        raise bad("early_stopping", "use True or False")
+    check_flag("early_stopping", model.early_stopping)
     size = model.validation_size
     if isinstance(size, bool) or not isinstance(size, (int, float, np.number)) or not 0.0 < size < 0.5:
         raise bad("validation_size", "use a fraction in (0, 0.5)")
     if model.target not in ("balanced", "dec"):
         raise bad("target", "use 'dec' or 'balanced'")
-    if not isinstance(model.proportion_momentum, (int, float)) or not 0.0 <= model.proportion_momentum < 1.0:
-        raise bad("proportion_momentum", "use a number in [0, 1)")
-    if model.max_value is not None and not (isinstance(model.max_value, (int, float)) and model.max_value > 0):
-        raise bad("max_value", "use a positive number or None")
+    check_number("proportion_momentum", model.proportion_momentum, 0.0, 1.0, hi_open=True)
+    check_max_value(model.max_value)
 
 
 def _to_device(batch, device):

@@ -44,20 +44,11 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ._base import ClusterModel
 from ._init_clusters import initial_clusters
+from ._params import check_flag, check_max_value
+from ._params import check_number as _check
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
 logger = logging.getLogger(__name__)
-
-
-def _check(name: str, value, lo: float, hi: float | None = None, *, integer: bool = False, lo_open: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer) if integer else (int, float, np.number))
-    if ok:
-        ok = (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        rng = f"{'>' if lo_open else '>='} {lo}" + ("" if hi is None else f" and <= {hi}")
-        msg = f"{name} must be {kind} {rng}, got {value!r}"
-        raise InputError(msg)
 
 
 class SiameseClu(ClusterModel):
@@ -183,6 +174,9 @@ class SiameseClu(ClusterModel):
         _check("correlation_weight", self.correlation_weight, 0.0)
         _check("cluster_weight", self.cluster_weight, 0.0)
         _check("resolution", self.resolution, 0.0, lo_open=True)
+        check_max_value(self.max_value)
+        for name in ("use_augmentation", "use_correlation", "use_fusion", "use_sinkhorn"):
+            check_flag(name, getattr(self, name))
         if self.graph_weights not in ("adaptive", "binary"):
             msg = f"graph_weights must be 'adaptive' or 'binary', got {self.graph_weights!r}"
             raise InputError(msg)
