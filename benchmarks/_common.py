@@ -242,6 +242,47 @@ def parse_params(items: list[str], methods: list[str]) -> dict[str, dict]:
     return params
 
 
+def counts_only(adata, label_key: str):
+    """``(labels, data)``: the labels as strings, and a new AnnData holding only the counts.
+
+    The data keep ``X``, the layers and the cell and gene names; no obs or var column, ``uns``, ``obsm``
+    or ``obsp`` entry reaches the method (benchmark files carry integer copies of the labels, such as
+    ``obs["label_int"]``, and other annotations). No matrix is copied.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    labels = adata.obs[label_key].astype(str).to_numpy()
+    data = ad.AnnData(
+        X=adata.X,
+        layers=dict(adata.layers),
+        obs=pd.DataFrame(index=adata.obs_names.copy()),
+        var=pd.DataFrame(index=adata.var_names.copy()),
+    )
+    return labels, data
+
+
+def params_label(params) -> str:
+    """``name=value, ...`` of a run's parameters (a dict or its JSON), ``""`` for none."""
+    if isinstance(params, str):
+        params = json.loads(params) if params.strip() else {}
+    if not isinstance(params, dict):  # missing in the CSV
+        return ""
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
+
+
+def commits_line(rows) -> str:
+    """Markdown line naming the commits the rows were run at, with the number of runs at each."""
+    import pandas as pd
+
+    commits = pd.Series([r.get("git_commit") for r in rows], dtype=object).fillna("unknown").astype(str)
+    counts = commits.value_counts(sort=False)
+    parts = [f"`{c}` ({n} run{'s' if n != 1 else ''})" for c, n in counts.items()]
+    if len(parts) > 1:
+        return "- Code: the rows come from **more than one commit**: " + ", ".join(parts) + "."
+    return "- Code: every row at commit " + (parts[0] if parts else "–") + "."
+
+
 def add_output_args(parser, section_default: str) -> None:
     """The output options every benchmark script shares: ``--section``, ``--csv``, ``--markdown``, ``--no-markdown``."""
     parser.add_argument("--section", default=None, help=f"BENCHMARKS.md section (default: {section_default})")

@@ -77,27 +77,33 @@ def ablation_table(df, method: str, datasets: list[str]) -> str:
     """Markdown: one line per variant, ARI per dataset (mean ± std), mean and change from the full model."""
     import numpy as np
 
-    ok = df[df["status"] == "ok"].copy()
-    ok["ari"] = ok["ari"].astype(float)
     lines = [
-        "| variant | replaced by | " + " | ".join(f"{d} ARI" for d in datasets) + " | mean ARI | Δ vs full |",
-        "|---|---|" + "---|" * len(datasets) + "---|---|",
+        "| variant | replaced by | " + " | ".join(f"{d} ARI" for d in datasets) + " | mean ARI | Δ vs full | runs ok |",
+        "|---|---|" + "---|" * len(datasets) + "---|---|---|",
     ]
+    notes = []
     full_mean = None
     for name, (replacement, params) in VARIANTS[method].items():
-        key = json.dumps(params, sort_keys=True)
-        sub = ok[ok["params"] == key]
+        runs = df[df["params"] == json.dumps(params, sort_keys=True)]
         cells, means = [], []
         for d in datasets:
-            vals = sub.loc[sub["dataset"] == d, "ari"].to_numpy()
-            cells.append(C.fmt_mean_std(vals) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else ""))
+            here = runs[runs["dataset"] == d]
+            vals = here.loc[here["status"] == "ok", "ari"].astype(float).to_numpy()
+            short = f" ({len(vals)} of {len(here)} ok)" if len(vals) < len(here) else ""
+            cells.append(C.fmt_mean_std(vals) + short)
             means.append(vals.mean() if len(vals) else np.nan)
+            for _, r in here[here["status"] != "ok"].iterrows():
+                notes.append(f"- {name}, {d}, seed {r['seed']}: {r['status']} {r['note'] or ''}".rstrip())
         mean = float(np.mean(means)) if means and np.all(np.isfinite(means)) else np.nan
         if full_mean is None:
             full_mean = mean
         delta = "" if name == "full model" or not np.isfinite(mean) else f"{mean - full_mean:+.3f}"
-        lines.append(f"| {name} | {replacement or '–'} | " + " | ".join(cells) + f" | {C.fmt_num(mean, 3)} | {delta} |")
-    return "\n".join(lines)
+        n_ok = int((runs["status"] == "ok").sum())
+        lines.append(
+            f"| {name} | {replacement or '–'} | " + " | ".join(cells)
+            + f" | {C.fmt_num(mean, 3)} | {delta} | {n_ok}/{len(runs)} |"
+        )
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
                 f"- Raw rows: `{rel}`"
                 + (f"; full-model rows reused from `{args.reuse}`" if reused else ""),
+                C.commits_line(rows),
                 f"- k {args.k_mode}; ARI mean ± std over seeds {', '.join(map(str, args.seeds))}. "
                 "Each variant turns one component off and keeps every other setting at its default.",
                 "",

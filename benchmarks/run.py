@@ -74,23 +74,15 @@ def run_single(spec: dict, result_path: str) -> None:
         cls = get_model_class(spec["method"])
         if spec.get("warmup", True):
             out["warmup_s"] = _warm_up(scc, cls, spec)
-        adata = scc.read(spec["path"])
-        labels = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()  # labels never reach fitting
+        labels, adata = C.counts_only(scc.read(spec["path"]), LABEL_KEY)  # no label reaches fitting
         true_k = int(len(set(labels)))
         out.update(n_cells=int(adata.n_obs), n_genes=int(adata.n_vars), true_k=true_k)
         n_clusters = true_k if spec["k_mode"] == "given" else None
         start = time.perf_counter()
-        try:
-            model = cls(n_clusters=n_clusters, random_state=spec["seed"], **spec["params"])
-            scc.pp.prepare(adata)
-            out["prepare_s"] = time.perf_counter() - start
-            model.fit(adata)
-        except scc.InputError as err:
-            if n_clusters is None and "n_clusters" in str(err):
-                out.update(status="na", error=f"k auto not applicable: {err}")
-                C.write_result(result_path, out)
-                return
-            raise
+        model = cls(n_clusters=n_clusters, random_state=spec["seed"], **spec["params"])
+        scc.pp.prepare(adata)
+        out["prepare_s"] = time.perf_counter() - start
+        model.fit(adata)
         out["time_s"] = time.perf_counter() - start
         out["fit_s"] = getattr(model, "fit_time_", None)
         scores = scc.metrics.evaluate(labels, model.labels_)
@@ -178,14 +170,26 @@ def execute(spec: dict, *, logdir: Path, timeout_s: float | None) -> dict:
 
 
 def _key(row: dict) -> tuple:
-    return (row["method"], row["dataset"], row["k_mode"], str(row["seed"]), str(row["params"]))
+    """What makes a result row: the run's method, dataset, k mode, seed and parameters, and whether the
+    untimed warm-up fit ran first (it left ``warmup_s``)."""
+    warm = row.get("warmup_s") not in (None, "") and row.get("warmup_s") == row.get("warmup_s")
+    return (row["method"], row["dataset"], row["k_mode"], str(row["seed"]), str(row["params"]), warm)
+
+
+def _spec_key(spec: dict) -> tuple:
+    """:func:`_key` of the row that ``spec`` will produce."""
+    params = json.dumps(spec["params"], sort_keys=True)
+    return (spec["method"], spec["dataset"], spec["k_mode"], str(spec["seed"]), params, bool(spec["warmup"]))
 
 
 def done_rows(csv_path: Path, specs: list[dict]) -> list[dict]:
-    """Rows of an earlier CSV that finished (ok / not applicable) and belong to ``specs``."""
+    """Rows of an earlier CSV that finished (ok / not applicable) and belong to ``specs``.
+
+    Rows from other commits are kept too; the section then names every commit (:func:`C.commits_line`).
+    """
     if not csv_path.is_file():
         return []
-    wanted = {_key({**s, "params": json.dumps(s["params"], sort_keys=True)}) for s in specs}
+    wanted = {_spec_key(s) for s in specs}
     with open(csv_path, newline="") as fh:
         return [r for r in csv.DictReader(fh) if r.get("status") in ("ok", "na") and _key(r) in wanted]
 
@@ -202,7 +206,7 @@ def run_grid(
     version, commit = P.sccluster_version(), P.git_commit()
     rows = done_rows(csv_path, specs) if resume else []
     have = {_key(r) for r in rows}
-    specs = [s for s in specs if _key({**s, "params": json.dumps(s["params"], sort_keys=True)}) not in have]
+    specs = [s for s in specs if _spec_key(s) not in have]
     with open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -263,8 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     extra = []
     if args.from_csv:
         rows = pd.read_csv(args.from_csv, keep_default_na=False, na_values=[""]).to_dict("records")
+        n_all = len(rows)
+        rows = select_rows(rows, args.methods, K_MODES[args.k_mode], args.seeds)
         csv_path, logdir = args.from_csv, "(not run)"
-        extra = [f"- Table rebuilt from the CSV alone (`--from-csv`): {len(rows)} runs in it."]
+        extra = [
+            f"- Table rebuilt from the CSV alone (`--from-csv`): {len(rows)} of its {n_all} runs "
+            "(those of the methods, k modes and seeds named)."
+        ]
     else:
         logdir = args.log_dir or Path(tempfile.mkdtemp(prefix="sccluster_bench_"))
         rows = run_grid(specs, csv_path, logdir, args.timeout_s, resume=args.resume)
@@ -293,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             .sort_values(["_o", "_s"], kind="stable")
             .drop(columns=["_o", "_s"])
         )
+    check_unique(df)
+    df["method"] = [f"{m} ({lab})" if (lab := C.params_label(p)) else m for m, p in zip(df["method"], df["params"])]
     table = markdown_table(aggregate(df))
     if not args.no_markdown:
         body = "\n".join(
@@ -301,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
                 f"- Raw rows: `{_rel(csv_path)}`",
+                C.commits_line(rows),
                 *extra,
                 "",
                 table,
@@ -312,6 +324,25 @@ def main(argv: list[str] | None = None) -> int:
     if n_bad:
         print(f"{n_bad} of {len(rows)} runs failed; logs in {logdir}", file=sys.stderr)
     return 0
+
+
+def select_rows(rows: list[dict], methods: list[str], k_modes: list[str], seeds: list[int]) -> list[dict]:
+    """The rows of the named methods, k modes and seeds (``--from-csv`` renders only what was asked)."""
+    return [
+        r
+        for r in rows
+        if r["method"] in methods and r["k_mode"] in k_modes and int(float(r["seed"])) in set(seeds)
+    ]
+
+
+def check_unique(df) -> None:
+    """Exit with an error when two rows are the same run (method, parameters, k mode, dataset, seed)."""
+    cols = ["method", "params", "k_mode", "dataset", "seed"]
+    keys = df[cols].astype(str)
+    dup = keys[keys.duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0].to_dict()
+        sys.exit(f"error: {len(dup)} rows repeat a run (e.g. {first}); keep one row per run in the CSV")
 
 
 def _rel(path: Path) -> Path:

@@ -61,6 +61,7 @@ COLUMNS = [
     "seed",
     "data_seed",
     "method",
+    "k_mode",
     "params",
     "sccluster_version",
     "git_commit",
@@ -101,8 +102,7 @@ def child_method(spec: dict, result_path: str) -> None:
             n_clusters=3 if spec["k_mode"] == "given" else None, random_state=spec["seed"], **spec["params"]
         ).fit(tiny)
     start = time.perf_counter()
-    adata = scc.read(spec["path"])
-    truth = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()
+    truth, adata = C.counts_only(scc.read(spec["path"]), LABEL_KEY)  # no label or annotation reaches fit
     C.mark_step("read")
     scc.pp.prepare(adata)
     C.mark_step("prepare")
@@ -154,8 +154,7 @@ def child_scanpy(spec: dict, result_path: str) -> None:
     if spec.get("warmup", True):  # JIT-compile numba code (umap, pynndescent) before timing
         _scanpy_steps(_tiny(), seed=seed, scale=spec["scale"])
     start = time.perf_counter()
-    adata = ad.read_h5ad(spec["path"])
-    truth = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()
+    truth, adata = C.counts_only(ad.read_h5ad(spec["path"]), LABEL_KEY)
     shape = adata.shape
     C.mark_step("read")
     _scanpy_steps(adata, seed=seed, scale=spec["scale"], mark=C.mark_step)
@@ -246,11 +245,9 @@ def run_pipeline(args, size: int, path: Path, pipeline: str, seed: int, method: 
         peak_rss_mb=res.peak_rss_mb,
         status=res.status,
         seed=seed,
-        data_seed=args.data_seed,
         last_step=res.steps[-1] if res.steps else "",
         note=res.note,
-        method=method or "",
-        params=json.dumps(args.params.get(method, {}) if method else {}, sort_keys=True),
+        **_setting(args, method),
     )
     if res.status != "ok":  # a failed pipeline has no end-to-end time; how long it ran is in the note
         row["note"] = (
@@ -349,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update()
         for _, seed, pipe in [p for p in plan if p[0] == size]:
             key = (size, pipe, seed)
-            if key in done:
+            if key in done and _same_setting(done[key], args, method_of.get(pipe)):
                 rows.append(done[key])
                 bar.update()
                 continue
@@ -407,6 +404,29 @@ def _row_key(row: dict) -> tuple:
     return int(row["size"]), str(row["pipeline"]), int(row["seed"])
 
 
+def _setting(args, method: str | None) -> dict:
+    """What a row of this invocation records about how it ran, beyond size, pipeline and seed."""
+    return {
+        "method": method or "",
+        "k_mode": args.k_mode if method else "",
+        "params": json.dumps(args.params.get(method, {}) if method else {}, sort_keys=True),
+        "data_seed": args.data_seed,
+    }
+
+
+def _same_setting(row: dict, args, method: str | None) -> bool:
+    """Whether a resumed row ran with this invocation's method, k mode, parameters and data seed."""
+    def norm(value) -> str:
+        if value is None or value != value:  # missing (NaN) in the CSV
+            return ""
+        if isinstance(value, (int, float)) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    want = _setting(args, method)
+    return all(norm(row.get(k)) == norm(v) for k, v in want.items())
+
+
 def results_table(df, method_pipelines: list[str]) -> str:
     return scale_table(df, scale_ratios(df, method_pipelines, [SCANPY, NOSCALE]))
 
@@ -428,6 +448,7 @@ def _section_body(args, argv, csv_path, table, made) -> str:
         "",
         *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
         f"- Data: `{args.source}` upsampled with seed {args.data_seed} (`sccluster.datasets.upsample`): {data}",
+        C.commits_line(read_results(csv_path).to_dict("records")),
         f"- Raw rows: `{rel}`. Wall time is end to end: read -> preprocess -> cluster -> write the "
         "clustered .h5ad (ARI is computed afterwards, not timed; "
         + (

@@ -352,12 +352,31 @@ def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):
     with open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=bench_run.CSV_COLUMNS)
         writer.writeheader()
-        base = {"method": "kmeans", "dataset": "tiny", "k_mode": "given", "params": "{}"}
+        base = {"method": "kmeans", "dataset": "tiny", "k_mode": "given", "params": "{}", "warmup_s": 1.5}
         writer.writerow({**base, "seed": 0, "status": "ok", "ari": 0.9})
         writer.writerow({**base, "seed": 1, "status": "timeout"})  # to be run again
         writer.writerow({**base, "seed": 5, "status": "ok"})  # not in the plan
     kept = bench_run.done_rows(csv_path, specs)
     assert [(r["seed"], r["ari"]) for r in kept] == [("0", "0.9")]
+    # a row timed without the warm-up fit is not the run a warm-up spec asks for, and the other way round
+    cold = bench_run.plan_runs(["kmeans"], [tmp_path / "tiny.h5ad"], [0], ["given"], {"kmeans": {}}, warmup=False)
+    assert bench_run.done_rows(csv_path, cold) == []
+
+
+def test_from_csv_refuses_repeated_runs_and_names_every_commit(tmp_path):
+    import _common
+
+    row = {"method": "kmeans", "dataset": "d", "k_mode": "given", "seed": 0, "params": "{}", "status": "ok",
+           "ari": 0.5, "nmi": 0.5, "acc": 0.5, "git_commit": "aaaaaaa"}
+    frame = pd.DataFrame([row, {**row, "ari": 0.9, "git_commit": "bbbbbbb"}])
+    with pytest.raises(SystemExit, match="repeat a run"):
+        bench_run.check_unique(frame)
+    bench_run.check_unique(frame.assign(params=['{}', '{"n_init": 3}']))  # other parameters: another run
+    line = _common.commits_line(frame.to_dict("records"))
+    assert "more than one commit" in line and "`aaaaaaa` (1 run)" in line and "`bbbbbbb` (1 run)" in line
+    picked = bench_run.select_rows(frame.assign(seed=[0, 4]).to_dict("records"), ["kmeans"], ["given"], [0, 1, 2])
+    assert [r["git_commit"] for r in picked] == ["aaaaaaa"]
+    assert _common.params_label('{"n_init": 3, "a": true}') == "a=true, n_init=3"
 
 
 def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
@@ -367,12 +386,17 @@ def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
     for params, base in (("{}", 0.6), ('{"use_sinkhorn": false}', 0.5)):
         for d, shift in (("d1", 0.0), ("d2", 0.2)):
             for seed in range(3):
-                rows.append({"method": "siamese", "dataset": d, "k_mode": "given", "seed": seed,
-                             "params": params, "status": "ok", "ari": base + shift + 0.01 * seed})
+                rows.append({"method": "siamese", "dataset": d, "k_mode": "given", "seed": seed, "warmup_s": 2.0,
+                             "params": params, "status": "ok", "ari": base + shift + 0.01 * seed, "note": ""})
     table = ablation.ablation_table(pd.DataFrame(rows), "siamese", ["d1", "d2"])
-    assert "| full model | – | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.710 |  |" in table
-    assert "| - Sinkhorn | DEC target instead of the OT target | 0.510 ± 0.010 | 0.710 ± 0.010 | 0.610 | -0.100 |" in table
-    assert "| - adaptive fusion | plain mean of the two embeddings | – | – | – |  |" in table
+    assert "| full model | – | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.710 |  | 6/6 |" in table
+    assert "| - Sinkhorn | DEC target instead of the OT target | 0.510 ± 0.010 | 0.710 ± 0.010 | 0.610 | -0.100 | 6/6 |" in table
+    assert "| - adaptive fusion | plain mean of the two embeddings | – | – | – |  | 0/0 |" in table
+    # a failed run is counted and listed, never silently left out
+    rows[-1].update(status="timeout", ari=None, note="ran 3600 s")
+    table = ablation.ablation_table(pd.DataFrame(rows), "siamese", ["d1", "d2"])
+    assert "| 0.705 ± 0.007 (2 of 3 ok) | 0.607 | -0.103 | 5/6 |" in table
+    assert "- - Sinkhorn, d2, seed 2: timeout ran 3600 s" in table
     # only the full model's rows (no parameters) of an earlier run.py CSV are reused
     path = tmp_path / "main.csv"
     pd.DataFrame([{**r, "params": "{}"} for r in rows[:3]] + [{**rows[0], "params": '{"x": 1}'}]).to_csv(path, index=False)
@@ -429,3 +453,33 @@ def test_scale_plan_runs_baselines_only_for_their_seeds():
         (10, 0, "sccluster a"), (10, 0, "scanpy"), (10, 0, "scanpy (no scale)"), (10, 1, "sccluster a"),
         (20, 0, "sccluster a"), (20, 0, "scanpy"), (20, 0, "scanpy (no scale)"), (20, 1, "sccluster a"),
     ]  # fmt: skip
+
+
+def test_children_see_only_the_counts():
+    import anndata as ad
+    import scipy.sparse as sp
+
+    X = sp.random(5, 4, density=0.5, format="csr", random_state=0)
+    obs = pd.DataFrame({"cell_type": list("aabbc"), "label_int": [0, 0, 1, 1, 2]}, index=[f"c{i}" for i in range(5)])
+    src = ad.AnnData(X, obs=obs, uns={"published_results": {"ari": 0.8}}, obsm={"X_pca": np.zeros((5, 2))})
+    labels, data = _common.counts_only(src, "cell_type")
+    assert list(labels) == list("aabbc")
+    assert list(data.obs.columns) == [] and dict(data.uns) == {} and list(data.obsm) == []
+    assert list(data.obs_names) == list(src.obs_names) and data.X is src.X  # nothing copied
+    assert "label_int" in src.obs  # the source is left as it was
+
+
+def test_scale_resume_reuses_a_row_only_for_the_same_setting():
+    import argparse
+
+    import scale as bench_scale
+
+    args = argparse.Namespace(k_mode="given", params={"siamese": {}}, data_seed=0)
+    row = {"method": "siamese", "k_mode": "given", "params": "{}", "data_seed": 0.0}
+    assert bench_scale._same_setting(row, args, "siamese")
+    assert not bench_scale._same_setting({**row, "k_mode": "auto"}, args, "siamese")
+    assert not bench_scale._same_setting({**row, "params": '{"cluster_steps": 10}'}, args, "siamese")
+    assert not bench_scale._same_setting({**row, "data_seed": 7}, args, "siamese")
+    assert not bench_scale._same_setting({**row, "k_mode": float("nan")}, args, "siamese")  # older CSVs
+    scanpy_row = {"method": float("nan"), "k_mode": float("nan"), "params": "{}", "data_seed": 0}
+    assert bench_scale._same_setting(scanpy_row, args, None)
