@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Seed-to-seed agreement of a method's partitions: a label-free measure of stability.
+
+Example::
+
+    python benchmarks/stability.py --method siamese --datasets pbmc_4k_top2000 worm_neuron --seeds 0 1 2 \\
+        --variant default: --variant relaxed:marginal_relaxation=1.0
+
+For every dataset and variant the method is fitted once per seed, with k given (the number of label
+categories, as in the main tables), on the counts alone (as ``run.py`` does). The table gives the mean
+ARI between the partitions of every pair of seeds. The labels only set k; they score nothing here.
+Each fit runs in this process, one after the other; run one invocation per dataset to use more cores
+(``--csv`` per invocation, then ``--from-csv`` on the concatenation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import _provenance as P  # noqa: E402
+import run as R  # noqa: E402
+
+COLUMNS = ["dataset", "variant", "params", "seed", "n_clusters", "time_s", "labels", "git_commit"]
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``name:p=v,q=w`` -> ``(name, {p: v, q: w})``; ``name:`` is the default model."""
+    name, sep, rest = text.partition(":")
+    if not sep or not name:
+        sys.exit(f"error: --variant {text!r} must look like NAME:PARAM=VALUE[,PARAM=VALUE] or NAME:")
+    params = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            sys.exit(f"error: --variant {text!r}: {item!r} must look like PARAM=VALUE")
+        params[key] = C.parse_value(value)
+    return name, params
+
+
+def fit_labels(method: str, path: Path, params: dict, seed: int) -> tuple[list[int], int, float]:
+    import sccluster as scc
+    from sccluster.models import get_model_class
+
+    scc.settings.verbosity = 1
+    labels, adata = C.counts_only(scc.read(path), R.LABEL_KEY)
+    start = time.perf_counter()
+    scc.pp.prepare(adata)
+    k = len(set(labels))
+    model = get_model_class(method)(n_clusters=k, random_state=seed, **params).fit(adata)
+    return model.labels_.tolist(), k, time.perf_counter() - start
+
+
+def agreement_table(df) -> str:
+    """Mean (min–max) pairwise ARI between the seeds' partitions, per dataset and variant."""
+    import numpy as np
+
+    from sccluster.metrics import ari
+
+    variants = list(dict.fromkeys(df["variant"]))
+    datasets = list(dict.fromkeys(df["dataset"]))
+    lines = ["| dataset | " + " | ".join(f"{v}: seed-to-seed ARI" for v in variants) + " |",
+             "|---|" + "---|" * len(variants)]
+    for d in datasets:
+        cells = []
+        for v in variants:
+            runs = df[(df["dataset"] == d) & (df["variant"] == v)]
+            parts = [json.loads(x) if isinstance(x, str) else x for x in runs["labels"]]
+            pairs = [ari(a, b) for a, b in itertools.combinations(parts, 2)]
+            cells.append(f"{np.mean(pairs):.3f} ({min(pairs):.3f}–{max(pairs):.3f})" if pairs else "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pandas as pd
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--method", default="siamese")
+    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:PARAM=VALUE,...")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
+    C.add_output_args(p, "<method>-stability")
+    args = p.parse_args(argv)
+    section = args.section or f"{args.method}-stability"
+    if args.from_csv:
+        df, csv_path = pd.read_csv(args.from_csv), args.from_csv
+    else:
+        files = R.find_datasets(Path(args.data_dir or P.default_data_dir()), args.datasets)
+        variants = [parse_variant(v) for v in args.variant] or [("default", {})]
+        csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        commit, rows = P.git_commit(), []
+        for f, (name, params), seed in itertools.product(files, variants, args.seeds):
+            labels, k, secs = fit_labels(args.method, f, params, seed)
+            rows.append({"dataset": f.stem, "variant": name, "params": json.dumps(params, sort_keys=True),
+                         "seed": seed, "n_clusters": k, "time_s": secs, "labels": json.dumps(labels),
+                         "git_commit": commit})
+            print(f"{f.stem} {name} seed {seed}: {secs:.0f} s", file=sys.stderr)
+            pd.DataFrame(rows, columns=COLUMNS).to_csv(csv_path, index=False)
+        df = pd.DataFrame(rows, columns=COLUMNS)
+    table = agreement_table(df)
+    if not args.no_markdown:
+        body = "\n".join([f"## Seed-to-seed agreement: {args.method}", "",
+                          *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
+                          f"- Raw rows: `{csv_path}`", C.commits_line(df.to_dict("records")), "", table])
+        C.replace_section(args.markdown, section, body)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
