@@ -18,7 +18,7 @@ from typing import Any
 
 from ._cli_run import RESERVED_PARAMS
 from ._errors import InputError, TrainingError
-from ._utils import MAX_SEED
+from ._utils import MAX_SEED, resolve_seed
 from ._version import __version__
 
 #: Method used by ``sccluster demo`` when ``--method`` is not given.
@@ -54,13 +54,10 @@ def _n_clusters(text: str) -> int | None:
 
 def _seed(text: str) -> int:
     try:
-        seed = int(text)
+        return resolve_seed(int(text))  # the library's own range check (InputError is a ValueError)
     except ValueError:
-        seed = -1
-    if not 0 <= seed <= MAX_SEED:
         msg = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return seed
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _positive_int(text: str) -> int:

@@ -224,11 +224,10 @@ class ClusterModel:
         if not self.supports_save:
             msg = f"method {self.name!r} does not support save(); only model methods can be saved"
             raise InputError(msg)
-        path = Path(path)
-        if path.exists() and not overwrite and not path.is_dir():
+        path = check_output_path(path)  # a writable file path in an existing folder
+        if path.exists() and not overwrite:
             msg = f"{str(path)!r} already exists; pass overwrite=True or choose another path"
             raise InputError(msg)
-        path = check_output_path(path)
         payload = {
             "format": MODEL_FORMAT,
             "sccluster_version": __version__,

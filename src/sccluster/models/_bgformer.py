@@ -38,8 +38,8 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ..pp import select_genes
 from ._base import ClusterModel
-from ._params import check_flag, check_max_value, check_number
 from ._init_clusters import initial_clusters, kmeans_centers
+from ._params import check_flag, check_max_value, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -198,12 +198,6 @@ class BGFormer(ClusterModel):
         from ..ot import BalancedTarget
 
         check_params(self)
-        if self.n_clusters is not None and self.n_clusters > self.max_fit_cells:
-            msg = (
-                f"n_clusters={self.n_clusters} is more than max_fit_cells={self.max_fit_cells}, the cells the "
-                "centres are initialised on; raise max_fit_cells or ask for fewer clusters"
-            )
-            raise InputError(msg)
         device = resolve_device(self.device)
         seed = self.seed_
         rng, gen = make_generators(seed)
@@ -310,34 +304,30 @@ _POSITIVE_INTS = ("n_anchors", "n_layers", "n_heads", "d_model", "n_latent", "ba
 
 def check_params(model: BGFormer) -> None:
     """Raise :class:`InputError` for a hyperparameter outside its valid range."""
-
-    def bad(name: str, why: str) -> InputError:
-        return InputError(f"BGFormer {name}={getattr(model, name)!r} is invalid: {why}")
-
-    for name in (*_POSITIVE_INTS, "cluster_steps"):
-        value = getattr(model, name)
-        low = 0 if name == "cluster_steps" else 1
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise bad(name, f"use an integer >= {low}")
+    for name in _POSITIVE_INTS:
+        check_number(name, getattr(model, name), 1, integer=True)
+    check_number("cluster_steps", model.cluster_steps, 0, integer=True)
     if model.d_model % model.n_heads:
-        raise bad("d_model", f"it must be divisible by n_heads={model.n_heads}")
-    for name, low, high in (("dropout", 0.0, 1.0), ("noise_std", 0.0, math.inf), ("weight_decay", 0.0, math.inf),
-                            ("gamma", 0.0, math.inf), ("vq_weight", 0.0, math.inf)):
-        value = getattr(model, name)
-        if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not low <= value < high:
-            raise bad(name, f"use a number in [{low}, {high})")
+        msg = f"d_model={model.d_model!r} must be divisible by n_heads={model.n_heads!r}"
+        raise InputError(msg)
+    check_number("dropout", model.dropout, 0.0, 1.0, hi_open=True)
+    for name in ("noise_std", "weight_decay", "gamma", "vq_weight"):
+        check_number(name, getattr(model, name), 0.0)
     for name in ("lr", "resolution"):
-        value = getattr(model, name)
-        if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not 0 < value < math.inf:
-            raise bad(name, "use a positive number")
+        check_number(name, getattr(model, name), 0.0, lo_open=True)
     check_flag("early_stopping", model.early_stopping)
-    size = model.validation_size
-    if isinstance(size, bool) or not isinstance(size, (int, float, np.number)) or not 0.0 < size < 0.5:
-        raise bad("validation_size", "use a fraction in (0, 0.5)")
+    check_number("validation_size", model.validation_size, 0.0, 0.5, lo_open=True, hi_open=True)
     if model.target not in ("balanced", "dec"):
-        raise bad("target", "use 'dec' or 'balanced'")
+        msg = f"target must be 'dec' or 'balanced', got {model.target!r}"
+        raise InputError(msg)
     check_number("proportion_momentum", model.proportion_momentum, 0.0, 1.0, hi_open=True)
     check_max_value(model.max_value)
+    if model.n_clusters is not None and model.n_clusters > model.max_fit_cells:
+        msg = (
+            f"n_clusters={model.n_clusters} is more than max_fit_cells={model.max_fit_cells}, the cells the "
+            "centres are initialised on; raise max_fit_cells or ask for fewer clusters"
+        )
+        raise InputError(msg)
 
 
 def _to_device(batch, device):

@@ -24,14 +24,14 @@ def check_number(
     """Raise :class:`InputError` unless ``value`` is a number (an integer when ``integer``) in range.
 
     The range is ``lo <= value <= hi``; ``lo_open`` / ``hi_open`` make either end strict and
-    ``hi=None`` leaves it unbounded above (NaN is always refused).
+    ``hi=None`` leaves it unbounded above (NaN and infinity are always refused).
     """
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, kinds)
     if ok:
         above = value > lo if lo_open else value >= lo
         below = hi is None or (value < hi if hi_open else value <= hi)
-        ok = bool(above and below)
+        ok = bool(above and below and np.isfinite(value))
     if not ok:
         kind = "an integer" if integer else "a number"
         bounds = f"{'>' if lo_open else '>='} {lo}"

@@ -44,8 +44,7 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ._base import ClusterModel
 from ._init_clusters import initial_clusters
-from ._params import check_flag, check_max_value
-from ._params import check_number as _check
+from ._params import check_flag, check_max_value, check_number
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
 logger = logging.getLogger(__name__)
@@ -155,25 +154,25 @@ class SiameseClu(ClusterModel):
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
-        _check("n_neighbors", self.n_neighbors, 1, integer=True)
-        _check("n_pcs", self.n_pcs, 1, integer=True)
-        _check("ppr_alpha", self.ppr_alpha, 0.0, 1.0, lo_open=True)
-        _check("ppr_steps", self.ppr_steps, 0, integer=True)
-        _check("edge_drop", self.edge_drop, 0.0, 0.5)
-        _check("feature_noise", self.feature_noise, 0.0)
-        _check("gene_mask", self.gene_mask, 0.0, 0.9)
+        check_number("n_neighbors", self.n_neighbors, 1, integer=True)
+        check_number("n_pcs", self.n_pcs, 1, integer=True)
+        check_number("ppr_alpha", self.ppr_alpha, 0.0, 1.0, lo_open=True)
+        check_number("ppr_steps", self.ppr_steps, 0, integer=True)
+        check_number("edge_drop", self.edge_drop, 0.0, 0.5)
+        check_number("feature_noise", self.feature_noise, 0.0)
+        check_number("gene_mask", self.gene_mask, 0.0, 0.9)
         for name in ("n_latent", "n_hidden", "n_anchors", "sinkhorn_iters", "batch_size", "target_interval"):
-            _check(name, getattr(self, name), 1, integer=True)
-        _check("pretrain_steps", self.pretrain_steps, 1, integer=True)
-        _check("cluster_steps", self.cluster_steps, 0, integer=True)
-        _check("lr", self.lr, 0.0, lo_open=True)
-        _check("sinkhorn_power", self.sinkhorn_power, 0.0, lo_open=True)
-        _check("proportion_momentum", self.proportion_momentum, 0.0, 1.0)
+            check_number(name, getattr(self, name), 1, integer=True)
+        check_number("pretrain_steps", self.pretrain_steps, 1, integer=True)
+        check_number("cluster_steps", self.cluster_steps, 0, integer=True)
+        check_number("lr", self.lr, 0.0, lo_open=True)
+        check_number("sinkhorn_power", self.sinkhorn_power, 0.0, lo_open=True)
+        check_number("proportion_momentum", self.proportion_momentum, 0.0, 1.0)
         if self.marginal_relaxation is not None:
-            _check("marginal_relaxation", self.marginal_relaxation, 0.0, lo_open=True)
-        _check("correlation_weight", self.correlation_weight, 0.0)
-        _check("cluster_weight", self.cluster_weight, 0.0)
-        _check("resolution", self.resolution, 0.0, lo_open=True)
+            check_number("marginal_relaxation", self.marginal_relaxation, 0.0, lo_open=True)
+        check_number("correlation_weight", self.correlation_weight, 0.0)
+        check_number("cluster_weight", self.cluster_weight, 0.0)
+        check_number("resolution", self.resolution, 0.0, lo_open=True)
         check_max_value(self.max_value)
         for name in ("use_augmentation", "use_correlation", "use_fusion", "use_sinkhorn"):
             check_flag(name, getattr(self, name))
