@@ -483,3 +483,27 @@ def test_scale_resume_reuses_a_row_only_for_the_same_setting():
     assert not bench_scale._same_setting({**row, "k_mode": float("nan")}, args, "siamese")  # older CSVs
     scanpy_row = {"method": float("nan"), "k_mode": float("nan"), "params": "{}", "data_seed": 0}
     assert bench_scale._same_setting(scanpy_row, args, None)
+
+
+def test_reference_recipe_recovers_planted_clusters_and_renders(synthetic_adata, tmp_path, monkeypatch):
+    """The scDeepCluster reference: planted clusters found from the counts alone; table from its CSV."""
+    import reference_scdeepcluster as ref
+    from sccluster.metrics import ari
+
+    monkeypatch.setitem(ref.RECIPE, "pretrain_epochs", 100)
+    truth, counts = _common.counts_only(synthetic_adata, "cell_type")
+    out = ref.fit_recipe(counts, 4, seed=0)
+    assert ari(truth, out["labels"]) >= 0.9 and ari(truth, out["init_labels"]) >= 0.9
+    assert out["n_genes"] == synthetic_adata.n_vars and out["epochs"] >= 1
+    again = ref.fit_recipe(counts, 4, seed=0, select_genes=50)
+    assert again["n_genes"] == 50 and ari(truth, again["labels"]) >= 0.9
+    rows = [{"dataset": d, "seed": s, "n_cells": 600, "n_genes": 200, "k": 4, "ari": a + 0.1 * s, "nmi": 0.5,
+             "acc": 0.5, "init_ari": 0.4, "init_nmi": 0.4, "init_acc": 0.4, "cluster_epochs": 10 + s,
+             "time_s": 5.0, "git_commit": "abc1234"} for d, a in (("d1", 0.5), ("d2", 0.7)) for s in range(3)]
+    pd.DataFrame(rows, columns=ref.COLUMNS).to_csv(tmp_path / "ref.csv", index=False)
+    md = tmp_path / "B.md"
+    md.write_text("# B\n")
+    assert ref.main(["--from-csv", str(tmp_path / "ref.csv"), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "| d1 | 600 | 200 | 4 | 0.600 ± 0.100 |" in text and "| 11 (10–12) |" in text
+    assert "**0.700**" in text and "every row at commit `abc1234` (6 runs)" in text
