@@ -9,8 +9,9 @@ It re-implements the recipe of the authors' PyTorch code (ttgump/scDeepCluster_p
 - input: ``log1p(counts / size factor)`` z-scored per gene without clipping (the authors'
   ``normalize``), genes with no count dropped, every other gene of the file kept (``select_genes=0``);
   size factor = library size / median library size; with ``--select-genes N`` a file with more
-  than N genes keeps its N most variable genes (sccluster's Seurat-style selection; the authors'
-  README recommends 2,000 selected genes, their script's default keeps all);
+  than N genes (more than ``--select-above M`` genes, when given) keeps its N most variable genes
+  (sccluster's Seurat-style selection; the authors' README recommends 2,000 selected genes, their
+  script's default keeps all);
 - network: encoder genes -> 256 -> 64 (ReLU) -> 32 (linear); decoder 32 -> 64 -> 256 (ReLU) -> ZINB
   mean (exp, clamped to [1e-5, 1e6], times the size factor), dispersion (softplus, clamped to
   [1e-4, 1e4]) and dropout probability (sigmoid); Gaussian noise of sd 2.5 on the input of the
@@ -164,7 +165,7 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
     return {"labels": last, "init_labels": init_labels, "epochs": epochs, "n_genes": len(genes)}
 
 
-def run_one(path: Path, seed: int, select_genes: int = 0) -> dict:
+def run_one(path: Path, seed: int, select_genes: int = 0, select_above: int | None = None) -> dict:
     import sccluster as scc
     from sccluster.metrics import evaluate
 
@@ -172,6 +173,8 @@ def run_one(path: Path, seed: int, select_genes: int = 0) -> dict:
     truth, adata = C.counts_only(scc.read(path), R.LABEL_KEY)
     k = len(set(truth))
     start = time.perf_counter()
+    if select_above is not None and adata.n_vars <= select_above:
+        select_genes = 0
     out = fit_recipe(adata, k, seed, select_genes)
     secs = time.perf_counter() - start
     final = evaluate(truth, out["labels"])
@@ -205,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--select-genes", type=int, default=0, metavar="N",
                    help="keep the N most variable genes of files with more than N genes (default 0: all)")
+    p.add_argument("--select-above", type=int, default=None, metavar="M",
+                   help="apply --select-genes only to files with more than M genes")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
     C.add_output_args(p, "reference-scdeepcluster")
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for seed in args.seeds:
             for f in files:
-                rows.append(run_one(f, seed, args.select_genes))
+                rows.append(run_one(f, seed, args.select_genes, args.select_above))
                 r = rows[-1]
                 print(f"{f.stem} seed {seed}: ARI {r['ari']:.3f} (k-means init {r['init_ari']:.3f}), "
                       f"{r['cluster_epochs']} clustering epochs, {r['time_s']:.0f} s", file=sys.stderr)

@@ -497,6 +497,10 @@ def test_reference_recipe_recovers_planted_clusters_and_renders(synthetic_adata,
     assert out["n_genes"] == synthetic_adata.n_vars and out["epochs"] >= 1
     again = ref.fit_recipe(counts, 4, seed=0, select_genes=50)
     assert again["n_genes"] == 50 and ari(truth, again["labels"]) >= 0.9
+    path = tmp_path / "planted.h5ad"
+    synthetic_adata.write_h5ad(path)
+    row = ref.run_one(path, 0, select_genes=50, select_above=500)  # 200 genes: not above 500, all kept
+    assert row["n_genes"] == 200 and row["k"] == 4 and row["ari"] >= 0.9 and set(row) == set(ref.COLUMNS)
     rows = [{"dataset": d, "seed": s, "n_cells": 600, "n_genes": 200, "k": 4, "ari": a + 0.1 * s, "nmi": 0.5,
              "acc": 0.5, "init_ari": 0.4, "init_nmi": 0.4, "init_acc": 0.4, "cluster_epochs": 10 + s,
              "time_s": 5.0, "git_commit": "abc1234"} for d, a in (("d1", 0.5), ("d2", 0.7)) for s in range(3)]
