@@ -50,7 +50,8 @@ RECIPE = {"hidden": (256, 64), "latent": 32, "sigma": 2.5, "batch_size": 256, "p
 
 
 def build_net(n_genes: int):
-    """The recipe's autoencoder: ``encode(x) -> z`` and ``decode(z) -> (mean logits, disp, pi logits)``."""
+    """The recipe's autoencoder: ``encoder(x) -> z``, ``zinb(z, counts, sf)`` (mean ZINB NLL of the counts
+    decoded from ``z``) and ``log_q(z)`` (Student-t log assignments to the centres ``mu``)."""
     import torch
     from torch import nn
 
