@@ -8,7 +8,7 @@ It re-implements the recipe of the authors' PyTorch code (ttgump/scDeepCluster_p
 
 - input: ``log1p(counts / size factor)`` z-scored per gene without clipping (the authors'
   ``normalize``), genes with no count dropped, every other gene of the file kept (``select_genes=0``);
-  size factor = library size / median library size; with ``--select-genes N`` a file with more
+  size factor = library size over the genes kept / its median; with ``--select-genes N`` a file with more
   than N genes (more than ``--select-above M`` genes, when given) keeps its N most variable genes
   (sccluster's Seurat-style selection; the authors' README recommends 2,000 selected genes, their
   script's default keeps all);
@@ -102,6 +102,18 @@ def encode_all(net, source, scaler, chunk: int = 2048) -> np.ndarray:
     return np.concatenate(z)
 
 
+def _selected_size_factors(adata, genes: list[str]) -> np.ndarray:
+    """Library size over ``genes`` / its median: the authors select genes first, then normalise."""
+    from sccluster.data import CountSource
+
+    source = CountSource(adata, genes=genes, size_factors=np.ones(adata.n_obs), check=False)
+    library = np.concatenate([np.asarray(b.sum(axis=1)).ravel() for _, _, b in source.iter_chunks()])
+    if np.any(library <= 0):
+        sys.exit(f"error: {int(np.sum(library <= 0))} cells have no count in the genes kept; the recipe "
+                 "(as published) drops them, which this reference does not do; keep more genes")
+    return library / np.median(library)
+
+
 def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
     """Fit the recipe on counts-only ``adata``; return the final and the initial labels and the epochs."""
     import torch
@@ -114,12 +126,15 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    totals = np.asarray(adata.X.sum(axis=0)).ravel()
+    source = CountSource(adata, size_factors=np.ones(adata.n_obs))  # every gene, streamed
+    totals = np.zeros(adata.n_vars)
+    for _, _, block in source.iter_chunks():
+        totals += np.asarray(block.sum(axis=0)).ravel()
     keep = totals > 0
     if select_genes and adata.n_vars > select_genes:
         keep &= gene_mask(adata, select_genes)
     genes = list(adata.var_names[keep])
-    source = CountSource(adata, genes=genes)
+    source = CountSource(adata, genes=genes, size_factors=_selected_size_factors(adata, genes))
     scaler = Scaler.fit(source, max_value=None)
     net = build_net(len(genes))
     bs, sigma = RECIPE["batch_size"], RECIPE["sigma"]
@@ -163,7 +178,8 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return {"labels": last, "init_labels": init_labels, "epochs": epochs, "n_genes": len(genes)}
+    return {"labels": last, "init_labels": init_labels, "epochs": epochs, "n_genes": len(genes),
+            "centers": net.mu.detach().numpy().copy(), "init_centers": km.cluster_centers_}
 
 
 def run_one(path: Path, seed: int, select_genes: int = 0, select_above: int | None = None) -> dict:
