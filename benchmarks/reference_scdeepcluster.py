@@ -154,9 +154,8 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
 
     z = encode_all(net, source, scaler)
     km = KMeans(k, n_init=RECIPE["kmeans_n_init"], random_state=seed).fit(z)
-    init_labels = km.labels_.copy()
-    with torch.no_grad():
-        net.mu = torch.nn.Parameter(torch.as_tensor(km.cluster_centers_, dtype=torch.float32))
+    init_labels, init_centers = km.labels_.copy(), km.cluster_centers_.copy()
+    net.mu = torch.nn.Parameter(torch.tensor(init_centers, dtype=torch.float32))  # a copy: trained in place
     opt = torch.optim.Adadelta(net.parameters(), lr=1.0, rho=0.95)
     last = init_labels
     epochs = 0
@@ -179,7 +178,7 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
             loss.backward()
             opt.step()
     return {"labels": last, "init_labels": init_labels, "epochs": epochs, "n_genes": len(genes),
-            "centers": net.mu.detach().numpy().copy(), "init_centers": km.cluster_centers_}
+            "centers": net.mu.detach().numpy().copy(), "init_centers": init_centers}
 
 
 def run_one(path: Path, seed: int, select_genes: int = 0, select_above: int | None = None) -> dict:

@@ -495,6 +495,12 @@ def test_reference_recipe_recovers_planted_clusters_and_renders(synthetic_adata,
     out = ref.fit_recipe(counts, 4, seed=0)
     assert ari(truth, out["labels"]) >= 0.9 and ari(truth, out["init_labels"]) >= 0.9
     assert out["n_genes"] == synthetic_adata.n_vars and out["epochs"] >= 1
+    # from a poor start (short pretraining) the clustering stage trains for many epochs and improves it
+    monkeypatch.setitem(ref.RECIPE, "pretrain_epochs", 20)
+    short = ref.fit_recipe(counts, 4, seed=0)
+    assert short["epochs"] > 10 and np.abs(short["centers"] - short["init_centers"]).max() > 0.1
+    assert ari(truth, short["labels"]) > ari(truth, short["init_labels"]) + 0.1
+    monkeypatch.setitem(ref.RECIPE, "pretrain_epochs", 100)
     again = ref.fit_recipe(counts, 4, seed=0, select_genes=50)
     assert again["n_genes"] == 50 and ari(truth, again["labels"]) >= 0.9
     path = tmp_path / "planted.h5ad"
