@@ -102,18 +102,6 @@ def encode_all(net, source, scaler, chunk: int = 2048) -> np.ndarray:
     return np.concatenate(z)
 
 
-def _selected_size_factors(adata, genes: list[str]) -> np.ndarray:
-    """Library size over ``genes`` / its median: the authors select genes first, then normalise."""
-    from sccluster.data import CountSource
-
-    source = CountSource(adata, genes=genes, size_factors=np.ones(adata.n_obs), check=False)
-    library = np.concatenate([np.asarray(b.sum(axis=1)).ravel() for _, _, b in source.iter_chunks()])
-    if np.any(library <= 0):
-        sys.exit(f"error: {int(np.sum(library <= 0))} cells have no count in the genes kept; the recipe "
-                 "(as published) drops them, which this reference does not do; keep more genes")
-    return library / np.median(library)
-
-
 def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
     """Fit the recipe on counts-only ``adata``; return the final and the initial labels and the epochs."""
     import torch
@@ -122,19 +110,19 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
     from sccluster.data import CountSource, Scaler
     from sccluster.nn._clustering import dec_target, kl_clustering_loss
     from sccluster.pp import gene_mask
+    from sccluster.pp._stream import size_factors_from_totals
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    source = CountSource(adata, size_factors=np.ones(adata.n_obs))  # every gene, streamed
-    totals = np.zeros(adata.n_vars)
-    for _, _, block in source.iter_chunks():
-        totals += np.asarray(block.sum(axis=0)).ravel()
-    keep = totals > 0
+    full = CountSource(adata, size_factors=np.ones(adata.n_obs))  # every gene, streamed
+    keep = sum(np.asarray(block.sum(axis=0)).ravel() for _, _, block in full.iter_chunks()) > 0
     if select_genes and adata.n_vars > select_genes:
         keep &= gene_mask(adata, select_genes)
     genes = list(adata.var_names[keep])
-    source = CountSource(adata, genes=genes, size_factors=_selected_size_factors(adata, genes))
+    # the authors select genes first, then normalise: the library size counts the genes kept only
+    library = np.concatenate([np.asarray(block[:, keep].sum(axis=1)).ravel() for _, _, block in full.iter_chunks()])
+    source = CountSource(adata, genes=genes, size_factors=size_factors_from_totals(library))
     scaler = Scaler.fit(source, max_value=None)
     net = build_net(len(genes))
     bs, sigma = RECIPE["batch_size"], RECIPE["sigma"]
