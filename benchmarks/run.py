@@ -9,12 +9,14 @@ Every run executes in a fresh Python process (this script with ``--single``) so 
 and peak resident memory are its own. The child reads the dataset, removes ``obs["cell_type"]``
 from the AnnData, then times ``sccluster.pp.prepare`` + ``model.fit`` (everything after reading;
 ``time_s``; ``prepare_s`` and ``fit_s`` are also kept) and finally scores ``labels_`` against the
-removed labels with ``sccluster.metrics.evaluate``. Before reading, the child fits the same method
-once on 300 synthetic cells (``warmup_s``, not timed; ``--no-warmup`` turns it off) so that one-time
-JIT compilation (numba, in umap / pynndescent) does not dominate the time of small datasets.
-"k given" passes the number of label categories as ``n_clusters`` (as published benchmarks do);
-"k auto" passes ``n_clusters=None``. Peak memory
-covers the whole child (reading included). Results go to a CSV (one row per run) and an aggregated
+removed labels with ``sccluster.metrics.evaluate``. The partition itself is kept in the CSV
+(``partition``: ``labels_`` as a JSON list in cell order), so label-free comparisons between runs,
+such as the seed-to-seed agreement of ``stability.py --from-csv``, need no refit. Before reading, the
+child fits the same method once on 300 synthetic cells (``warmup_s``, not timed; ``--no-warmup`` turns
+it off) so that one-time JIT compilation (numba, in umap / pynndescent) does not dominate the time of
+small datasets. "k given" passes the number of label categories as ``n_clusters`` (as published
+benchmarks do); "k auto" passes ``n_clusters=None``. Peak memory covers the whole child (reading
+included). Results go to a CSV (one row per run) and an aggregated
 Markdown section of ``BENCHMARKS.md`` (see ``aggregate`` and ``markdown_table``).
 """
 
@@ -57,6 +59,7 @@ CSV_COLUMNS = [
     "params",
     "sccluster_version",
     "git_commit",
+    "partition",
 ]
 K_MODES = {"given": ["given"], "auto": ["auto"], "both": ["given", "auto"]}
 LABEL_KEY = "cell_type"
@@ -67,6 +70,8 @@ def run_single(spec: dict, result_path: str) -> None:
     """Child process: one (method, dataset, seed, k-mode) run; writes its result JSON."""
     out: dict = {"status": "ok"}
     try:
+        import numpy as np
+
         import sccluster as scc
         from sccluster.models import get_model_class
 
@@ -87,6 +92,7 @@ def run_single(spec: dict, result_path: str) -> None:
         out["fit_s"] = getattr(model, "fit_time_", None)
         scores = scc.metrics.evaluate(labels, model.labels_)
         out.update(ari=scores["ari"], nmi=scores["nmi"], acc=scores["acc"], k_found=scores["n_clusters"])
+        out["partition"] = json.dumps(np.asarray(model.labels_).tolist(), separators=(",", ":"))
     except Exception as err:  # noqa: BLE001 - a failed run becomes an error row
         traceback.print_exc()
         out.update(

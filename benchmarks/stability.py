@@ -11,6 +11,10 @@ categories, as in the main tables), on the counts alone (as ``run.py`` does). Th
 ARI between the partitions of every pair of seeds. The labels only set k; they score nothing here.
 Each fit runs in this process, one after the other; run one invocation per dataset to use more cores
 (``--csv`` per invocation, then ``--from-csv`` on the concatenation).
+
+``--from-csv`` also takes a CSV of ``run.py``, which keeps every run's partition: its finished k-given
+runs of ``--method`` become the variants, named by their parameters (``default`` for none), so the
+agreement of a grid that has already run costs no refit.
 """
 
 from __future__ import annotations
@@ -57,6 +61,23 @@ def fit_labels(method: str, path: Path, params: dict, seed: int) -> tuple[list[i
     return model.labels_.tolist(), k, time.perf_counter() - start
 
 
+def from_run_csv(df, method: str):
+    """The finished k-given runs of ``method`` in a ``run.py`` CSV, in this script's columns."""
+    import pandas as pd
+
+    runs = df[(df["method"] == method) & (df["k_mode"] == "given") & (df["status"] == "ok")]
+    runs = runs[runs["partition"].notna()] if "partition" in runs else runs.iloc[:0]
+    if runs.empty:
+        sys.exit(f"error: the CSV holds no finished k-given run of {method!r} with its partition; "
+                 "rerun it with this version of run.py")
+    params = runs["params"].fillna("").astype(str)
+    return pd.DataFrame({
+        "dataset": runs["dataset"], "variant": [C.params_label(p) or "default" for p in params],
+        "params": params, "seed": runs["seed"], "n_clusters": runs["true_k"], "time_s": runs["time_s"],
+        "labels": runs["partition"], "git_commit": runs["git_commit"],
+    }, columns=COLUMNS)
+
+
 def agreement_table(df) -> str:
     """Mean (min–max) pairwise ARI between the seeds' partitions, per dataset and variant."""
     import numpy as np
@@ -67,6 +88,7 @@ def agreement_table(df) -> str:
     datasets = list(dict.fromkeys(df["dataset"]))
     lines = ["| dataset | " + " | ".join(f"{v}: seed-to-seed ARI" for v in variants) + " |",
              "|---|" + "---|" * len(variants)]
+    means: dict[str, list[float]] = {}
     for d in datasets:
         cells = []
         for v in variants:
@@ -74,7 +96,11 @@ def agreement_table(df) -> str:
             parts = [json.loads(x) if isinstance(x, str) else x for x in runs["labels"]]
             pairs = [ari(a, b) for a, b in itertools.combinations(parts, 2)]
             cells.append(f"{np.mean(pairs):.3f} ({min(pairs):.3f}–{max(pairs):.3f})" if pairs else "–")
+            means.setdefault(v, []).append(np.mean(pairs) if pairs else np.nan)
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    if len(datasets) > 1:
+        bold = [f"**{np.mean(means[v]):.3f}**" for v in variants]
+        lines.append("| **mean over datasets** | " + " | ".join(bold) + " |")
     return "\n".join(lines)
 
 
@@ -93,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     section = args.section or f"{args.method}-stability"
     if args.from_csv:
         df, csv_path = pd.read_csv(args.from_csv), args.from_csv
+        if "partition" in df or "method" in df:  # a run.py CSV
+            df = from_run_csv(df, args.method)
     else:
         files = R.find_datasets(Path(args.data_dir or P.default_data_dir()), args.datasets)
         variants = [parse_variant(v) for v in args.variant] or [("default", {})]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import sys
 from pathlib import Path
@@ -324,6 +325,9 @@ def test_harness_end_to_end(tmp_path):
         )
         assert 0.5 < float(r["ari"]) <= 1.0 and 0 <= float(r["nmi"]) <= 1 and int(r["k_found"]) == 3
         assert float(r["time_s"]) > 0 and float(r["peak_rss_mb"]) > 10
+    partitions = [json.loads(r["partition"]) for r in ok]  # the run's labels_, in cell order
+    assert all(len(p) == 150 and set(p) == {0, 1, 2} for p in partitions)
+    assert all(r["partition"] == "" for r in rows if r["method"] == "no_such_method")
     bad = [r for r in rows if r["method"] == "no_such_method"]
     assert all(r["status"] == "error" and "no_such_method" in r["note"] for r in bad)
 
@@ -343,6 +347,20 @@ def test_harness_end_to_end(tmp_path):
     text = md.read_text()
     again = text[text.index("<!-- BEGIN again -->") : text.index("<!-- END again -->")]
     assert row in again and "<!-- BEGIN tiny -->" in text and "keep me" in text
+
+    # the seed-to-seed agreement is computed from the partitions in the CSV, without a refit
+    import stability
+
+    out = tmp_path / "stab.md"
+    out.write_text("# Benchmarks\n")
+    stab_argv = ["--method", "kmeans", "--datasets", "tiny", "--from-csv", str(csv_path)]
+    assert stability.main([*stab_argv, "--markdown", str(out)]) == 0
+    from sccluster.metrics import ari
+
+    pair = ari(*partitions)
+    assert f"| tiny | {pair:.3f} ({pair:.3f}–{pair:.3f}) |" in out.read_text()
+    with pytest.raises(SystemExit, match="no finished k-given run of 'leiden'"):
+        stability.main(["--method", "leiden", *stab_argv[2:], "--no-markdown"])
 
 
 def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):
