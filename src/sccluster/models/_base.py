@@ -30,7 +30,8 @@ class ClusterModel:
 
     After :meth:`fit`:
 
-    - ``labels_``: cluster of every training cell, ``int64`` of shape ``(n_obs,)``.
+    - ``labels_``: cluster of every training cell, ``int64`` of shape ``(n_obs,)``; cluster 0 is the
+      largest, 1 the next, and so on.
     - ``embedding_``: the representation the clusters were found in, ``(n_obs, d)``.
     - ``n_clusters_``: number of clusters found (equals ``n_clusters`` when that was given).
     - ``soft_assignments_``: per-cell cluster probabilities ``(n_obs, n_clusters_)``, or ``None``.
@@ -121,23 +122,31 @@ class ClusterModel:
             delattr(self, key)
 
     def _compact_clusters(self) -> None:
-        """Number the clusters 0..k-1 and drop model clusters that no training cell ended in.
+        """Number the clusters 0..k-1 by decreasing size and drop model clusters no training cell ended in.
 
-        A clustering head can leave a centre empty; ``cluster_ids_`` then records which of the
-        model's columns are kept, and :meth:`predict_proba` uses the same columns, so labels of new
-        cells live in the same space as ``labels_``.
+        Cluster 0 is the largest (ties keep the model's order), as in scanpy's Leiden, so the numbering
+        does not depend on the arbitrary order of a model's centres. A clustering head can also leave a
+        centre empty. ``cluster_ids_`` records the model's columns in the new order (``None`` when
+        that order is the model's own), and :meth:`predict_proba` and :meth:`predict` use the same
+        columns, so the labels of new cells live in the same space as ``labels_``.
         """
         labels = np.asarray(self.labels_, dtype=np.int64)
-        kept = np.unique(labels)
+        ids, sizes = np.unique(labels, return_counts=True)
+        order = ids[np.argsort(-sizes, kind="stable")]  # model cluster ids, largest first
+        rank = np.empty(int(ids.max()) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(order))
         self.cluster_ids_: np.ndarray | None = None
         soft = self.soft_assignments_
-        if soft is not None and len(kept) < soft.shape[1]:
-            self.cluster_ids_ = kept
-            soft = soft[:, kept]
-            self.soft_assignments_ = soft / soft.sum(axis=1, keepdims=True)
-            self.confidence_ = None
-        self.labels_ = np.searchsorted(kept, labels).astype(np.int64)
-        self.n_clusters_ = len(kept)
+        if soft is not None and not np.array_equal(order, np.arange(soft.shape[1])):
+            self.cluster_ids_ = order
+            if len(order) < soft.shape[1]:  # empty columns dropped: renormalise, recompute the confidence
+                soft = soft[:, order]
+                self.soft_assignments_ = soft / soft.sum(axis=1, keepdims=True)
+                self.confidence_ = None
+            else:  # a permutation: each cell's confidence is unchanged
+                self.soft_assignments_ = soft[:, order]
+        self.labels_ = rank[labels]
+        self.n_clusters_ = len(order)
 
     def fit_predict(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Fit on ``adata`` and return the training labels."""

@@ -70,9 +70,9 @@ def cluster(
     Returns
     -------
     The clustered copy when ``copy``, else ``None``. Writes ``obs[key_added]`` (categorical labels
-    ``"0"``, ``"1"``, ...), ``obs[f"{key_added}_confidence"]`` when the method has one,
-    ``obsm[f"X_{key_added}"]`` (the embedding clustered), ``obsm[f"{key_added}_proba"]`` when soft
-    assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
+    ``"0"``, ``"1"``, ..., by decreasing cluster size), ``obs[f"{key_added}_confidence"]`` when the
+    method has one, ``obsm[f"X_{key_added}"]`` (the embedding clustered), ``obsm[f"{key_added}_proba"]``
+    when soft assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
     time_s, seed, sccluster_version}``. Use the model classes directly to keep the fitted model.
     """
     check_adata(adata)
