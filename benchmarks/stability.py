@@ -61,15 +61,27 @@ def fit_labels(method: str, path: Path, params: dict, seed: int) -> tuple[list[i
     return model.labels_.tolist(), k, time.perf_counter() - start
 
 
-def from_run_csv(df, method: str):
-    """The finished k-given runs of ``method`` in a ``run.py`` CSV, in this script's columns."""
+def from_run_csv(df, method: str, datasets: list[str], seeds: list[int]):
+    """The finished k-given runs of ``method`` in a ``run.py`` CSV, in this script's columns.
+
+    Only the named datasets (all for ``all``) and seeds are kept; a CSV that holds the same run twice
+    is refused (two copies of one seed would agree perfectly), and runs without a partition are named.
+    """
     import pandas as pd
 
     runs = df[(df["method"] == method) & (df["k_mode"] == "given") & (df["status"] == "ok")]
-    runs = runs[runs["partition"].notna()] if "partition" in runs else runs.iloc[:0]
+    runs = runs[runs["seed"].astype(float).astype(int).isin(seeds)]
+    if datasets not in (["all"], []):
+        runs = runs[runs["dataset"].isin([Path(d).stem for d in datasets])]
+    R.check_unique(runs)
+    has = runs["partition"].notna() if "partition" in runs else pd.Series(False, index=runs.index)
+    for _, r in runs[~has].iterrows():
+        print(f"warning: {r['dataset']} seed {r['seed']} ({C.params_label(r['params']) or 'default'}) has no "
+              "partition in the CSV (run by an older run.py); left out", file=sys.stderr)
+    runs = runs[has]
     if runs.empty:
-        sys.exit(f"error: the CSV holds no finished k-given run of {method!r} with its partition; "
-                 "rerun it with this version of run.py")
+        sys.exit(f"error: the CSV holds no finished k-given run of {method!r} with its partition for the "
+                 "datasets and seeds named; rerun them with this version of run.py")
     params = runs["params"].fillna("").astype(str)
     return pd.DataFrame({
         "dataset": runs["dataset"], "variant": [C.params_label(p) or "default" for p in params],
@@ -98,9 +110,13 @@ def agreement_table(df) -> str:
             cells.append(f"{np.mean(pairs):.3f} ({min(pairs):.3f}–{max(pairs):.3f})" if pairs else "–")
             means.setdefault(v, []).append(np.mean(pairs) if pairs else np.nan)
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
-    if len(datasets) > 1:
-        bold = [f"**{np.mean(means[v]):.3f}**" for v in variants]
-        lines.append("| **mean over datasets** | " + " | ".join(bold) + " |")
+    complete = [i for i in range(len(datasets)) if all(np.isfinite(means[v][i]) for v in variants)]
+    if len(datasets) > 1 and complete:  # only datasets where every variant has two seeds or more
+        bold = [f"**{np.mean([means[v][i] for i in complete]):.3f}**" for v in variants]
+        label = "mean over datasets"
+        if len(complete) < len(datasets):
+            label += f" ({len(complete)} with pairs)"
+        lines.append(f"| **{label}** | " + " | ".join(bold) + " |")
     return "\n".join(lines)
 
 
@@ -120,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_csv:
         df, csv_path = pd.read_csv(args.from_csv), args.from_csv
         if "partition" in df or "method" in df:  # a run.py CSV
-            df = from_run_csv(df, args.method)
+            df = from_run_csv(df, args.method, args.datasets, args.seeds)
     else:
         files = R.find_datasets(Path(args.data_dir or P.default_data_dir()), args.datasets)
         variants = [parse_variant(v) for v in args.variant] or [("default", {})]

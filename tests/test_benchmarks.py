@@ -361,6 +361,15 @@ def test_harness_end_to_end(tmp_path):
     assert f"| tiny | {pair:.3f} ({pair:.3f}–{pair:.3f}) |" in out.read_text()
     with pytest.raises(SystemExit, match="no finished k-given run of 'leiden'"):
         stability.main(["--method", "leiden", *stab_argv[2:], "--no-markdown"])
+    # only the seeds named: one seed has no pair
+    assert stability.main([*stab_argv, "--seeds", "0", "--markdown", str(out)]) == 0
+    assert "| tiny | – |" in out.read_text()
+    # a CSV holding the same run twice is refused (a seed would agree with its own copy)
+    twice = tmp_path / "twice.csv"
+    lines = csv_path.read_text().splitlines(keepends=True)
+    twice.write_text("".join(lines) + "".join(lines[1:]))
+    with pytest.raises(SystemExit, match="repeat a run"):
+        stability.main([*stab_argv[:-1], str(twice), "--no-markdown"])
 
 
 def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):

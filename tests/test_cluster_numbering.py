@@ -74,3 +74,45 @@ def test_kmeans_numbers_unequal_planted_clusters_by_size(synthetic_adata):
     model = KMeansBaseline(4, random_state=0).fit(adata)
     assert scc.metrics.ari(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
     assert np.all(np.diff(np.bincount(model.labels_)) <= 0)
+
+
+class _Hard(ClusterModel):
+    """A model with hard labels only (no soft assignments): a threshold on the library size."""
+
+    name = "hard"
+    supports_predict = True
+    supports_save = True
+
+    def _fit(self, adata, *, layer):
+        total = np.asarray(adata.X.sum(axis=1)).ravel()
+        self.cut_ = float(np.quantile(total, 0.25))
+        self.labels_ = self._predict(adata, layer=layer)
+        self.embedding_ = total[:, None]
+
+    def _predict(self, adata, *, layer):
+        return (np.asarray(adata.X.sum(axis=1)).ravel() > self.cut_).astype(np.int64)
+
+    def _get_state(self):
+        return {"cut": self.cut_}
+
+    def _set_state(self, state, device):
+        self.cut_ = state["cut"]
+
+
+def test_a_model_without_soft_assignments_predicts_in_the_new_numbering(synthetic_adata, tmp_path):
+    model = _Hard().fit(synthetic_adata)
+    raw = model._predict(synthetic_adata, layer=None)  # the model's own numbering: 1 holds ~3/4 of the cells
+    np.testing.assert_array_equal(model.labels_, 1 - raw)
+    assert np.bincount(model.labels_)[0] > 400
+    np.testing.assert_array_equal(model.predict(synthetic_adata), model.labels_)
+    model.save(tmp_path / "hard.pt")
+    np.testing.assert_array_equal(_Hard.load(tmp_path / "hard.pt").predict(synthetic_adata), model.labels_)
+
+
+def test_siamese_proportions_follow_the_label_order():
+    from sccluster.models import SiameseClu
+
+    model = SiameseClu(4)
+    model.proportions_ = np.array([0.1, 0.2, 0.3, 0.4])
+    model._reorder_clusters(np.array([3, 1, 0]))  # model cluster 2 emptied, 3 the largest
+    np.testing.assert_allclose(model.proportions_, np.array([0.4, 0.2, 0.1]) / 0.7)

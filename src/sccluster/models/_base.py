@@ -17,8 +17,9 @@ from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
-#: Version of the on-disk model format. Bump when a saved file can no longer be read.
-MODEL_FORMAT = 2
+#: Version of the on-disk model format. Bump when a saved file can no longer be read, or would be read
+#: differently (2: SiameseClu saves the training degrees; 3: clusters numbered by decreasing size).
+MODEL_FORMAT = 3
 
 
 class ClusterModel:
@@ -133,20 +134,23 @@ class ClusterModel:
         labels = np.asarray(self.labels_, dtype=np.int64)
         ids, sizes = np.unique(labels, return_counts=True)
         order = ids[np.argsort(-sizes, kind="stable")]  # model cluster ids, largest first
-        rank = np.empty(int(ids.max()) + 1, dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        self.cluster_ids_: np.ndarray | None = None
         soft = self.soft_assignments_
-        if soft is not None and not np.array_equal(order, np.arange(soft.shape[1])):
+        n_model = soft.shape[1] if soft is not None else int(ids.max()) + 1
+        self.cluster_ids_: np.ndarray | None = None
+        if not np.array_equal(order, np.arange(n_model)):
             self.cluster_ids_ = order
-            if len(order) < soft.shape[1]:  # empty columns dropped: renormalise, recompute the confidence
+            if soft is not None and len(order) < n_model:  # empty columns dropped: renormalise
                 soft = soft[:, order]
                 self.soft_assignments_ = soft / soft.sum(axis=1, keepdims=True)
-                self.confidence_ = None
-            else:  # a permutation: each cell's confidence is unchanged
+                self.confidence_ = None  # recomputed by fit
+            elif soft is not None:  # a permutation: each cell's confidence is unchanged
                 self.soft_assignments_ = soft[:, order]
-        self.labels_ = rank[labels]
+            self._reorder_clusters(order)
+        self.labels_ = _ranks(order)[labels]
         self.n_clusters_ = len(order)
+
+    def _reorder_clusters(self, order: np.ndarray) -> None:
+        """Hook: put per-cluster attributes in the order ``order`` (model cluster ids, new label order)."""
 
     def fit_predict(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Fit on ``adata`` and return the training labels."""
@@ -172,9 +176,14 @@ class ClusterModel:
         a cell gets the same factor whether it is predicted alone or with others.
         """
         self._check_predict(adata)
-        if getattr(self, "cluster_ids_", None) is not None:
+        ids = getattr(self, "cluster_ids_", None)
+        if ids is None:
+            return np.asarray(self._predict(adata, layer=layer), dtype=np.int64)
+        if type(self)._predict_proba is not ClusterModel._predict_proba:  # never a dropped cluster
             return self.predict_proba(adata, layer=layer).argmax(axis=1).astype(np.int64)
-        return np.asarray(self._predict(adata, layer=layer), dtype=np.int64)
+        raw = np.asarray(self._predict(adata, layer=layer), dtype=np.int64)
+        ranks = _ranks(ids, size=max(int(ids.max()), int(raw.max(initial=0))) + 1)
+        return ranks[raw]  # -1: a cluster that no training cell was in
 
     def predict_proba(self, adata, *, layer: str | None = None) -> np.ndarray:
         """Soft cluster assignments ``(n_obs, n_clusters_)`` for the cells of ``adata``."""
@@ -294,3 +303,10 @@ class ClusterModel:
             )
             raise InputError(msg) from None
         return model
+
+
+def _ranks(order: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Lookup from a model cluster id to its position in ``order`` (``-1`` for ids not in it)."""
+    ranks = np.full(int(order.max()) + 1 if size is None else size, -1, dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks

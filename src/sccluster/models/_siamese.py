@@ -241,6 +241,12 @@ class SiameseClu(ClusterModel):
         self.degree_ = graph.graph_degrees(adj)
         self._index = None
 
+    def _reorder_clusters(self, order: np.ndarray) -> None:
+        """``proportions_`` (the target's running estimate of the cluster proportions) in label order."""
+        if self.proportions_ is not None:
+            p = self.proportions_[order]
+            self.proportions_ = p / p.sum()
+
     def _new_net(self, n_genes: int, n_graph: int, n_clusters: int):
         from ..nn._siamese_module import SiameseNet
 
