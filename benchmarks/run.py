@@ -70,8 +70,6 @@ def run_single(spec: dict, result_path: str) -> None:
     """Child process: one (method, dataset, seed, k-mode) run; writes its result JSON."""
     out: dict = {"status": "ok"}
     try:
-        import numpy as np
-
         import sccluster as scc
         from sccluster.models import get_model_class
 
@@ -92,7 +90,7 @@ def run_single(spec: dict, result_path: str) -> None:
         out["fit_s"] = getattr(model, "fit_time_", None)
         scores = scc.metrics.evaluate(labels, model.labels_)
         out.update(ari=scores["ari"], nmi=scores["nmi"], acc=scores["acc"], k_found=scores["n_clusters"])
-        out["partition"] = json.dumps(np.asarray(model.labels_).tolist(), separators=(",", ":"))
+        out["partition"] = json.dumps(model.labels_.tolist(), separators=(",", ":"))  # int64 ndarray
     except Exception as err:  # noqa: BLE001 - a failed run becomes an error row
         traceback.print_exc()
         out.update(
