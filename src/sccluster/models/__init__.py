@@ -6,6 +6,7 @@ from .._errors import InputError
 from ._base import MODEL_FORMAT, ClusterModel
 from ._baselines import KMeansBaseline, LeidenBaseline
 from ._bgformer import BGFormer
+from ._init_clusters import ResolutionChoice, choose_resolution
 from ._siamese import SiameseClu
 
 _REGISTRY: dict[str, type[ClusterModel]] = {
@@ -35,7 +36,9 @@ __all__ = [
     "ClusterModel",
     "KMeansBaseline",
     "LeidenBaseline",
+    "ResolutionChoice",
     "SiameseClu",
     "available_methods",
+    "choose_resolution",
     "get_model_class",
 ]

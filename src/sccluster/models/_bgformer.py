@@ -38,7 +38,7 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ..pp import select_genes
 from ._base import ClusterModel
-from ._init_clusters import initial_clusters, kmeans_centers
+from ._init_clusters import check_resolution, initial_clusters, kmeans_centers
 from ._params import check_flag, check_max_value, check_number
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,10 @@ class BGFormer(ClusterModel):
     max_value
         Clip bound of the z-scored input.
     resolution
-        Leiden resolution used to estimate k when ``n_clusters=None``.
+        Leiden resolution used to estimate k when ``n_clusters=None``, or ``"auto"``: the finest
+        resolution of a grid whose partitions are as reproducible across cell subsamples as the most
+        reproducible one (:func:`sccluster.models.choose_resolution`; no labels). The resolution used
+        is kept in ``resolution_`` and the stability of each resolution in ``resolution_table_``.
     max_fit_cells
         Seeded subsample size for fitting the scaler, the anchor and the centre initialisation on large
         data. Training batches and inference use every cell.
@@ -148,7 +151,7 @@ class BGFormer(ClusterModel):
         vq_weight: float = 0.0,
         n_top_genes: int = 2000,
         max_value: float | None = 10.0,
-        resolution: float = 1.0,
+        resolution: float | str = 1.0,
         max_fit_cells: int = 50_000,
         random_state: int | None = 0,
         device: str = "auto",
@@ -236,7 +239,9 @@ class BGFormer(ClusterModel):
 
         t2 = time.perf_counter()
         emb, _ = embed(net, source, self.scaler_, device, indices=fit_idx)
-        centers = initial_clusters(emb, self.n_clusters, seed, resolution=self.resolution)
+        init = initial_clusters(emb, self.n_clusters, seed, resolution=self.resolution)
+        centers = init.centers
+        self.resolution_, self.resolution_table_ = init.resolution, init.resolution_table
         net.set_centers(torch.from_numpy(centers))
         logger.info(
             "bgformer: %d initial centres (%s) in %.1f s",
@@ -316,8 +321,8 @@ def check_params(model: BGFormer) -> None:
     check_number("dropout", model.dropout, 0.0, 1.0, hi_open=True)
     for name in ("noise_std", "weight_decay", "gamma", "vq_weight"):
         check_number(name, getattr(model, name), 0.0)
-    for name in ("lr", "resolution"):
-        check_number(name, getattr(model, name), 0.0, lo_open=True)
+    check_number("lr", model.lr, 0.0, lo_open=True)
+    check_resolution(model.resolution)
     check_flag("early_stopping", model.early_stopping)
     check_number("validation_size", model.validation_size, 0.0, 0.5, lo_open=True, hi_open=True)
     if model.target not in ("balanced", "dec"):

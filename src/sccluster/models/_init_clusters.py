@@ -1,16 +1,20 @@
 """Initial clusters on an embedding: k-means when k is known, Leiden when it must be estimated.
 
 Both deep models pretrain an embedding, then call :func:`initial_clusters` to get their starting
-centres. Nothing here sees labels.
+centres. With ``resolution="auto"`` the Leiden resolution is chosen per dataset by subsample
+stability (:func:`choose_resolution`). Nothing here sees labels.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._errors import InputError
 from .._utils import prefer_blocking_numba_threads
+from ._params import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,11 @@ def kmeans_centers(embedding: np.ndarray, n_clusters: int, seed: int, *, n_init:
 
 def leiden_labels(embedding: np.ndarray, seed: int, *, resolution: float = 1.0, n_neighbors: int = 15) -> np.ndarray:
     """Leiden clusters of a kNN graph (scanpy, pynndescent) built on ``embedding``."""
+    return _leiden(_knn_graph(embedding, seed, n_neighbors), resolution, seed)
+
+
+def _knn_graph(embedding: np.ndarray, seed: int, n_neighbors: int = 15):
+    """An empty-featured AnnData holding scanpy's kNN graph of ``embedding`` (reusable across resolutions)."""
     import anndata as ad
     import scanpy as sc
 
@@ -36,8 +45,92 @@ def leiden_labels(embedding: np.ndarray, seed: int, *, resolution: float = 1.0, 
     tmp.obsm["X_emb"] = np.ascontiguousarray(embedding, dtype=np.float32)
     prefer_blocking_numba_threads()
     sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="X_emb", random_state=seed)
-    sc.tl.leiden(tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
-    return tmp.obs["leiden"].cat.codes.to_numpy().astype(np.int64)
+    return tmp
+
+
+def _leiden(graph, resolution: float, seed: int) -> np.ndarray:
+    import scanpy as sc
+
+    sc.tl.leiden(
+        graph, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed
+    )
+    return graph.obs["leiden"].cat.codes.to_numpy().astype(np.int64)
+
+
+#: Resolutions searched by :func:`choose_resolution`.
+RESOLUTION_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0)
+
+
+@dataclass
+class ResolutionChoice:
+    """The outcome of :func:`choose_resolution`.
+
+    ``table`` has one row per resolution of the grid: ``resolution``, ``stability`` (mean ARI
+    between the subsamples' partitions on their shared cells), ``stability_sd`` (its standard
+    deviation over the pairs) and ``n_clusters`` (median over the subsamples).
+    """
+
+    resolution: float
+    table: list[dict] = field(default_factory=list)
+
+
+def choose_resolution(
+    embedding: np.ndarray,
+    seed: int,
+    *,
+    grid: tuple[float, ...] = RESOLUTION_GRID,
+    n_subsets: int = 8,
+    subset_frac: float = 0.8,
+    n_neighbors: int = 15,
+) -> ResolutionChoice:
+    """Pick a Leiden resolution for ``embedding`` by subsample stability (no labels).
+
+    ``n_subsets`` seeded subsamples of ``subset_frac`` of the cells each get their own kNN graph
+    and Leiden partitions at every resolution of ``grid``. A resolution's stability is the mean
+    adjusted Rand index between the partitions of two subsamples on the cells they share, over all
+    pairs. Resolutions whose partitions have fewer than two clusters (median over subsamples) are
+    not eligible. The choice is the highest eligible resolution whose stability is at least the
+    lower end of the best one's 95 % interval, ``best - 1.96 * sd_best / sqrt(n_subsets)``: the
+    finest partition that is as reproducible as the most reproducible one, as chooseR does
+    (Patterson-Cross et al., 2021) with co-clustering silhouettes. Too few cells for the graphs
+    (``subset_frac * n <= 3 * n_neighbors``), or no eligible resolution: ``1.0``.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    n = embedding.shape[0]
+    m = int(round(subset_frac * n))
+    if m <= 3 * n_neighbors:
+        logger.info("too few cells (%d) to choose the resolution by stability; using 1.0", n)
+        return ResolutionChoice(1.0)
+    rng = np.random.default_rng(seed)
+    subsets = [np.sort(rng.choice(n, m, replace=False)) for _ in range(n_subsets)]
+    parts = np.full((n_subsets, len(grid), n), -1, dtype=np.int64)
+    for b, idx in enumerate(subsets):
+        graph = _knn_graph(embedding[idx], seed + b, n_neighbors)
+        for j, res in enumerate(grid):
+            parts[b, j, idx] = _leiden(graph, res, seed + b)
+    table = []
+    for j, res in enumerate(grid):
+        scores = []
+        for a in range(n_subsets):
+            for b in range(a + 1, n_subsets):
+                shared = (parts[a, j] >= 0) & (parts[b, j] >= 0)
+                scores.append(adjusted_rand_score(parts[a, j, shared], parts[b, j, shared]))
+        k = float(np.median([parts[b, j].max() + 1 for b in range(n_subsets)]))
+        table.append({"resolution": res, "stability": float(np.mean(scores)),
+                      "stability_sd": float(np.std(scores)), "n_clusters": k})  # fmt: skip
+    eligible = [row for row in table if row["n_clusters"] >= 2]
+    if not eligible:
+        logger.info("no resolution up to %.2f gives two clusters; using 1.0", grid[-1])
+        return ResolutionChoice(1.0, table)
+    best = max(eligible, key=lambda row: row["stability"])
+    floor = best["stability"] - 1.96 * best["stability_sd"] / np.sqrt(n_subsets)
+    chosen = max(row["resolution"] for row in eligible if row["stability"] >= floor)
+    logger.info(
+        "resolution %.2f chosen by stability (most stable %.2f at %.3f; floor %.3f)",
+        chosen, best["resolution"], best["stability"], floor,
+    )  # fmt: skip
+    return ResolutionChoice(float(chosen), table)
 
 
 def merge_small_clusters(embedding: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -65,27 +158,57 @@ def _subsample(x: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     return x[idx]
 
 
+@dataclass
+class InitialClusters:
+    """Starting centres ``(K, d)`` and, when k was estimated, the Leiden resolution used."""
+
+    centers: np.ndarray
+    resolution: float | None = None
+    resolution_table: list[dict] = field(default_factory=list)
+
+
 def initial_clusters(
     embedding: np.ndarray,
     n_clusters: int | None,
     seed: int,
     *,
-    resolution: float = 1.0,
+    resolution: float | str = 1.0,
     min_cluster_frac: float = 0.005,
     max_cells: int = 50_000,
-) -> np.ndarray:
-    """Initial cluster centres ``(K, d)`` on ``embedding``.
+    max_stability_cells: int = 20_000,
+) -> InitialClusters:
+    """Initial cluster centres on ``embedding``.
 
     With ``n_clusters`` given: k-means. With ``n_clusters=None``: Leiden (``resolution``) on a kNN graph
     of at most ``max_cells`` cells (seeded subsample), clusters smaller than ``min_cluster_frac`` of the
     cells merged into their nearest neighbour; the centres are the cluster means, so K is estimated
-    without labels.
+    without labels. ``resolution="auto"`` chooses it with :func:`choose_resolution` on at most
+    ``max_stability_cells`` cells, which then also carry the final partition.
     """
     if n_clusters is not None:
-        return kmeans_centers(embedding, n_clusters, seed)
-    x = _subsample(embedding, max_cells, seed)
+        return InitialClusters(kmeans_centers(embedding, n_clusters, seed))
+    table: list[dict] = []
+    if resolution == "auto":
+        x = _subsample(embedding, max_stability_cells, seed)
+        choice = choose_resolution(x, seed)
+        resolution, table = choice.resolution, choice.table
+    else:
+        x = _subsample(embedding, max_cells, seed)
     labels = leiden_labels(x, seed, resolution=resolution)
     labels = merge_small_clusters(x, labels, max(2, int(np.ceil(min_cluster_frac * x.shape[0]))))
     k = int(labels.max()) + 1
-    logger.info("estimated %d clusters without labels (Leiden, resolution %.2f, on %d cells)", k, resolution, x.shape[0])
-    return np.stack([x[labels == c].mean(axis=0) for c in range(k)]).astype(np.float32)
+    logger.info("estimated %d clusters without labels (Leiden, resolution %.2f, on %d cells)",
+                k, resolution, x.shape[0])  # fmt: skip
+    centers = np.stack([x[labels == c].mean(axis=0) for c in range(k)]).astype(np.float32)
+    return InitialClusters(centers, float(resolution), table)
+
+
+def check_resolution(value) -> None:
+    """A Leiden resolution: a positive number, or ``"auto"`` (chosen by subsample stability)."""
+    if isinstance(value, str) and value == "auto":
+        return
+    try:
+        check_number("resolution", value, 0.0, lo_open=True)
+    except InputError:
+        msg = f"resolution must be a positive number or 'auto', got {value!r}"
+        raise InputError(msg) from None

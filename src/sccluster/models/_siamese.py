@@ -43,7 +43,7 @@ from .._errors import InputError
 from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ._base import ClusterModel
-from ._init_clusters import initial_clusters
+from ._init_clusters import check_resolution, initial_clusters
 from ._params import check_flag, check_max_value, check_number
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
@@ -88,7 +88,8 @@ class SiameseClu(ClusterModel):
     n_top_genes, max_value
         Highly variable genes used, clip bound after z-scoring.
     resolution
-        Leiden resolution when ``n_clusters=None``.
+        Leiden resolution when ``n_clusters=None``, or ``"auto"`` (chosen by subsample stability, as
+        in :class:`BGFormer`; kept in ``resolution_`` and ``resolution_table_``).
     use_augmentation, use_correlation, use_fusion, use_sinkhorn
         Ablation switches: no augmentation / no correlation losses / plain average of the two
         encoders (no gate, no anchor attention) / DEC target instead of Sinkhorn.
@@ -128,7 +129,7 @@ class SiameseClu(ClusterModel):
         cluster_steps: int = 200,
         n_top_genes: int = 2000,
         max_value: float | None = 10.0,
-        resolution: float = 1.0,
+        resolution: float | str = 1.0,
         use_augmentation: bool = True,
         use_correlation: bool = True,
         use_fusion: bool = True,
@@ -172,7 +173,7 @@ class SiameseClu(ClusterModel):
             check_number("marginal_relaxation", self.marginal_relaxation, 0.0, lo_open=True)
         check_number("correlation_weight", self.correlation_weight, 0.0)
         check_number("cluster_weight", self.cluster_weight, 0.0)
-        check_number("resolution", self.resolution, 0.0, lo_open=True)
+        check_resolution(self.resolution)
         check_max_value(self.max_value)
         for name in ("use_augmentation", "use_correlation", "use_fusion", "use_sinkhorn"):
             check_flag(name, getattr(self, name))
@@ -221,8 +222,9 @@ class SiameseClu(ClusterModel):
             trainer = Trainer(self.net_, data, cfg, rng, gen, device)
             trainer.run(self.pretrain_steps, cluster=False, desc="SiameseClu pretrain")
             z = self._embed(source, h_full)
-            centers = initial_clusters(z, self.n_clusters, seed, resolution=self.resolution)
-            self.net_.set_centers(torch.as_tensor(centers))
+            init = initial_clusters(z, self.n_clusters, seed, resolution=self.resolution)
+            self.resolution_, self.resolution_table_ = init.resolution, init.resolution_table
+            self.net_.set_centers(torch.as_tensor(init.centers))
             if self.cluster_steps > 0:
                 trainer.opt.add_param_group({"params": [self.net_.centers]})
                 if self.use_sinkhorn:

@@ -1,0 +1,101 @@
+"""Leiden resolution chosen by subsample stability (``resolution="auto"``), without labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+import sccluster as scc
+from sccluster import InputError
+from sccluster.datasets import synthetic
+from sccluster.metrics import ari
+from sccluster.models import BGFormer, SiameseClu
+from sccluster.models import choose_resolution
+from sccluster.models._init_clusters import RESOLUTION_GRID, initial_clusters, leiden_labels
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    # three far-apart round groups: Leiden at resolution 1.0 cuts each into chunks whose borders move
+    # with the sample, so only a low resolution gives reproducible clusters
+    x, y = make_blobs(1200, n_features=2, centers=[[0, 0], [30, 0], [0, 30]], cluster_std=1.0, random_state=0)
+    return x.astype(np.float32), y
+
+
+def test_fixed_resolution_over_splits_round_groups(blobs):
+    x, _ = blobs
+    assert len(np.unique(leiden_labels(x, 0, resolution=1.0))) > 6
+
+
+def test_auto_resolution_finds_the_planted_groups(blobs):
+    x, y = blobs
+    init = initial_clusters(x, None, 0, resolution="auto")
+    assert init.centers.shape == (3, 2)
+    labels = ((x[:, None, :] - init.centers[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert ari(y, labels) == pytest.approx(1.0)
+    table = pd.DataFrame(init.resolution_table)
+    assert list(table["resolution"]) == list(RESOLUTION_GRID)
+    # the chosen resolution is as stable as the best, and finer ones are not
+    chosen = table[table["resolution"] == init.resolution].iloc[0]
+    assert chosen["stability"] == pytest.approx(table["stability"].max())
+    assert (table.loc[table["resolution"] > init.resolution, "stability"] < 0.9).all()
+
+
+def test_choice_is_the_finest_resolution_as_stable_as_the_best():
+    # five well-separated groups of 160: low resolutions find them exactly in every subsample; the
+    # highest ones start cutting groups, less reproducibly, so the finest perfectly stable one wins
+    x, _ = make_blobs(800, n_features=8, centers=5, cluster_std=0.5, center_box=(-50, 50), random_state=1)
+    choice = choose_resolution(x.astype(np.float32), 0)
+    table = pd.DataFrame(choice.table).set_index("resolution")
+    perfect = table.index[table["stability"] == 1.0]
+    assert choice.resolution == perfect.max() >= 0.5
+    assert table.loc[choice.resolution, "n_clusters"] == 5
+    assert (table.loc[table.index > choice.resolution, "stability"] < 1.0).all()
+
+
+def test_same_seed_same_choice(blobs):
+    x, _ = blobs
+    a, b = choose_resolution(x, 3), choose_resolution(x, 3)
+    assert a.resolution == b.resolution and a.table == b.table
+
+
+def test_too_few_cells_fall_back_to_resolution_one():
+    x = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    choice = choose_resolution(x, 0)
+    assert choice.resolution == 1.0 and choice.table == []
+
+
+def test_fixed_resolution_leaves_no_table(blobs):
+    x, _ = blobs
+    init = initial_clusters(x, None, 0, resolution=0.1)
+    assert init.resolution == 0.1 and init.resolution_table == []
+    assert initial_clusters(x, 3, 0).resolution is None
+
+
+@pytest.mark.parametrize("cls", [BGFormer, SiameseClu])
+@pytest.mark.parametrize("value", ["fine", -1.0, 0, None])
+def test_bad_resolution_is_an_input_error(cls, value):
+    adata = synthetic(n_cells=100, n_genes=50, n_clusters=2, random_state=0)
+    scc.pp.prepare(adata)
+    with pytest.raises(InputError, match="resolution must be a positive number"):
+        cls(None, resolution=value, pretrain_steps=2, cluster_steps=0, device="cpu").fit(adata)
+
+
+def test_bgformer_with_auto_resolution_reports_its_choice():
+    # the small network over-splits 4 planted groups at resolution 1.0 and noise 2.5 (see test_bgformer)
+    old = scc.settings.verbosity
+    scc.settings.verbosity = 1
+    try:
+        adata = synthetic(n_cells=600, n_genes=200, n_clusters=4, random_state=0)
+        y = adata.obs["cell_type"].cat.codes.to_numpy()
+        params = dict(n_anchors=16, n_heads=2, d_model=64, n_latent=16, batch_size=128, lr=3e-3,
+                      pretrain_steps=300, cluster_steps=60, device="cpu")  # fmt: skip
+        model = BGFormer(None, random_state=0, resolution="auto", **params).fit(adata.copy())
+    finally:
+        scc.settings.verbosity = old
+    assert model.resolution_ in RESOLUTION_GRID
+    assert len(model.resolution_table_) == len(RESOLUTION_GRID)
+    assert 4 <= model.n_clusters_ <= 5
+    assert ari(y, model.labels_) >= 0.9
