@@ -229,6 +229,8 @@ class ClusterModel:
         "soft_assignments_",
         "embedding_",
         "cluster_ids_",
+        "resolution_",
+        "resolution_table_",
     )
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:

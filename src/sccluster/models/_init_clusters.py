@@ -97,6 +97,8 @@ def choose_resolution(
     """
     from sklearn.metrics import adjusted_rand_score
 
+    check_number("n_subsets", n_subsets, 2, integer=True)
+    check_number("subset_frac", subset_frac, 0.0, 1.0, lo_open=True)
     n = embedding.shape[0]
     m = int(round(subset_frac * n))
     if m <= 3 * n_neighbors:
@@ -104,18 +106,20 @@ def choose_resolution(
         return ResolutionChoice(1.0)
     rng = np.random.default_rng(seed)
     subsets = [np.sort(rng.choice(n, m, replace=False)) for _ in range(n_subsets)]
-    parts = np.full((n_subsets, len(grid), n), -1, dtype=np.int64)
+    parts = np.empty((n_subsets, len(grid), m), dtype=np.int32)  # each subsample's labels of its own cells
     for b, idx in enumerate(subsets):
-        graph = _knn_graph(embedding[idx], seed + b, n_neighbors)
+        sub_seed = (seed + b) % 2**32  # scanpy and pynndescent take seeds below 2**32
+        graph = _knn_graph(embedding[idx], sub_seed, n_neighbors)
         for j, res in enumerate(grid):
-            parts[b, j, idx] = _leiden(graph, res, seed + b)
+            parts[b, j] = _leiden(graph, res, sub_seed)
+    pairs = []
+    for a in range(n_subsets):
+        for b in range(a + 1, n_subsets):
+            _, in_a, in_b = np.intersect1d(subsets[a], subsets[b], assume_unique=True, return_indices=True)
+            pairs.append((a, b, in_a, in_b))
     table = []
     for j, res in enumerate(grid):
-        scores = []
-        for a in range(n_subsets):
-            for b in range(a + 1, n_subsets):
-                shared = (parts[a, j] >= 0) & (parts[b, j] >= 0)
-                scores.append(adjusted_rand_score(parts[a, j, shared], parts[b, j, shared]))
+        scores = [adjusted_rand_score(parts[a, j, in_a], parts[b, j, in_b]) for a, b, in_a, in_b in pairs]
         k = float(np.median([parts[b, j].max() + 1 for b in range(n_subsets)]))
         table.append({"resolution": res, "stability": float(np.mean(scores)),
                       "stability_sd": float(np.std(scores)), "n_clusters": k})  # fmt: skip
