@@ -7,13 +7,14 @@ Example::
         --variant default: --variant relaxed:marginal_relaxation=1.0
 
 For every dataset and variant the method is fitted once per seed, with k given (the number of label
-categories, as in the main tables), on the counts alone (as ``run.py`` does). The table gives the mean
-ARI between the partitions of every pair of seeds. The labels only set k; they score nothing here.
+categories, as in the main tables) or, with ``--k auto``, with ``n_clusters=None``, on the counts alone
+(as ``run.py`` does). The table gives the mean ARI between the partitions of every pair of seeds. The
+labels only set k (none at all with ``--k auto``); they score nothing here.
 Each fit runs in this process, one after the other; run one invocation per dataset to use more cores
 (``--csv`` per invocation, then ``--from-csv`` on the concatenation).
 
-``--from-csv`` also takes a CSV of ``run.py``, which keeps every run's partition: its finished k-given
-runs of ``--method`` become the variants, named by their parameters (``default`` for none), so the
+``--from-csv`` also takes a CSV of ``run.py``, which keeps every run's partition: its finished runs of
+``--method`` in the ``--k`` mode become the variants, named by their parameters (``default`` for none), so the
 agreement of a grid that has already run costs no refit.
 """
 
@@ -48,7 +49,9 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, params
 
 
-def fit_labels(method: str, path: Path, params: dict, seed: int) -> tuple[list[int], int, float]:
+def fit_labels(
+    method: str, path: Path, params: dict, seed: int, k_mode: str = "given"
+) -> tuple[list[int], int, float]:
     import sccluster as scc
     from sccluster.models import get_model_class
 
@@ -56,20 +59,20 @@ def fit_labels(method: str, path: Path, params: dict, seed: int) -> tuple[list[i
     labels, adata = C.counts_only(scc.read(path), R.LABEL_KEY)
     start = time.perf_counter()
     scc.pp.prepare(adata)
-    k = len(set(labels))
+    k = len(set(labels)) if k_mode == "given" else None
     model = get_model_class(method)(n_clusters=k, random_state=seed, **params).fit(adata)
-    return model.labels_.tolist(), k, time.perf_counter() - start
+    return model.labels_.tolist(), int(model.n_clusters_), time.perf_counter() - start
 
 
-def from_run_csv(df, method: str, datasets: list[str], seeds: list[int]):
-    """The finished k-given runs of ``method`` in a ``run.py`` CSV, in this script's columns.
+def from_run_csv(df, method: str, datasets: list[str], seeds: list[int], k_mode: str = "given"):
+    """The finished runs of ``method`` in ``k_mode`` in a ``run.py`` CSV, in this script's columns.
 
     Only the named datasets (all for ``all``) and seeds are kept; a CSV that holds the same run twice
     is refused (two copies of one seed would agree perfectly), and runs without a partition are named.
     """
     import pandas as pd
 
-    runs = df[(df["method"] == method) & (df["k_mode"] == "given") & (df["status"] == "ok")]
+    runs = df[(df["method"] == method) & (df["k_mode"] == k_mode) & (df["status"] == "ok")]
     runs = runs[runs["seed"].astype(float).astype(int).isin(seeds)]
     if datasets not in (["all"], []):
         runs = runs[runs["dataset"].isin([Path(d).stem for d in datasets])]
@@ -80,12 +83,13 @@ def from_run_csv(df, method: str, datasets: list[str], seeds: list[int]):
               "partition in the CSV (run by an older run.py); left out", file=sys.stderr)
     runs = runs[has]
     if runs.empty:
-        sys.exit(f"error: the CSV holds no finished k-given run of {method!r} with its partition for the "
+        sys.exit(f"error: the CSV holds no finished k-{k_mode} run of {method!r} with its partition for the "
                  "datasets and seeds named; rerun them with this version of run.py")
     params = runs["params"].fillna("").astype(str)
     return pd.DataFrame({
         "dataset": runs["dataset"], "variant": [C.params_label(p) or "default" for p in params],
-        "params": params, "seed": runs["seed"], "n_clusters": runs["true_k"], "time_s": runs["time_s"],
+        "params": params, "seed": runs["seed"], "time_s": runs["time_s"],
+        "n_clusters": runs["true_k" if k_mode == "given" else "k_found"],
         "labels": runs["partition"], "git_commit": runs["git_commit"],
     }, columns=COLUMNS)
 
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--variant", action="append", default=[], metavar="NAME:PARAM=VALUE,...")
+    p.add_argument("--k", choices=["given", "auto"], default="given",
+                   help="n_clusters = the number of label categories (given) or None (auto)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
     C.add_output_args(p, "<method>-stability")
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_csv:
         df, csv_path = pd.read_csv(args.from_csv), args.from_csv
         if "partition" in df or "method" in df:  # a run.py CSV
-            df = from_run_csv(df, args.method, args.datasets, args.seeds)
+            df = from_run_csv(df, args.method, args.datasets, args.seeds, args.k)
     else:
         files = R.find_datasets(Path(args.data_dir or P.default_data_dir()), args.datasets)
         variants = [parse_variant(v) for v in args.variant] or [("default", {})]
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         commit, rows = P.git_commit(), []
         for f, (name, params), seed in itertools.product(files, variants, args.seeds):
-            labels, k, secs = fit_labels(args.method, f, params, seed)
+            labels, k, secs = fit_labels(args.method, f, params, seed, args.k)
             rows.append({"dataset": f.stem, "variant": name, "params": json.dumps(params, sort_keys=True),
                          "seed": seed, "n_clusters": k, "time_s": secs, "labels": json.dumps(labels),
                          "git_commit": commit})

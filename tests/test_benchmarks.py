@@ -370,6 +370,13 @@ def test_harness_end_to_end(tmp_path):
     twice.write_text("".join(lines) + "".join(lines[1:]))
     with pytest.raises(SystemExit, match="repeat a run"):
         stability.main([*stab_argv[:-1], str(twice), "--no-markdown"])
+    # --k auto takes the k-auto runs only: none here, then the same runs relabelled as k auto
+    with pytest.raises(SystemExit, match="no finished k-auto run of 'kmeans'"):
+        stability.main([*stab_argv, "--k", "auto", "--no-markdown"])
+    auto = tmp_path / "auto.csv"
+    auto.write_text(csv_path.read_text().replace(",tiny,given,", ",tiny,auto,"))
+    assert stability.main([*stab_argv[:-1], str(auto), "--k", "auto", "--markdown", str(out)]) == 0
+    assert f"| tiny | {pair:.3f} ({pair:.3f}–{pair:.3f}) |" in out.read_text()
 
 
 def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):

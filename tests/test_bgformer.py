@@ -75,26 +75,31 @@ def test_loss_falls_during_training(fitted):
 
 def test_estimates_k_without_labels(data):
     adata, y = data
-    # The k-estimation machinery (Leiden on the embedding, small clusters merged, empty centres dropped)
-    # on the small test network. At the default noise_std=2.5 this network over-splits (7-9 clusters for
-    # 4 groups after 300-600 steps, none mixed); the full default finds 5 (slow test below), so the
-    # small network keeps noise_std=1.0 here.
-    model = BGFormer(None, random_state=0, **{**SMALL, "noise_std": 1.0}).fit(adata.copy())
-    # Leiden on the learned embedding may split a planted group (k found 6-7 over seeds 0-4 here)
-    # but must not mix groups: every cluster found lies within one planted group
-    assert 4 <= model.n_clusters_ <= 8
+    # k estimated on the small test network at the default noise and resolution="auto" (default): Leiden
+    # at the fixed resolution 1.0 over-splits this embedding (7-9 clusters for the 4 groups); the
+    # resolution chosen by subsample stability finds the groups
+    model = BGFormer(None, random_state=0, **SMALL).fit(adata.copy())
+    assert model.resolution_ < 1.0
+    assert 4 <= model.n_clusters_ <= 5
     assert ari(y, model.labels_) >= 0.9
     table = pd.crosstab(model.labels_, y).to_numpy()
-    assert table.max(axis=1).sum() / table.sum() >= 0.98
+    assert table.max(axis=1).sum() / table.sum() >= 0.98  # no cluster mixes planted groups
     # centres left empty by DEC are dropped: labels are 0..k-1 and columns match k found
     assert model.soft_assignments_.shape[1] == model.n_clusters_
     assert set(np.unique(model.labels_)) == set(range(model.n_clusters_))
     np.testing.assert_array_equal(model.predict(adata.copy()), model.labels_)
 
 
+def test_fixed_resolution_is_used_as_given(data):
+    adata, _ = data
+    params = {**SMALL, "pretrain_steps": 40, "cluster_steps": 0}
+    model = BGFormer(None, random_state=0, resolution=1.0, **params).fit(adata.copy())
+    assert model.resolution_ == 1.0 and model.resolution_table_ == []
+
+
 @pytest.mark.slow
 def test_default_model_estimates_k_without_labels(data):
-    # the shipped defaults (about 100 s): 5 clusters for the 4 planted groups on seeds 0 and 1, none mixed
+    # the shipped defaults (about 100 s; resolution by stability): 4-6 clusters for 4 groups, none mixed
     adata, y = data
     model = BGFormer(None, random_state=0, device="cpu").fit(adata.copy())
     assert 4 <= model.n_clusters_ <= 6

@@ -11,8 +11,7 @@ import sccluster as scc
 from sccluster import InputError
 from sccluster.datasets import synthetic
 from sccluster.metrics import ari
-from sccluster.models import BGFormer, SiameseClu
-from sccluster.models import choose_resolution
+from sccluster.models import BGFormer, SiameseClu, choose_resolution
 from sccluster.models._init_clusters import RESOLUTION_GRID, initial_clusters, leiden_labels
 
 
@@ -111,21 +110,3 @@ def test_models_report_the_choice_and_keep_it_when_saved(cls, tmp_path):
     assert loaded.resolution_ == model.resolution_ and loaded.resolution_table_ == model.resolution_table_
     given = cls(3, random_state=0, pretrain_steps=5, cluster_steps=0, device="cpu").fit(adata.copy())
     assert given.resolution_ is None and given.resolution_table_ == []
-
-
-@pytest.mark.slow
-def test_bgformer_with_auto_resolution_finds_planted_groups():
-    # the small test network over-splits 4 planted groups at resolution 1.0 and noise 2.5 (7-9 clusters,
-    # see test_bgformer); with the resolution chosen by stability it finds 4 (seed 0, about 40 s)
-    old = scc.settings.verbosity
-    scc.settings.verbosity = 1
-    try:
-        adata = synthetic(n_cells=600, n_genes=200, n_clusters=4, random_state=0)
-        y = adata.obs["cell_type"].cat.codes.to_numpy()
-        params = dict(n_anchors=16, n_heads=2, d_model=64, n_latent=16, batch_size=128, lr=3e-3,
-                      pretrain_steps=300, cluster_steps=60, device="cpu")  # fmt: skip
-        model = BGFormer(None, random_state=0, resolution="auto", **params).fit(adata.copy())
-    finally:
-        scc.settings.verbosity = old
-    assert 4 <= model.n_clusters_ <= 5
-    assert ari(y, model.labels_) >= 0.9
