@@ -275,7 +275,8 @@ def commits_line(rows) -> str:
     """Markdown line naming the commits the rows were run at, with the number of runs at each."""
     import pandas as pd
 
-    commits = pd.Series([r.get("git_commit") for r in rows], dtype=object).fillna("unknown").astype(str)
+    names = [r.get("git_commit") for r in rows]
+    commits = pd.Series(["unknown" if c is None or c != c else str(c) for c in names], dtype=object)  # c != c: NaN
     counts = commits.value_counts(sort=False)
     parts = [f"`{c}` ({n} run{'s' if n != 1 else ''})" for c, n in counts.items()]
     if len(parts) > 1:
