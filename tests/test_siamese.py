@@ -142,6 +142,8 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(target_interval=0).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="max_value"):
         SiameseClu(max_value=-1.0).fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="noise_std"):
+        SiameseClu(noise_std=-0.5).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="use_fusion must be True or False"):
         SiameseClu(use_fusion="no").fit(_synthetic_base.copy())
 
@@ -203,3 +205,29 @@ def test_training_batches_never_repeat_a_cell(_synthetic_base, monkeypatch):
     assert all(len(np.unique(idx)) == len(idx) for idx in training)
     covered = np.unique(np.concatenate(training))
     assert len(covered) == _synthetic_base.n_obs  # every cell is still visited
+
+
+def test_expression_views_get_additive_noise(_synthetic_base, monkeypatch):
+    """With ``noise_std`` each expression view is the scaled input plus N(0, noise_std^2) noise, drawn
+    afresh for every view and step; with 0 the views are the input itself."""
+    from sccluster.models import _siamese_train
+
+    diffs: list[torch.Tensor] = []
+    original = _siamese_train.Trainer._augment
+
+    def recording(self, x):
+        out = original(self, x)
+        diffs.append((out - x).detach())
+        return out
+
+    monkeypatch.setattr(_siamese_train.Trainer, "_augment", recording)
+    params = {**FAST, "pretrain_steps": 5, "cluster_steps": 0, "feature_noise": 0.0, "gene_mask": 0.0}
+    SiameseClu(n_clusters=4, noise_std=2.0, **params).fit(_synthetic_base.copy())
+    assert len(diffs) == 10  # two views per step
+    noise = torch.cat(diffs)
+    assert float(noise.mean()) == pytest.approx(0.0, abs=0.02)
+    assert float(noise.std()) == pytest.approx(2.0, rel=0.02)
+    assert not torch.equal(diffs[0], diffs[1])
+    diffs.clear()
+    SiameseClu(n_clusters=4, noise_std=0.0, **params).fit(_synthetic_base.copy())
+    assert all(float(d.abs().max()) == 0.0 for d in diffs)

@@ -67,6 +67,9 @@ class SiameseClu(ClusterModel):
     edge_drop, feature_noise, gene_mask
         Augmentation: fraction of edges dropped per graph view, std of the multiplicative
         N(1, σ²) expression noise, fraction of genes masked per expression view.
+    noise_std
+        Std of additive Gaussian noise on the scaled expression of each view (the denoising
+        autoencoder's corruption, as BGFormer's ``noise_std``); ``0`` adds none.
     n_latent, n_hidden, n_anchors
         Embedding width, first hidden width, anchor tokens of the global step.
     sinkhorn_iters, sinkhorn_power, proportion_momentum
@@ -113,6 +116,7 @@ class SiameseClu(ClusterModel):
         edge_drop: float = 0.2,
         feature_noise: float = 0.1,
         gene_mask: float = 0.1,
+        noise_std: float = 0.0,
         n_latent: int = 32,
         n_hidden: int = 256,
         n_anchors: int = 32,
@@ -141,6 +145,7 @@ class SiameseClu(ClusterModel):
         self.n_neighbors, self.graph_weights, self.n_pcs = n_neighbors, graph_weights, n_pcs
         self.ppr_alpha, self.ppr_steps = ppr_alpha, ppr_steps
         self.edge_drop, self.feature_noise, self.gene_mask = edge_drop, feature_noise, gene_mask
+        self.noise_std = noise_std
         self.n_latent, self.n_hidden, self.n_anchors = n_latent, n_hidden, n_anchors
         self.sinkhorn_iters, self.sinkhorn_power, self.proportion_momentum = sinkhorn_iters, sinkhorn_power, proportion_momentum
         self.marginal_relaxation = marginal_relaxation
@@ -162,6 +167,7 @@ class SiameseClu(ClusterModel):
         check_number("edge_drop", self.edge_drop, 0.0, 0.5)
         check_number("feature_noise", self.feature_noise, 0.0)
         check_number("gene_mask", self.gene_mask, 0.0, 0.9)
+        check_number("noise_std", self.noise_std, 0.0)
         for name in ("n_latent", "n_hidden", "n_anchors", "sinkhorn_iters", "batch_size", "target_interval"):
             check_number(name, getattr(self, name), 1, integer=True)
         check_number("pretrain_steps", self.pretrain_steps, 1, integer=True)
@@ -208,7 +214,7 @@ class SiameseClu(ClusterModel):
         cfg = TrainConfig(
             batch_size=self.batch_size, lr=self.lr, pretrain_steps=self.pretrain_steps, cluster_steps=self.cluster_steps,
             ppr_alpha=self.ppr_alpha, ppr_steps=self.ppr_steps, edge_drop=self.edge_drop, feature_noise=self.feature_noise,
-            gene_mask=self.gene_mask, sinkhorn_iters=self.sinkhorn_iters, sinkhorn_power=self.sinkhorn_power,
+            gene_mask=self.gene_mask, noise_std=self.noise_std, sinkhorn_iters=self.sinkhorn_iters, sinkhorn_power=self.sinkhorn_power,
             proportion_momentum=self.proportion_momentum, marginal_relaxation=self.marginal_relaxation,
             correlation_weight=self.correlation_weight,
             cluster_weight=self.cluster_weight, target_interval=self.target_interval,

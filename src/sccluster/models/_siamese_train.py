@@ -45,6 +45,7 @@ class TrainConfig:
     edge_drop: float
     feature_noise: float
     gene_mask: float
+    noise_std: float
     sinkhorn_iters: int
     sinkhorn_power: float
     proportion_momentum: float
@@ -108,6 +109,8 @@ class Trainer:
         c = self.cfg
         noise = 1.0 + c.feature_noise * torch.randn(x.shape, generator=self.gen)
         keep = (torch.rand(x.shape[1], generator=self.gen) >= c.gene_mask).float()
+        if c.noise_std > 0:  # no draw at 0, so the random stream is that of a model without it
+            x = x + c.noise_std * torch.randn(x.shape, generator=self.gen).to(self.device)
         return x * (noise * keep).to(self.device)
 
     # ------------------------------------------------------------------ one step
