@@ -137,6 +137,8 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(edge_drop=0.9).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="marginal_relaxation"):
         SiameseClu(marginal_relaxation=0.0).fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="proportion_estimate"):
+        SiameseClu(proportion_estimate="hard").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="graph_weights"):
         SiameseClu(graph_weights="heat").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="target_interval"):
@@ -183,6 +185,13 @@ def test_unbalanced_sinkhorn_target_recovers_planted_clusters(_synthetic_base):
     adata = _synthetic_base.copy()
     model = SiameseClu(n_clusters=4, random_state=0, marginal_relaxation=1.0, **FAST).fit(adata)
     assert model.n_clusters_ == 4
+    assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
+    assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_sharpened_proportions_recover_planted_clusters(_synthetic_base):
+    adata = _synthetic_base.copy()
+    model = SiameseClu(n_clusters=4, random_state=0, proportion_estimate="sharpened", **FAST).fit(adata)
     assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
     assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
 

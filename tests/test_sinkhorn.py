@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from sccluster.ot import BalancedTarget, sinkhorn, sinkhorn_target
@@ -109,3 +110,25 @@ def test_relaxed_target_pulls_unequal_clusters_less_towards_equal_sizes():
     sharpened = torch.softmax(2 * log_q, dim=1).mean(0)  # q^2 normalised, no column constraint
     np.testing.assert_allclose(held.numpy(), pi.numpy(), atol=1e-3)
     assert held[0] < relaxed[0] < sharpened[0]
+
+
+def test_sharpened_estimate_tracks_the_target_masses_before_the_column_constraint():
+    # the same unequal partition as above: 0.9 / 0.1 of the cells, each 0.7 sure of its cluster
+    log_q = torch.tensor([[0.7, 0.3]] * 900 + [[0.3, 0.7]] * 100, dtype=torch.float64).log()
+    soft = BalancedTarget.from_log_q(log_q.numpy(), n_iters=500)
+    sharp = BalancedTarget.from_log_q(log_q.numpy(), n_iters=500, estimate="sharpened")
+    unconstrained = torch.softmax(2 * log_q, dim=1).mean(0)  # q^2 per row, normalised
+    np.testing.assert_allclose(soft.pi.numpy(), log_q.exp().mean(0).numpy(), atol=1e-12)
+    np.testing.assert_allclose(sharp.pi.numpy(), unconstrained.numpy(), atol=1e-12)
+    assert soft.pi[0] < sharp.pi[0] < 0.9  # flatter than the partition, but less so than q
+    # with those columns the balanced plan leaves the sharpened masses as they are
+    np.testing.assert_allclose(sharp(log_q).mean(0).numpy(), unconstrained.numpy(), atol=1e-3)
+    # and the update moves towards the batch's sharpened masses (from a wrong start)
+    moved = BalancedTarget(torch.tensor([0.5, 0.5]), momentum=0.5, estimate="sharpened")
+    moved(log_q)
+    np.testing.assert_allclose(moved.pi.numpy(), 0.5 * 0.5 + 0.5 * unconstrained.numpy(), atol=1e-12)
+
+
+def test_unknown_estimate_is_rejected():
+    with pytest.raises(ValueError, match="estimate"):
+        BalancedTarget(torch.tensor([0.5, 0.5]), estimate="hard")

@@ -43,6 +43,7 @@ import numpy as np
 from .._errors import InputError
 from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
+from ..ot._balanced import ESTIMATES
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, initial_clusters
 from ._params import check_flag, check_max_value, check_number
@@ -84,6 +85,10 @@ class SiameseClu(ClusterModel):
         proportions. A positive ``ρ``: unbalanced Sinkhorn that only pulls them towards the
         proportions with weight ``ρ`` (see :class:`sccluster.ot.BalancedTarget`: the balanced
         target evens cluster sizes out).
+    proportion_estimate
+        What the running proportions track: ``"soft"`` (default), the mean soft assignment ``q``;
+        ``"sharpened"``, the mean of ``q^sinkhorn_power`` normalised per cell, the cluster masses of
+        the target before its column constraint (see :class:`sccluster.ot.BalancedTarget`).
     correlation_weight, cluster_weight
         Weights of the cross-correlation losses and of the clustering KL.
     target_interval
@@ -131,6 +136,7 @@ class SiameseClu(ClusterModel):
         sinkhorn_power: float = 2.0,
         proportion_momentum: float = 0.99,
         marginal_relaxation: float | None = None,
+        proportion_estimate: str = "soft",
         correlation_weight: float = 1.0,
         cluster_weight: float = 1.0,
         target_interval: int = 100,
@@ -156,6 +162,7 @@ class SiameseClu(ClusterModel):
         self.n_latent, self.n_hidden, self.n_anchors = n_latent, n_hidden, n_anchors
         self.sinkhorn_iters, self.sinkhorn_power, self.proportion_momentum = sinkhorn_iters, sinkhorn_power, proportion_momentum
         self.marginal_relaxation = marginal_relaxation
+        self.proportion_estimate = proportion_estimate
         self.correlation_weight, self.cluster_weight = correlation_weight, cluster_weight
         self.target_interval = target_interval
         self.lr, self.batch_size = lr, batch_size
@@ -190,6 +197,9 @@ class SiameseClu(ClusterModel):
         check_max_value(self.max_value)
         for name in ("use_augmentation", "use_correlation", "use_fusion", "use_sinkhorn"):
             check_flag(name, getattr(self, name))
+        if self.proportion_estimate not in ESTIMATES:
+            msg = f"proportion_estimate must be one of {ESTIMATES}, got {self.proportion_estimate!r}"
+            raise InputError(msg)
         if self.graph_weights not in ("adaptive", "binary"):
             msg = f"graph_weights must be 'adaptive' or 'binary', got {self.graph_weights!r}"
             raise InputError(msg)
@@ -223,7 +233,7 @@ class SiameseClu(ClusterModel):
             ppr_alpha=self.ppr_alpha, ppr_steps=self.ppr_steps, edge_drop=self.edge_drop, feature_noise=self.feature_noise,
             gene_mask=self.gene_mask, noise_std=self.noise_std, sinkhorn_iters=self.sinkhorn_iters, sinkhorn_power=self.sinkhorn_power,
             proportion_momentum=self.proportion_momentum, marginal_relaxation=self.marginal_relaxation,
-            correlation_weight=self.correlation_weight,
+            proportion_estimate=self.proportion_estimate, correlation_weight=self.correlation_weight,
             cluster_weight=self.cluster_weight, target_interval=self.target_interval,
             use_augmentation=self.use_augmentation,
             use_correlation=self.use_correlation, use_sinkhorn=self.use_sinkhorn,

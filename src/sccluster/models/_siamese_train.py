@@ -50,6 +50,7 @@ class TrainConfig:
     sinkhorn_power: float
     proportion_momentum: float
     marginal_relaxation: float | None
+    proportion_estimate: str
     correlation_weight: float
     cluster_weight: float
     target_interval: int
@@ -185,7 +186,7 @@ class Trainer:
         c = self.cfg
         self.target = BalancedTarget.from_log_q(
             log_q_all, self.device, power=c.sinkhorn_power, momentum=c.proportion_momentum, n_iters=c.sinkhorn_iters,
-            relaxation=c.marginal_relaxation,
+            relaxation=c.marginal_relaxation, estimate=c.proportion_estimate,
         )
 
     @property

@@ -48,6 +48,14 @@ class BalancedTarget:
         partition on cellbench (sizes unchanged), 0.89 on worm_neuron (0.80 balanced) and 0.93 on
         pbmc_4k (0.86), emptied no centre, and kept 0.46 on paul15 (0.50). Benchmark grid, k given,
         3 seeds: mean ARI 0.564 vs 0.532 balanced (BENCHMARKS.md, ``siamese-relaxed``); opt-in.
+    estimate
+        What the proportions track. ``"soft"`` (default): the batch's mean soft assignment ``q``.
+        ``"sharpened"``: the batch's mean of ``q^power`` with each row normalised, i.e. the cluster
+        masses of the target before any column constraint. The plan is built from ``q^power``, so
+        with these columns the constraint removes no systematic mass from large clusters (the bias
+        described above); only the batch's departure from them is corrected. Unlike hard (argmax)
+        sizes, the estimate is smooth and does not depend on ``pi`` itself, so it does not feed
+        back on its own. The initial proportions (:meth:`from_log_q`) use the same estimate.
     """
 
     def __init__(
@@ -58,18 +66,27 @@ class BalancedTarget:
         momentum: float = 0.99,
         n_iters: int = 100,
         relaxation: float | None = None,
+        estimate: str = "soft",
     ) -> None:
+        if estimate not in ESTIMATES:
+            msg = f"estimate must be one of {ESTIMATES}, got {estimate!r}"
+            raise ValueError(msg)
         pi = proportions.detach().to(torch.float64)
         self.pi = pi / pi.sum()
         self.power = power
         self.momentum = momentum
         self.n_iters = n_iters
         self.relaxation = relaxation
+        self.estimate = estimate
 
     @classmethod
     def from_log_q(cls, log_q: np.ndarray, device=None, **kwargs) -> BalancedTarget:
-        """Start from the mean soft assignment of ``log_q`` ``(n, K)`` (all cells or a sample)."""
-        pi = torch.as_tensor(np.exp(log_q).mean(0), dtype=torch.float64, device=device)
+        """Start from the proportions of ``log_q`` ``(n, K)`` (all cells or a sample), as ``estimate`` says."""
+        if kwargs.get("estimate", "soft") == "soft":
+            pi = torch.as_tensor(np.exp(log_q).mean(0), dtype=torch.float64, device=device)
+        else:
+            lq = torch.as_tensor(np.asarray(log_q), dtype=torch.float64, device=device)
+            pi = batch_proportions(lq, kwargs["estimate"], kwargs.get("power", 2.0))
         return cls(pi, **kwargs)
 
     def __call__(self, log_q: torch.Tensor) -> torch.Tensor:
@@ -79,5 +96,16 @@ class BalancedTarget:
             log_q, self.pi, power=self.power, n_iters=self.n_iters, col_relaxation=self.relaxation
         )
         m = self.momentum
-        self.pi = m * self.pi + (1.0 - m) * log_q.exp().mean(0).double()
+        self.pi = m * self.pi + (1.0 - m) * batch_proportions(log_q, self.estimate, self.power)
         return target
+
+
+ESTIMATES = ("soft", "sharpened")
+
+
+def batch_proportions(log_q: torch.Tensor, estimate: str, power: float) -> torch.Tensor:
+    """Cluster proportions ``(K,)``, float64, of a batch's ``log q`` ``(B, K)``: mean of ``q`` (``"soft"``)
+    or of ``q^power`` normalised per row (``"sharpened"``)."""
+    if estimate == "sharpened":
+        return torch.softmax(power * log_q.double(), dim=1).mean(0)
+    return log_q.exp().mean(0).double()
