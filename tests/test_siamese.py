@@ -189,9 +189,9 @@ def test_unbalanced_sinkhorn_target_recovers_planted_clusters(_synthetic_base):
     assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
 
 
-def test_sharpened_proportions_recover_planted_clusters(_synthetic_base):
+def test_soft_proportions_recover_planted_clusters(_synthetic_base):
     adata = _synthetic_base.copy()
-    model = SiameseClu(n_clusters=4, random_state=0, proportion_estimate="sharpened", **FAST).fit(adata)
+    model = SiameseClu(n_clusters=4, random_state=0, proportion_estimate="soft", **FAST).fit(adata)
     assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
     assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
 
