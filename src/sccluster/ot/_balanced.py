@@ -87,12 +87,11 @@ class BalancedTarget:
     @classmethod
     def from_log_q(cls, log_q: np.ndarray, device=None, **kwargs) -> BalancedTarget:
         """Start from the proportions of ``log_q`` ``(n, K)`` (all cells or a sample), as ``estimate`` says."""
-        if kwargs.get("estimate", "soft") == "soft":
-            pi = torch.as_tensor(np.exp(log_q).mean(0), dtype=torch.float64, device=device)
-        else:
-            lq = torch.as_tensor(np.asarray(log_q), dtype=torch.float64, device=device)
-            pi = batch_proportions(lq, kwargs["estimate"], kwargs.get("power", 2.0))
-        return cls(pi, **kwargs)
+        lq = torch.as_tensor(np.asarray(log_q), dtype=torch.float64, device=device)
+        target = cls(torch.ones(lq.shape[1], dtype=torch.float64, device=device), **kwargs)
+        pi = batch_proportions(lq, target.estimate, target.power)
+        target.pi = pi / pi.sum()
+        return target
 
     def __call__(self, log_q: torch.Tensor) -> torch.Tensor:
         """Target ``(B, K)`` for the batch's ``log q``; then update the proportions."""
