@@ -219,3 +219,16 @@ def test_interrupt_exits_130_without_output(small, tmp_path, monkeypatch, capsys
     assert code == 130
     assert len(err) == 1 and err[0].startswith("error: ")
     assert not out.exists()
+
+
+def test_cuda_index_beyond_the_machine_is_an_input_error(monkeypatch):
+    import torch
+
+    from sccluster import InputError
+    from sccluster._utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(InputError, match="1 CUDA device"):
+        resolve_device("cuda:3")

@@ -150,6 +150,46 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(noise_std=-0.5).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="use_fusion must be True or False"):
         SiameseClu(use_fusion="no").fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="batch_size"):  # one cell has no cross-cell correlation
+        SiameseClu(batch_size=1).fit(_synthetic_base.copy())
+
+
+def test_fit_and_load_leave_the_callers_torch_random_stream_alone(_synthetic_base, tmp_path):
+    params = {**FAST, "pretrain_steps": 5, "cluster_steps": 2}
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    model = SiameseClu(n_clusters=3, random_state=0, **params).fit(_synthetic_base.copy())
+    torch.testing.assert_close(torch.rand(3), expected)
+    model.save(tmp_path / "m.pt")
+    torch.manual_seed(123)
+    SiameseClu.load(tmp_path / "m.pt", device="cpu")
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_set_params_after_fit_waits_for_the_next_fit(fitted, tmp_path):
+    """predict and save use the hyperparameters of the fit; new ones only shape the next fit."""
+    adata, model = fitted
+    before = model.predict(adata[:100])
+    changed = SiameseClu.load(_saved(model, tmp_path / "a.pt"), device="cpu")
+    changed.set_params(n_neighbors=3, ppr_alpha=0.9, n_latent=8, n_hidden=16)
+    np.testing.assert_array_equal(changed.predict(adata[:100]), before)
+    reloaded = SiameseClu.load(_saved(changed, tmp_path / "b.pt"), device="cpu")
+    np.testing.assert_array_equal(reloaded.predict(adata[:100]), before)
+    assert reloaded.get_params()["n_latent"] == model.get_params()["n_latent"]
+
+
+def _saved(model, path):
+    model.save(path)
+    return path
+
+
+def test_undiffused_graph_features_are_rebuilt_exactly_for_new_cells(_synthetic_base):
+    """With ppr_steps=0 the graph view is the PCA scores, for training and for new cells alike."""
+    params = {**FAST, "pretrain_steps": 10, "cluster_steps": 0, "ppr_steps": 0}
+    adata = _synthetic_base.copy()
+    model = SiameseClu(n_clusters=3, random_state=0, **params).fit(adata)
+    np.testing.assert_allclose(model.transform(adata), model.embedding_, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("interval", "runs"), [(100, [5, 5, 2]), (2, [2] * 6)])

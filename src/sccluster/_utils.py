@@ -39,6 +39,25 @@ def make_generators(seed: int):
     return rng, gen
 
 
+@contextlib.contextmanager
+def seeded_torch(seed: int, device=None) -> Iterator[None]:
+    """Seed torch's global generators inside the block and restore the caller's states after it.
+
+    The CPU generator is always forked and seeded; the CUDA generators only when ``device`` is a
+    CUDA device, the one case where a model draws from them (dropout on the GPU). So a fit is
+    reproducible from its seed and leaves the caller's own random streams where they were.
+    """
+    import torch
+
+    cuda = device is not None and torch.device(device).type == "cuda"
+    devices = list(range(torch.cuda.device_count())) if cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed_all(seed)
+        yield
+
+
 def resolve_device(device: str = "auto"):
     """Resolve ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"``/``"mps"`` to a :class:`torch.device`."""
     import torch
@@ -52,6 +71,9 @@ def resolve_device(device: str = "auto"):
         raise InputError(msg) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         msg = f"device {device!r} was requested but CUDA is not available; use device='cpu' or 'auto'"
+        raise InputError(msg)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        msg = f"device {device!r} was requested but this machine has {torch.cuda.device_count()} CUDA device(s); use 'cuda' or 'cuda:0'"
         raise InputError(msg)
     return dev
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -11,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._errors import InputError
-from .._utils import atomic_path, check_output_path, resolve_seed
+from .._utils import atomic_path, check_output_path, resolve_device, resolve_seed, seeded_torch
 from .._validation import check_adata, check_n_clusters
 from .._version import __version__
 
@@ -40,6 +41,9 @@ class ClusterModel:
     - ``history_``: list of per-epoch dicts (losses), empty for non-iterative methods.
     - ``fit_time_``: wall time of :meth:`fit` in seconds.
     - ``seed_``: the integer seed actually used.
+    - ``params_``: the hyperparameters of the fit (:meth:`get_params` when it started); :meth:`save`
+      writes these and new cells are embedded with them, so a later :meth:`set_params` only takes
+      effect at the next :meth:`fit`.
     """
 
     #: Name used by ``tl.cluster(method=...)`` and the CLI.
@@ -97,13 +101,16 @@ class ClusterModel:
         check_n_clusters(self.n_clusters, adata.n_obs)
         seed = resolve_seed(self.random_state)
         self._clear_fitted()
+        self.params_ = self.get_params()
         self.seed_ = seed
         self.history_: list[dict[str, float]] = []
         self.soft_assignments_: np.ndarray | None = None
         self.confidence_: np.ndarray | None = None
         start = time.perf_counter()
         try:
-            self._fit(adata, layer=layer)
+            device = self._torch_device()
+            with contextlib.nullcontext() if device is None else seeded_torch(seed, device):
+                self._fit(adata, layer=layer)
         except BaseException:
             self._clear_fitted()  # a failed (re)fit leaves an unfitted model, never a mix of two fits
             raise
@@ -116,6 +123,14 @@ class ClusterModel:
 
     def _fit(self, adata, *, layer: str | None) -> None:
         raise NotImplementedError
+
+    def _torch_device(self):
+        """The torch device a fit will use, ``None`` for methods without a ``device`` (they use no torch).
+
+        Resolved before any work, so a bad ``device`` is an input error up front; a method with a device
+        gets torch's global generators seeded from ``seed_`` for its fit, and the caller's restored.
+        """
+        return resolve_device(self.device) if "device" in self._param_names() else None
 
     def _clear_fitted(self) -> None:
         """Remove every learned attribute (public names ending in ``_``), so the model is unfitted."""
@@ -252,7 +267,7 @@ class ClusterModel:
             "format": MODEL_FORMAT,
             "sccluster_version": __version__,
             "class": type(self).__name__,
-            "params": self.get_params(),
+            "params": self.params_,
             "fitted": {k: getattr(self, k, None) for k in self._SAVED_ATTRS},
             "state": self._get_state(),
         }
@@ -262,6 +277,9 @@ class ClusterModel:
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> ClusterModel:
         """Load a model written by :meth:`save`.
+
+        The file is unpickled (``torch.load`` with ``weights_only=False``), which can run code: load
+        only model files you or a source you trust wrote.
 
         Raises :class:`InputError` when the file is missing, is not an sccluster model, holds another
         model class, or was written in an incompatible format version.
@@ -291,11 +309,14 @@ class ClusterModel:
         if payload["class"] != cls.__name__:
             msg = f"{str(path)!r} holds a {payload['class']} model; load it with {payload['class']}.load()"
             raise InputError(msg)
+        resolve_device(device)  # a bad device is the caller's error, not a mismatched file
         try:
             model = cls(**payload["params"])
+            model.params_ = model.get_params()
             for key, value in payload["fitted"].items():
                 setattr(model, key, value)
-            model._set_state(payload["state"], device)
+            with torch.random.fork_rng(devices=[]):  # building the net draws initial weights
+                model._set_state(payload["state"], device)
         except InputError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:

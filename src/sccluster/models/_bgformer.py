@@ -210,8 +210,7 @@ class BGFormer(ClusterModel):
         check_params(self)
         device = resolve_device(self.device)
         seed = self.seed_
-        rng, gen = make_generators(seed)
-        torch.manual_seed(seed)
+        rng, gen = make_generators(seed)  # torch's global generator: seeded by ClusterModel.fit
         t0 = time.perf_counter()
         self.genes_ = list(select_genes(adata, self.n_top_genes, layer=layer))
         source = CountSource(adata, genes=self.genes_, layer=layer)

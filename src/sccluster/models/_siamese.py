@@ -186,8 +186,9 @@ class SiameseClu(ClusterModel):
         check_number("feature_noise", self.feature_noise, 0.0)
         check_number("gene_mask", self.gene_mask, 0.0, 0.9)
         check_number("noise_std", self.noise_std, 0.0)
-        for name in ("n_latent", "n_hidden", "n_anchors", "sinkhorn_iters", "batch_size", "target_interval"):
+        for name in ("n_latent", "n_hidden", "n_anchors", "sinkhorn_iters", "target_interval"):
             check_number(name, getattr(self, name), 1, integer=True)
+        check_number("batch_size", self.batch_size, 2, integer=True)  # the correlation losses need two cells
         check_number("pretrain_steps", self.pretrain_steps, 1, integer=True)
         check_number("cluster_steps", self.cluster_steps, 0, integer=True)
         check_number("lr", self.lr, 0.0, lo_open=True)
@@ -243,21 +244,20 @@ class SiameseClu(ClusterModel):
             use_correlation=self.use_correlation, use_sinkhorn=self.use_sinkhorn,
         )  # fmt: skip
         data = TrainData(source=source, scaler=self.scaler_, x0=x0, adj=adj, h_full=h_full)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net_ = self._new_net(len(self.genes_), x0.shape[1], 1).to(device)
-            trainer = Trainer(self.net_, data, cfg, rng, gen, device)
-            trainer.run(self.pretrain_steps, cluster=False, desc="SiameseClu pretrain")
-            z = self._embed(source, h_full)
-            init = initial_clusters(z, self.n_clusters, seed, resolution=self.resolution)
-            self.resolution_, self.resolution_table_ = init.resolution, init.resolution_table
-            self.net_.set_centers(torch.as_tensor(init.centers))
-            if self.cluster_steps > 0:
-                trainer.opt.add_param_group({"params": [self.net_.centers]})
-                if self.use_sinkhorn:
-                    trainer.init_proportions(self._log_q(z))
-                trainer.run(self.cluster_steps, cluster=True, desc="SiameseClu cluster")
-            z = self._embed(source, h_full)
+        # torch's global generator was seeded by ClusterModel.fit and nothing above draws from it
+        self.net_ = self._new_net(len(self.genes_), x0.shape[1], 1).to(device)
+        trainer = Trainer(self.net_, data, cfg, rng, gen, device)
+        trainer.run(self.pretrain_steps, cluster=False, desc="SiameseClu pretrain")
+        z = self._embed(source, h_full)
+        init = initial_clusters(z, self.n_clusters, seed, resolution=self.resolution)
+        self.resolution_, self.resolution_table_ = init.resolution, init.resolution_table
+        self.net_.set_centers(torch.as_tensor(init.centers))
+        if self.cluster_steps > 0:
+            trainer.opt.add_param_group({"params": [self.net_.centers]})
+            if self.use_sinkhorn:
+                trainer.init_proportions(self._log_q(z))
+            trainer.run(self.cluster_steps, cluster=True, desc="SiameseClu cluster")
+        z = self._embed(source, h_full)
         log_q = self._log_q(z)
         self.proportions_ = None if trainer.pi is None else trainer.pi.float().cpu().numpy()
         self.history_ = trainer.history
@@ -317,15 +317,18 @@ class SiameseClu(ClusterModel):
         from .. import graph
 
         if getattr(self, "_index", None) is None:
-            self._index = graph.NeighborIndex(self.x0_.astype(np.float32), self.n_neighbors, seed=self.seed_)
+            k = self.params_["n_neighbors"]
+            self._index = graph.NeighborIndex(self.x0_.astype(np.float32), k, seed=self.seed_)
         return self._index
 
     def _new_embedding(self, adata, layer: str | None) -> np.ndarray:
         source = CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
         x0_new = project_all(source, self.scaler_, self.projector_)
+        fitted = self.params_  # the graph of the fit, even after set_params
         h = new_cell_features(
             self._neighbor_index(), self.sigma_, self.degree_, self.h_, x0_new,
-            n_neighbors=self.n_neighbors, alpha=self.ppr_alpha, weights=self.graph_weights,
+            n_neighbors=fitted["n_neighbors"], alpha=fitted["ppr_alpha"], steps=fitted["ppr_steps"],
+            weights=fitted["graph_weights"],
         )  # fmt: skip
         return self._embed(source, h)
 
