@@ -325,10 +325,11 @@ class SiameseClu(ClusterModel):
         source = CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
         x0_new = project_all(source, self.scaler_, self.projector_)
         fitted = self.params_  # the graph of the fit, even after set_params
+        if fitted["ppr_steps"] == 0:  # undiffused graph view, as in training: no neighbours needed
+            return self._embed(source, x0_new)
         h = new_cell_features(
             self._neighbor_index(), self.sigma_, self.degree_, self.h_, x0_new,
-            n_neighbors=fitted["n_neighbors"], alpha=fitted["ppr_alpha"], steps=fitted["ppr_steps"],
-            weights=fitted["graph_weights"],
+            n_neighbors=fitted["n_neighbors"], alpha=fitted["ppr_alpha"], weights=fitted["graph_weights"],
         )  # fmt: skip
         return self._embed(source, h)
 

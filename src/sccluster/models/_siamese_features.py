@@ -92,18 +92,15 @@ def new_cell_features(
     *,
     n_neighbors: int,
     alpha: float,
-    steps: int,
     weights: str,
 ) -> np.ndarray:
     """Propagated features of new cells: neighbours among the training cells (``index``), attached to the
     training graph under its normalisation (``degree_ref``: the training cells' degrees; see
     :func:`sccluster.graph.ppr_extend`).
 
-    ``n_neighbors`` is capped at the number of training cells. With ``steps=0`` the training cells'
-    features are their PCA scores, undiffused, and so are the new cells'.
+    ``n_neighbors`` is capped at the number of training cells. This is the converged diffusion; a model
+    fitted with no diffusion steps uses the PCA scores instead and does not call it.
     """
-    if steps == 0:
-        return np.asarray(x0_new, dtype=np.float32)
     idx, dist = index.query(x0_new, n_neighbors)
     sigma_new = dist[:, -1]
     w = graph.edge_weights(dist, sigma_new, sigma_ref[idx], kind=weights)
