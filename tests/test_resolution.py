@@ -12,7 +12,7 @@ from sccluster import InputError
 from sccluster.datasets import synthetic
 from sccluster.metrics import ari
 from sccluster.models import BGFormer, SiameseClu, choose_resolution
-from sccluster.models._init_clusters import RESOLUTION_GRID, initial_clusters, leiden_labels
+from sccluster.models._init_clusters import RESOLUTION_GRID, initial_clusters, leiden_k_labels, leiden_labels
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,38 @@ def test_models_report_the_choice_and_keep_it_when_saved(cls, tmp_path):
     assert loaded.resolution_ == model.resolution_ and loaded.resolution_table_ == model.resolution_table_
     given = cls(3, random_state=0, pretrain_steps=5, cluster_steps=0, device="cpu").fit(adata.copy())
     assert given.resolution_ is None and given.resolution_table_ == []
+
+
+@pytest.fixture(scope="module")
+def uneven():
+    # seven groups of very different sizes, apart in 10 dimensions
+    rng = np.random.default_rng(0)
+    sizes = [400, 250, 120, 60, 300, 30, 90]
+    centres = rng.normal(0, 6, (len(sizes), 10))
+    x = np.concatenate([c + rng.normal(0, 1, (s, 10)) for c, s in zip(centres, sizes)]).astype(np.float32)
+    return x, np.repeat(np.arange(len(sizes)), sizes)
+
+
+@pytest.mark.parametrize("k", [3, 7, 12])
+def test_leiden_at_k_gives_exactly_k_clusters(uneven, k):
+    x, y = uneven
+    labels = leiden_k_labels(x, k, 0, min_size=7)
+    assert sorted(np.unique(labels)) == list(range(k))
+    if k == 7:  # the planted groups, small ones included
+        assert ari(y, labels) == pytest.approx(1.0)
+    else:  # merges or splits of the planted groups: each cluster lies within one group, or each group within one cluster
+        table = pd.crosstab(y, labels).to_numpy() > 0
+        assert (table.sum(axis=0) == 1).all() if k > 7 else (table.sum(axis=1) == 1).all()
+
+
+def test_leiden_start_gives_the_planted_centres_and_falls_back_to_kmeans(uneven):
+    x, y = uneven
+    init = initial_clusters(x, 7, 0, init="leiden")
+    assert init.resolution is None and init.centers.shape == (7, 10)
+    labels = ((x[:, None, :] - init.centers[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert ari(y, labels) == pytest.approx(1.0)
+    few = x[::50]  # 26 cells: too few for a 15-neighbour graph, so k-means gives the centres
+    assert leiden_k_labels(few, 3, 0) is None
+    assert initial_clusters(few, 3, 0, init="leiden").centers.shape == (3, 10)
+    with pytest.raises(InputError, match="init must be one of"):
+        initial_clusters(x, 7, 0, init="random")

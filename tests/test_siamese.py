@@ -150,6 +150,8 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(noise_std=-0.5).fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="use_fusion must be True or False"):
         SiameseClu(use_fusion="no").fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="init must be one of"):
+        SiameseClu(init="random").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="batch_size"):  # one cell has no cross-cell correlation
         SiameseClu(batch_size=1).fit(_synthetic_base.copy())
 
@@ -228,6 +230,13 @@ def test_unbalanced_sinkhorn_target_recovers_planted_clusters(_synthetic_base):
     assert model.n_clusters_ == 4
     assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
     assert model.proportions_.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_leiden_start_recovers_planted_clusters(_synthetic_base):
+    adata = _synthetic_base.copy()
+    model = SiameseClu(n_clusters=4, random_state=0, init="leiden", **FAST).fit(adata)
+    assert model.n_clusters_ == 4
+    assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
 
 
 def test_soft_proportions_recover_planted_clusters(_synthetic_base):

@@ -1,8 +1,9 @@
-"""Initial clusters on an embedding: k-means when k is known, Leiden when it must be estimated.
+"""Initial clusters on an embedding: k-means or Leiden at k when k is known, Leiden when it must be estimated.
 
 Both deep models pretrain an embedding, then call :func:`initial_clusters` to get their starting
 centres. With ``resolution="auto"`` the Leiden resolution is chosen per dataset by subsample
-stability (:func:`choose_resolution`). Nothing here sees labels.
+stability (:func:`choose_resolution`). With k given, ``init="leiden"`` searches the resolution that
+gives k communities (:func:`leiden_k_labels`) instead of running k-means. Nothing here sees labels.
 """
 
 from __future__ import annotations
@@ -151,6 +152,61 @@ def merge_small_clusters(embedding: np.ndarray, labels: np.ndarray, min_size: in
     return _relabel(labels)
 
 
+def leiden_k_labels(
+    embedding: np.ndarray, n_clusters: int, seed: int, *, min_size: int = 2, n_neighbors: int = 15, max_iter: int = 24
+) -> np.ndarray | None:
+    """Leiden partition of ``embedding`` into exactly ``n_clusters`` communities, or ``None``.
+
+    One kNN graph; the resolution is searched by bisection on a log scale (doubling from 1.0 until
+    there are enough communities, at most 64), counting communities after clusters smaller than
+    ``min_size`` are merged into their nearest neighbour (:func:`merge_small_clusters`). When no
+    resolution gives exactly ``n_clusters``, the partition with the fewest communities above it is
+    reduced by merging its smallest community into the one with the nearest centroid, repeatedly.
+    ``None`` when the graph cannot be built (too few cells) or no resolution up to 64 gives
+    ``n_clusters`` communities; the caller then falls back to k-means.
+    """
+    n = embedding.shape[0]
+    if n_clusters < 2 or n <= 2 * n_neighbors:
+        return None
+    graph = _knn_graph(embedding, seed, n_neighbors)
+
+    def partition(res: float) -> np.ndarray:
+        return merge_small_clusters(embedding, _leiden(graph, res, seed), min_size)
+
+    lo, hi = 0.0, 1.0
+    above = partition(hi)
+    while above.max() + 1 < n_clusters:
+        if hi >= 64.0:
+            return None
+        lo, hi = hi, 2.0 * hi
+        above = partition(hi)
+    for _ in range(max_iter):
+        if above.max() + 1 == n_clusters:
+            break
+        mid = np.sqrt(lo * hi) if lo > 0 else hi / 4.0
+        labels = partition(mid)
+        k = labels.max() + 1
+        if k < n_clusters:
+            lo = mid
+        else:
+            hi, above = mid, labels
+    return _merge_to(embedding, above, n_clusters)
+
+
+def _merge_to(embedding: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Merge the smallest cluster into the one with the nearest centroid until ``n_clusters`` remain."""
+    labels = labels.copy()
+    while labels.max() + 1 > n_clusters:
+        sizes = np.bincount(labels)
+        centroids = np.stack([embedding[labels == c].mean(axis=0) for c in range(len(sizes))])
+        small = int(sizes.argmin())
+        d2 = ((centroids - centroids[small]) ** 2).sum(axis=1)
+        d2[small] = np.inf
+        labels[labels == small] = int(d2.argmin())
+        labels = _relabel(labels)
+    return labels
+
+
 def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
@@ -177,19 +233,31 @@ def initial_clusters(
     seed: int,
     *,
     resolution: float | str = 1.0,
+    init: str = "kmeans",
     min_cluster_frac: float = 0.005,
     max_cells: int = 50_000,
     max_stability_cells: int = 20_000,
 ) -> InitialClusters:
     """Initial cluster centres on ``embedding``.
 
-    With ``n_clusters`` given: k-means. With ``n_clusters=None``: Leiden (``resolution``) on a kNN graph
+    With ``n_clusters`` given: k-means (``init="kmeans"``), or (``init="leiden"``) the means of a Leiden
+    partition with ``n_clusters`` communities on a kNN graph of at most ``max_cells`` cells (seeded
+    subsample; :func:`leiden_k_labels`, small clusters merged as below), falling back to k-means when
+    no resolution gives that many. With ``n_clusters=None``: Leiden (``resolution``) on a kNN graph
     of at most ``max_cells`` cells (seeded subsample), clusters smaller than ``min_cluster_frac`` of the
     cells merged into their nearest neighbour; the centres are the cluster means, so K is estimated
     without labels. ``resolution="auto"`` chooses it with :func:`choose_resolution` on at most
     ``max_stability_cells`` cells, which then also carry the final partition.
     """
+    check_init(init)
     if n_clusters is not None:
+        if init == "leiden":
+            x = _subsample(embedding, max_cells, seed)
+            min_size = max(2, int(np.ceil(min_cluster_frac * x.shape[0])))
+            labels = leiden_k_labels(x, n_clusters, seed, min_size=min_size)
+            if labels is not None:
+                return InitialClusters(_means(x, labels))
+            logger.info("no Leiden resolution gives %d clusters on this embedding; starting from k-means", n_clusters)
         return InitialClusters(kmeans_centers(embedding, n_clusters, seed))
     table: list[dict] = []
     if resolution == "auto":
@@ -203,8 +271,22 @@ def initial_clusters(
     k = int(labels.max()) + 1
     logger.info("estimated %d clusters without labels (Leiden, resolution %.2f, on %d cells)",
                 k, resolution, x.shape[0])  # fmt: skip
-    centers = np.stack([x[labels == c].mean(axis=0) for c in range(k)]).astype(np.float32)
-    return InitialClusters(centers, float(resolution), table)
+    return InitialClusters(_means(x, labels), float(resolution), table)
+
+
+def _means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.stack([x[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)]).astype(np.float32)
+
+
+#: Ways to find the starting centres when k is given.
+INITS = ("kmeans", "leiden")
+
+
+def check_init(value) -> None:
+    """``"kmeans"`` or ``"leiden"``."""
+    if value not in INITS:
+        msg = f"init must be one of {INITS}, got {value!r}"
+        raise InputError(msg)
 
 
 def check_resolution(value) -> None:

@@ -46,7 +46,7 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ..ot._balanced import ESTIMATES
 from ._base import ClusterModel
-from ._init_clusters import check_resolution, initial_clusters
+from ._init_clusters import check_init, check_resolution, initial_clusters
 from ._params import check_flag, check_max_value, check_number
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
@@ -103,6 +103,11 @@ class SiameseClu(ClusterModel):
         Adam learning rate, cells per mini-batch, optimiser steps before / after centre init.
     n_top_genes, max_value
         Highly variable genes used, clip bound after z-scoring.
+    init
+        How the starting centres are found when ``n_clusters`` is given: ``"kmeans"`` (default), k-means
+        on the pretrained embedding; ``"leiden"``, the means of a Leiden partition of its kNN graph with
+        ``n_clusters`` communities (resolution searched by bisection; k-means when none gives that many;
+        no labels). With ``n_clusters=None`` the start is always Leiden.
     resolution
         Leiden resolution when ``n_clusters=None``, or ``"auto"`` (default): chosen by subsample
         stability, as in :class:`BGFormer` (:func:`sccluster.models.choose_resolution`; no labels),
@@ -150,6 +155,7 @@ class SiameseClu(ClusterModel):
         cluster_steps: int = 200,
         n_top_genes: int = 2000,
         max_value: float | None = 10.0,
+        init: str = "kmeans",
         resolution: float | str = "auto",
         use_augmentation: bool = True,
         use_correlation: bool = True,
@@ -172,6 +178,7 @@ class SiameseClu(ClusterModel):
         self.lr, self.batch_size = lr, batch_size
         self.pretrain_steps, self.cluster_steps = pretrain_steps, cluster_steps
         self.n_top_genes, self.max_value, self.resolution = n_top_genes, max_value, resolution
+        self.init = init
         self.use_augmentation, self.use_correlation = use_augmentation, use_correlation
         self.use_fusion, self.use_sinkhorn = use_fusion, use_sinkhorn
         self.device = device
@@ -199,6 +206,7 @@ class SiameseClu(ClusterModel):
         check_number("correlation_weight", self.correlation_weight, 0.0)
         check_number("cluster_weight", self.cluster_weight, 0.0)
         check_resolution(self.resolution)
+        check_init(self.init)
         check_max_value(self.max_value)
         for name in ("use_augmentation", "use_correlation", "use_fusion", "use_sinkhorn"):
             check_flag(name, getattr(self, name))
@@ -249,7 +257,7 @@ class SiameseClu(ClusterModel):
         trainer = Trainer(self.net_, data, cfg, rng, gen, device)
         trainer.run(self.pretrain_steps, cluster=False, desc="SiameseClu pretrain")
         z = self._embed(source, h_full)
-        init = initial_clusters(z, self.n_clusters, seed, resolution=self.resolution)
+        init = initial_clusters(z, self.n_clusters, seed, resolution=self.resolution, init=self.init)
         self.resolution_, self.resolution_table_ = init.resolution, init.resolution_table
         self.net_.set_centers(torch.as_tensor(init.centers))
         if self.cluster_steps > 0:
