@@ -198,7 +198,7 @@ def _merge_to(embedding: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.
     labels = labels.copy()
     while labels.max() + 1 > n_clusters:
         sizes = np.bincount(labels)
-        centroids = np.stack([embedding[labels == c].mean(axis=0) for c in range(len(sizes))])
+        centroids = _means(embedding, labels)
         small = int(sizes.argmin())
         d2 = ((centroids - centroids[small]) ** 2).sum(axis=1)
         d2[small] = np.inf
@@ -253,8 +253,7 @@ def initial_clusters(
     if n_clusters is not None:
         if init == "leiden":
             x = _subsample(embedding, max_cells, seed)
-            min_size = max(2, int(np.ceil(min_cluster_frac * x.shape[0])))
-            labels = leiden_k_labels(x, n_clusters, seed, min_size=min_size)
+            labels = leiden_k_labels(x, n_clusters, seed, min_size=_min_size(x.shape[0], min_cluster_frac))
             if labels is not None:
                 return InitialClusters(_means(x, labels))
             logger.info("no Leiden resolution gives %d clusters on this embedding; starting from k-means", n_clusters)
@@ -267,11 +266,16 @@ def initial_clusters(
     else:
         x = _subsample(embedding, max_cells, seed)
     labels = leiden_labels(x, seed, resolution=resolution)
-    labels = merge_small_clusters(x, labels, max(2, int(np.ceil(min_cluster_frac * x.shape[0]))))
+    labels = merge_small_clusters(x, labels, _min_size(x.shape[0], min_cluster_frac))
     k = int(labels.max()) + 1
     logger.info("estimated %d clusters without labels (Leiden, resolution %.2f, on %d cells)",
                 k, resolution, x.shape[0])  # fmt: skip
     return InitialClusters(_means(x, labels), float(resolution), table)
+
+
+def _min_size(n_cells: int, frac: float) -> int:
+    """Smallest cluster kept by a Leiden start: ``frac`` of the cells, at least 2."""
+    return max(2, int(np.ceil(frac * n_cells)))
 
 
 def _means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
