@@ -152,6 +152,8 @@ def test_bad_parameters_raise(_synthetic_base):
         SiameseClu(use_fusion="no").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="init must be one of"):
         SiameseClu(init="random").fit(_synthetic_base.copy())
+    with pytest.raises(scc.InputError, match="lr_schedule must be one of"):
+        SiameseClu(lr_schedule="linear").fit(_synthetic_base.copy())
     with pytest.raises(scc.InputError, match="batch_size"):  # one cell has no cross-cell correlation
         SiameseClu(batch_size=1).fit(_synthetic_base.copy())
 
@@ -291,3 +293,42 @@ def test_expression_views_get_additive_noise(_synthetic_base, monkeypatch):
     diffs.clear()
     SiameseClu(n_clusters=4, noise_std=0.0, **params).fit(_synthetic_base.copy())
     assert all(float(d.abs().max()) == 0.0 for d in diffs)
+
+
+def test_cosine_schedule_anneals_each_phase_and_recovers_planted_clusters(_synthetic_base, monkeypatch):
+    """``lr_schedule="cosine"``: each phase starts at ``lr`` and ends near zero, every parameter group
+    (the centres' too) follows it; ``"constant"`` leaves the optimiser at ``lr``."""
+    from sccluster.models import _siamese_train
+
+    rates: list[list[float]] = []
+    original = _siamese_train.Trainer.step
+
+    def recording(self, cluster):
+        rates.append([g["lr"] for g in self.opt.param_groups])
+        return original(self, cluster)
+
+    monkeypatch.setattr(_siamese_train.Trainer, "step", recording)
+    adata = _synthetic_base.copy()
+    model = SiameseClu(n_clusters=4, random_state=0, lr_schedule="cosine", **FAST).fit(adata)
+    pre, clu = rates[: FAST["pretrain_steps"]], rates[FAST["pretrain_steps"] :]
+    assert len(clu) == FAST["cluster_steps"]
+    for phase in (pre, clu):
+        first = [r[0] for r in phase]
+        assert first[0] == pytest.approx(1e-3)
+        assert first[len(phase) // 2] == pytest.approx(0.5e-3)
+        assert first[-1] < 0.01e-3
+        assert all(a > b for a, b in zip(first, first[1:]))
+    assert all(len(r) == 2 and r[0] == r[1] for r in clu)  # the centres' group anneals with the network
+    assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
+
+    rates.clear()
+    SiameseClu(n_clusters=4, random_state=0, **{**FAST, "pretrain_steps": 5, "cluster_steps": 5}).fit(_synthetic_base.copy())
+    assert {lr for r in rates for lr in r} == {1e-3}
+
+
+def test_phase_lr_is_a_half_cosine():
+    from sccluster.models._siamese_train import phase_lr
+
+    assert phase_lr(2.0, 0, 10) == pytest.approx(2.0)
+    assert phase_lr(2.0, 5, 10) == pytest.approx(1.0)
+    assert phase_lr(2.0, 9, 10) == pytest.approx(1.0 + np.cos(0.9 * np.pi))

@@ -10,6 +10,9 @@ import numpy as np
 
 from .._errors import InputError
 
+#: Learning-rate schedules a model's ``lr_schedule`` takes (SiameseClu).
+LR_SCHEDULES = ("constant", "cosine")
+
 
 def check_number(
     name: str,

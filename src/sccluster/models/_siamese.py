@@ -47,7 +47,7 @@ from ..data import CountSource, Scaler
 from ..ot._balanced import ESTIMATES
 from ._base import ClusterModel
 from ._init_clusters import check_init, check_resolution, initial_clusters
-from ._params import check_flag, check_max_value, check_number
+from ._params import LR_SCHEDULES, check_flag, check_max_value, check_number
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ class SiameseClu(ClusterModel):
         once per epoch. ``1`` recomputes P from the network being trained at every step.
     lr, batch_size, pretrain_steps, cluster_steps
         Adam learning rate, cells per mini-batch, optimiser steps before / after centre init.
+    lr_schedule
+        ``"constant"`` (default): ``lr`` at every step. ``"cosine"``: within each phase (pretraining, then
+        the clustering stage) the rate falls from ``lr`` to about zero along a half cosine, so the
+        embedding that the centres are started on, and the network that the labels are read from, are
+        the end of a settled descent rather than one iterate of a constant-rate walk (BENCHMARKS.md
+        section ``siamese-lr``).
     n_top_genes, max_value
         Highly variable genes used, clip bound after z-scoring.
     init
@@ -150,6 +156,7 @@ class SiameseClu(ClusterModel):
         cluster_weight: float = 1.0,
         target_interval: int = 100,
         lr: float = 1e-3,
+        lr_schedule: str = "constant",
         batch_size: int = 512,
         pretrain_steps: int = 300,
         cluster_steps: int = 200,
@@ -175,7 +182,7 @@ class SiameseClu(ClusterModel):
         self.proportion_estimate = proportion_estimate
         self.correlation_weight, self.cluster_weight = correlation_weight, cluster_weight
         self.target_interval = target_interval
-        self.lr, self.batch_size = lr, batch_size
+        self.lr, self.lr_schedule, self.batch_size = lr, lr_schedule, batch_size
         self.pretrain_steps, self.cluster_steps = pretrain_steps, cluster_steps
         self.n_top_genes, self.max_value, self.resolution = n_top_genes, max_value, resolution
         self.init = init
@@ -213,6 +220,9 @@ class SiameseClu(ClusterModel):
         if self.proportion_estimate not in ESTIMATES:
             msg = f"proportion_estimate must be one of {ESTIMATES}, got {self.proportion_estimate!r}"
             raise InputError(msg)
+        if self.lr_schedule not in LR_SCHEDULES:
+            msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            raise InputError(msg)
         if self.graph_weights not in ("adaptive", "binary"):
             msg = f"graph_weights must be 'adaptive' or 'binary', got {self.graph_weights!r}"
             raise InputError(msg)
@@ -242,7 +252,7 @@ class SiameseClu(ClusterModel):
         adj, sigma = graph.knn_graph(x0, k_nn, weights=self.graph_weights, seed=seed)
         h_full = graph.ppr_propagate(graph.normalize_adjacency(adj), x0, alpha=self.ppr_alpha, steps=self.ppr_steps)
         cfg = TrainConfig(
-            batch_size=self.batch_size, lr=self.lr, pretrain_steps=self.pretrain_steps, cluster_steps=self.cluster_steps,
+            batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, pretrain_steps=self.pretrain_steps, cluster_steps=self.cluster_steps,
             ppr_alpha=self.ppr_alpha, ppr_steps=self.ppr_steps, edge_drop=self.edge_drop, feature_noise=self.feature_noise,
             gene_mask=self.gene_mask, noise_std=self.noise_std, sinkhorn_iters=self.sinkhorn_iters, sinkhorn_power=self.sinkhorn_power,
             proportion_momentum=self.proportion_momentum, marginal_relaxation=self.marginal_relaxation,
