@@ -26,6 +26,8 @@ A scalable, label-free re-implementation of scSiameseClu (IJCAI 2025). Design:
   0 and 1), this is neutral here, unlike in BGFormer: the two seeds agree at ARI 0.84 either way
   and the stage keeps 0.82-0.83 of its initial partition (on upsampled cells, 10k-1M, it raised the
   mean ARI of the scale study and widened its seed spread).
+- **Schedule.** Adam; by default the learning rate falls along a half cosine to about zero within each
+  phase (``lr_schedule``), so the start and the readout come from settled networks.
 - **Readout.** argmax of Q after the last step (no label-based model selection).
 
 Saved with the model (besides weights, genes, scaler and PCA): the training cells' PCA scores and
