@@ -39,7 +39,7 @@ from ..data import CountSource, Scaler
 from ..pp import select_genes
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, initial_clusters, kmeans_centers
-from ._params import check_flag, check_max_value, check_number
+from ._params import check_choice, check_flag, check_max_value, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -328,9 +328,7 @@ def check_params(model: BGFormer) -> None:
     check_resolution(model.resolution)
     check_flag("early_stopping", model.early_stopping)
     check_number("validation_size", model.validation_size, 0.0, 0.5, lo_open=True, hi_open=True)
-    if model.target not in ("balanced", "dec"):
-        msg = f"target must be 'dec' or 'balanced', got {model.target!r}"
-        raise InputError(msg)
+    check_choice("target", model.target, ("dec", "balanced"))
     check_number("proportion_momentum", model.proportion_momentum, 0.0, 1.0, hi_open=True)
     check_max_value(model.max_value)
     if model.n_clusters is not None and model.n_clusters > model.max_fit_cells:

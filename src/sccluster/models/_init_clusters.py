@@ -15,7 +15,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._utils import prefer_blocking_numba_threads
-from ._params import check_number
+from ._params import check_choice, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def initial_clusters(
     without labels. ``resolution="auto"`` chooses it with :func:`choose_resolution` on at most
     ``max_stability_cells`` cells, which then also carry the final partition.
     """
-    check_init(init)
+    check_choice("init", init, INITS)
     if n_clusters is not None:
         if init == "leiden":
             x = _subsample(embedding, max_cells, seed)
@@ -284,13 +284,6 @@ def _means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 #: Ways to find the starting centres when k is given.
 INITS = ("kmeans", "leiden")
-
-
-def check_init(value) -> None:
-    """``"kmeans"`` or ``"leiden"``."""
-    if value not in INITS:
-        msg = f"init must be one of {INITS}, got {value!r}"
-        raise InputError(msg)
 
 
 def check_resolution(value) -> None:

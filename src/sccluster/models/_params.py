@@ -10,9 +10,6 @@ import numpy as np
 
 from .._errors import InputError
 
-#: Learning-rate schedules a model's ``lr_schedule`` takes (SiameseClu).
-LR_SCHEDULES = ("constant", "cosine")
-
 
 def check_number(
     name: str,
@@ -41,6 +38,13 @@ def check_number(
         if hi is not None:
             bounds += f" and {'<' if hi_open else '<='} {hi}"
         msg = f"{name} must be {kind} {bounds}, got {value!r}"
+        raise InputError(msg)
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        msg = f"{name} must be one of {choices}, got {value!r}"
         raise InputError(msg)
 
 

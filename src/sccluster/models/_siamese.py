@@ -48,11 +48,14 @@ from .._utils import make_generators, resolve_device
 from ..data import CountSource, Scaler
 from ..ot._balanced import ESTIMATES
 from ._base import ClusterModel
-from ._init_clusters import check_init, check_resolution, initial_clusters
-from ._params import LR_SCHEDULES, check_flag, check_max_value, check_number
+from ._init_clusters import INITS, check_resolution, initial_clusters
+from ._params import check_choice, check_flag, check_max_value, check_number
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
 logger = logging.getLogger(__name__)
+
+#: Values of ``SiameseClu(lr_schedule=...)``.
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class SiameseClu(ClusterModel):
@@ -217,19 +220,13 @@ class SiameseClu(ClusterModel):
         check_number("correlation_weight", self.correlation_weight, 0.0)
         check_number("cluster_weight", self.cluster_weight, 0.0)
         check_resolution(self.resolution)
-        check_init(self.init)
+        check_choice("init", self.init, INITS)
         check_max_value(self.max_value)
         for name in ("use_augmentation", "use_correlation", "use_fusion", "use_sinkhorn"):
             check_flag(name, getattr(self, name))
-        if self.proportion_estimate not in ESTIMATES:
-            msg = f"proportion_estimate must be one of {ESTIMATES}, got {self.proportion_estimate!r}"
-            raise InputError(msg)
-        if self.lr_schedule not in LR_SCHEDULES:
-            msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
-            raise InputError(msg)
-        if self.graph_weights not in ("adaptive", "binary"):
-            msg = f"graph_weights must be 'adaptive' or 'binary', got {self.graph_weights!r}"
-            raise InputError(msg)
+        check_choice("proportion_estimate", self.proportion_estimate, ESTIMATES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("graph_weights", self.graph_weights, ("adaptive", "binary"))
 
     # ------------------------------------------------------------------ fit
     def _fit(self, adata, *, layer: str | None) -> None:
