@@ -9,7 +9,7 @@ import pytest
 
 import sccluster as scc
 from sccluster import InputError
-from sccluster.models import KMeansBaseline, LeidenBaseline, get_model_class
+from sccluster.models import KMeansBaseline, LeidenBaseline, choose_resolution, get_model_class
 
 
 
@@ -34,6 +34,18 @@ def test_leiden_recovers_planted_clusters(synthetic_adata, n_clusters):
     assert len(synthetic_adata.obsm) == 0 and len(synthetic_adata.obsp) == 0 and len(synthetic_adata.uns) == 0
 
 
+def test_leiden_chooses_its_resolution_by_stability_by_default(synthetic_adata):
+    model = LeidenBaseline(n_pcs=20).fit(synthetic_adata)
+    assert model.resolution == "auto"
+    tried = [row["resolution"] for row in model.resolution_table_]
+    assert model.resolution_ in tried and tried == sorted(tried)
+    assert model.n_clusters_ == 4
+    # the same choice as the rule applied to the PCA directly
+    assert model.resolution_ == choose_resolution(model.embedding_, 0).resolution
+    fixed = LeidenBaseline(n_pcs=20, resolution=1.0).fit(synthetic_adata)
+    assert fixed.resolution_ == 1.0 and fixed.resolution_table_ == []
+
+
 def test_leiden_hits_requested_k(synthetic_adata):
     model = LeidenBaseline(6, n_pcs=20).fit(synthetic_adata)
     assert model.n_clusters_ == 6 and len(np.unique(model.labels_)) == 6
@@ -49,7 +61,18 @@ def test_kmeans_recovers_planted_clusters(synthetic_adata):
 
 def test_kmeans_chooses_k_without_labels(synthetic_adata):
     model = KMeansBaseline(n_pcs=20).fit(synthetic_adata)
+    assert model.n_clusters_ == 4 and model.k_table_ == []
+
+
+def test_kmeans_chooses_k_by_stability(synthetic_adata):
+    model = KMeansBaseline(n_pcs=20, k_selection="stability").fit(synthetic_adata)
     assert model.n_clusters_ == 4
+    assert scc.metrics.ari(_truth(synthetic_adata), model.labels_) >= 0.9
+    table = {row["k"]: row for row in model.k_table_}
+    assert sorted(table) == list(range(2, 31))
+    assert table[4]["stability"] == pytest.approx(1.0) and table[4]["n_clusters"] == 4
+    # every k above 4 splits a planted group somewhere different in each subsample
+    assert all(table[k]["stability"] < table[4]["stability"] for k in range(5, 31))
 
 
 @pytest.mark.parametrize("cls", [LeidenBaseline, KMeansBaseline])
@@ -79,8 +102,10 @@ def test_fewer_cells_than_clusters(synthetic_adata, cls):
 def test_bad_hyperparameters(synthetic_adata):
     with pytest.raises(InputError, match="resolution"):
         LeidenBaseline(resolution=-1).fit(synthetic_adata)
-    with pytest.raises(InputError, match="resolution must be a number"):
+    with pytest.raises(InputError, match="resolution must be a positive number or 'auto'"):
         LeidenBaseline(resolution="abc").fit(synthetic_adata)
+    with pytest.raises(InputError, match="k_selection must be one of"):
+        KMeansBaseline(k_selection="gap").fit(synthetic_adata)
     with pytest.raises(InputError, match="n_pcs"):
         KMeansBaseline(3, n_pcs=0).fit(synthetic_adata)
     with pytest.raises(InputError, match="not fitted"):

@@ -12,7 +12,8 @@ from sccluster import InputError
 from sccluster.datasets import synthetic
 from sccluster.metrics import ari
 from sccluster.models import BGFormer, SiameseClu, choose_resolution
-from sccluster.models._init_clusters import RESOLUTION_GRID, initial_clusters, leiden_k_labels, leiden_labels
+from sccluster.models._init_clusters import initial_clusters, leiden_k_labels, leiden_labels
+from sccluster.models._stability import RESOLUTION_GRID
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,10 @@ def test_auto_resolution_finds_the_planted_groups(blobs):
     labels = ((x[:, None, :] - init.centers[None]) ** 2).sum(axis=2).argmin(axis=1)
     assert ari(y, labels) == pytest.approx(1.0)
     table = pd.DataFrame(init.resolution_table)
-    assert list(table["resolution"]) == list(RESOLUTION_GRID)
+    # the grid, extended below 0.1 when the choice sat on its low end (it does here: 0.2 already cuts a group)
+    assert list(table["resolution"]) == sorted(table["resolution"])
+    assert set(RESOLUTION_GRID) <= set(table["resolution"])
+    assert (init.resolution > table["resolution"].min()) or len(table) == len(RESOLUTION_GRID)
     # the chosen resolution reaches the best one's floor; every finer one falls short of it
     best = table.loc[table["stability"].idxmax()]
     floor = best["stability"] - 1.96 * best["stability_sd"] / np.sqrt(8)
@@ -53,6 +57,24 @@ def test_choice_is_the_finest_resolution_as_stable_as_the_best():
     assert choice.resolution == perfect.max() >= 0.5
     assert table.loc[choice.resolution, "n_clusters"] == 5
     assert (table.loc[table.index > choice.resolution, "stability"] < 1.0).all()
+
+
+def test_grid_is_extended_below_while_the_choice_sits_on_its_low_end(blobs):
+    # the three round groups are found exactly at 0.1 and below, while 0.2 cuts them unreproducibly:
+    # 0.1 is the low end of this grid, so 0.05 is tried, and as 0.1 stays the finest stable choice the
+    # search stops there
+    x, y = blobs
+    choice = choose_resolution(x, 0, grid=(0.1, 0.2))
+    assert choice.resolution == 0.1
+    assert [r["resolution"] for r in choice.table] == [0.05, 0.1, 0.2]
+    assert ari(y, leiden_labels(x, 0, resolution=choice.resolution)) == pytest.approx(1.0)
+    fixed = choose_resolution(x, 0, grid=(0.1, 0.2), extend=False)
+    assert [r["resolution"] for r in fixed.table] == [0.1, 0.2]
+    # not below MIN_RESOLUTION (0.01), and never above: at 1-2 these round groups fall into chunks
+    # whose agreement rises with the resolution, so 2.0 stays the choice
+    assert [r["resolution"] for r in choose_resolution(x, 0, grid=(0.015,)).table] == [0.015]
+    high = choose_resolution(x, 0, grid=(1.0, 2.0))
+    assert high.resolution == 2.0 and [r["resolution"] for r in high.table] == [1.0, 2.0]
 
 
 def test_same_seed_same_choice_and_global_rng_untouched(blobs):
@@ -103,8 +125,8 @@ def test_models_report_the_choice_and_keep_it_when_saved(cls, tmp_path):
     scc.pp.prepare(adata)
     model = cls(None, random_state=0, resolution="auto", pretrain_steps=20, cluster_steps=5, device="cpu")
     model.fit(adata.copy())
-    assert model.resolution_ in RESOLUTION_GRID
-    assert [row["resolution"] for row in model.resolution_table_] == list(RESOLUTION_GRID)
+    tried = [row["resolution"] for row in model.resolution_table_]
+    assert model.resolution_ in tried and set(RESOLUTION_GRID) <= set(tried)
     model.save(tmp_path / "m.pt")
     loaded = cls.load(tmp_path / "m.pt", device="cpu")
     assert loaded.resolution_ == model.resolution_ and loaded.resolution_table_ == model.resolution_table_

@@ -27,6 +27,13 @@ def test_cluster_writes_every_slot(synthetic_adata):
     assert info["seed"] == 3 and info["time_s"] > 0 and isinstance(info["sccluster_version"], str)
     assert info["params"]["n_pcs"] == 20 and isinstance(info["params"]["n_pcs"], int)
     assert "sccluster_confidence" not in a.obs and "sccluster_proba" not in a.obsm  # k-means has none
+    assert "resolution" not in info  # no Leiden run
+
+
+def test_cluster_records_the_resolution_chosen(synthetic_adata):
+    scc.tl.cluster(synthetic_adata, n_pcs=20)  # leiden, resolution chosen by stability
+    info = synthetic_adata.uns["sccluster"]
+    assert info["params"]["resolution"] == "auto" and 0 < info["resolution"] <= 2.0
 
 
 def test_cluster_leiden_custom_key_and_categories_sorted(synthetic_adata):

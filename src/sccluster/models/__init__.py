@@ -6,8 +6,8 @@ from .._errors import InputError
 from ._base import MODEL_FORMAT, ClusterModel
 from ._baselines import KMeansBaseline, LeidenBaseline
 from ._bgformer import BGFormer
-from ._init_clusters import ResolutionChoice, choose_resolution
 from ._siamese import SiameseClu
+from ._stability import KChoice, ResolutionChoice, choose_k, choose_resolution
 
 _REGISTRY: dict[str, type[ClusterModel]] = {
     LeidenBaseline.name: LeidenBaseline,
@@ -34,11 +34,13 @@ __all__ = [
     "MODEL_FORMAT",
     "BGFormer",
     "ClusterModel",
+    "KChoice",
     "KMeansBaseline",
     "LeidenBaseline",
     "ResolutionChoice",
     "SiameseClu",
     "available_methods",
+    "choose_k",
     "choose_resolution",
     "get_model_class",
 ]

@@ -10,11 +10,13 @@ import logging
 import numpy as np
 
 from .._errors import InputError
-from .._utils import prefer_blocking_numba_threads
 from ..metrics import silhouette
 from ..pp import pca_embedding
 from ._base import ClusterModel
-from ._params import check_number
+from ._init_clusters import check_resolution, subsample_rows
+from ._leiden import knn_graph, leiden
+from ._params import check_choice, check_number
+from ._stability import MAX_STABILITY_CELLS, choose_k, choose_resolution
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ K_SEARCH_CELLS = 5_000
 K_SEARCH_RANGE = range(2, 13)
 #: k-means restarts per candidate k during that search.
 K_SEARCH_N_INIT = 3
+#: Ways :class:`KMeansBaseline` chooses k when ``n_clusters=None``.
+K_SELECTIONS = ("silhouette", "stability")
 #: Bisection steps of :class:`LeidenBaseline` when a number of clusters is requested.
 MAX_BISECTIONS = 20
 
@@ -53,7 +57,11 @@ class LeidenBaseline(ClusterModel):
         (label-free) until Leiden gives exactly that many clusters; when no resolution does, the
         closest count found is kept. The resolution used is logged and stored in ``resolution_``.
     resolution
-        Leiden resolution (the starting point of the search when ``n_clusters`` is given).
+        Leiden resolution, or ``"auto"`` (default): chosen per dataset by subsample stability on the
+        PCA (:func:`sccluster.models.choose_resolution`, on a seeded subsample of at most 20,000
+        cells; no labels), the rule the deep models use on their own embeddings. The stability of
+        every resolution tried is kept in ``resolution_table_``. With ``n_clusters`` given it is the
+        starting point of the search (``"auto"``: 1.0).
     n_neighbors
         Neighbours of the kNN graph.
     n_pcs
@@ -62,7 +70,7 @@ class LeidenBaseline(ClusterModel):
     n_top_genes
         Highly variable genes for the PCA when it must be computed.
     random_state
-        Seed of the PCA, the neighbour search and Leiden.
+        Seed of the PCA, the neighbour search, the subsamples and Leiden.
     """
 
     name = "leiden"
@@ -71,7 +79,7 @@ class LeidenBaseline(ClusterModel):
         self,
         n_clusters: int | None = None,
         *,
-        resolution: float = 1.0,
+        resolution: float | str = "auto",
         n_neighbors: int = 15,
         n_pcs: int = 50,
         n_top_genes: int = 2000,
@@ -84,45 +92,34 @@ class LeidenBaseline(ClusterModel):
         self.n_top_genes = n_top_genes
 
     def _fit(self, adata, *, layer: str | None) -> None:
-        import anndata as ad
-        import pandas as pd
-        import scanpy as sc
-
-        check_number("resolution", self.resolution, 0.0, lo_open=True)
+        check_resolution(self.resolution)
         check_number("n_neighbors", self.n_neighbors, 2, integer=True)
         emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
         self.embedding_ = emb
+        self.resolution_table_: list[dict] = []
         n_obs = emb.shape[0]
         if self.n_clusters == n_obs:  # every cell its own cluster: no graph needed
             self.labels_ = np.arange(n_obs)
             self.resolution_ = float("nan")
             return
-        # a private AnnData holding only the embedding: the user's AnnData is never written to
-        tmp = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_emb": emb})
         n_neighbors = int(min(self.n_neighbors, max(n_obs - 1, 2)))
-        prefer_blocking_numba_threads()
-        sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="X_emb", random_state=self.seed_)
-        adjacency = tmp.obsp["connectivities"]
+        graph = knn_graph(emb, self.seed_, n_neighbors)
         cache: dict[float, np.ndarray] = {}
 
         def run(res: float) -> np.ndarray:
             if res not in cache:
-                sc.tl.leiden(
-                    tmp,
-                    resolution=res,
-                    adjacency=adjacency,
-                    flavor="igraph",
-                    n_iterations=2,
-                    directed=False,
-                    random_state=self.seed_,
-                    key_added="_leiden",
-                )
-                cache[res] = tmp.obs["_leiden"].to_numpy().astype(np.int64)
+                cache[res] = leiden(graph, res, self.seed_)
             return cache[res]
 
-        res = float(self.resolution)
+        auto = self.resolution == "auto"
         if self.n_clusters is not None:
-            res = self._search_resolution(run, int(self.n_clusters), res)
+            res = self._search_resolution(run, int(self.n_clusters), 1.0 if auto else float(self.resolution))
+        elif auto:
+            sub = subsample_rows(emb, MAX_STABILITY_CELLS, self.seed_)
+            choice = choose_resolution(sub, self.seed_, n_neighbors=n_neighbors)
+            res, self.resolution_table_ = choice.resolution, choice.table
+        else:
+            res = float(self.resolution)
         self.labels_ = run(res)
         self.resolution_ = res
         logger.info("leiden: resolution %.4g gives %d clusters", res, len(np.unique(self.labels_)))
@@ -163,14 +160,20 @@ class KMeansBaseline(ClusterModel):
     """k-means (scikit-learn) on a PCA of the log-normalised highly variable genes.
 
     Above ``MINIBATCH_ABOVE`` (200,000) cells ``MiniBatchKMeans`` (batches of 4096) replaces
-    ``KMeans``. With ``n_clusters=None`` the number of clusters is chosen without labels: k-means
-    is run (3 restarts) for every k in 2..12 on a seeded subsample of at most 5,000 cells and the k
-    with the highest silhouette wins (ties go to the smaller k).
+    ``KMeans``. With ``n_clusters=None`` the number of clusters is chosen without labels, on a seeded
+    subsample of at most 5,000 cells, by ``k_selection``.
 
     Parameters
     ----------
     n_clusters
-        Number of clusters, or ``None`` to choose it by the silhouette (see above).
+        Number of clusters, or ``None`` to choose it without labels (``k_selection``).
+    k_selection
+        How k is chosen when ``n_clusters=None``: ``"silhouette"`` (default): k-means (3 restarts) for
+        every k in 2..12, and the k with the highest silhouette wins (ties go to the smaller k);
+        ``"stability"``: the largest k in 2..30 whose k-means partitions are as reproducible across
+        subsamples of the cells as those of the most reproducible k (:func:`sccluster.models.choose_k`,
+        the rule of ``LeidenBaseline(resolution="auto")``). The stability table is kept in
+        ``k_table_``.
     n_pcs
         Principal components used (from ``obsm["X_pca"]`` when it has enough columns).
     n_top_genes
@@ -187,12 +190,14 @@ class KMeansBaseline(ClusterModel):
         self,
         n_clusters: int | None = None,
         *,
+        k_selection: str = "silhouette",
         n_pcs: int = 50,
         n_top_genes: int = 2000,
         n_init: int = 10,
         random_state: int | None = 0,
     ) -> None:
         super().__init__(n_clusters, random_state=random_state)
+        self.k_selection = k_selection
         self.n_pcs = n_pcs
         self.n_top_genes = n_top_genes
         self.n_init = n_init
@@ -206,9 +211,11 @@ class KMeansBaseline(ClusterModel):
         return KMeans(n_clusters=k, n_init=n_init, random_state=self.seed_)
 
     def _choose_k(self, emb: np.ndarray) -> int:
-        rng = np.random.default_rng(self.seed_)
-        n = emb.shape[0]
-        sub = emb if n <= K_SEARCH_CELLS else emb[np.sort(rng.choice(n, K_SEARCH_CELLS, replace=False))]
+        sub = subsample_rows(emb, K_SEARCH_CELLS, self.seed_)
+        if self.k_selection == "stability":
+            choice = choose_k(sub, self.seed_, n_init=K_SEARCH_N_INIT)
+            self.k_table_ = choice.table
+            return choice.n_clusters
         scores = {}
         for k in K_SEARCH_RANGE:
             if k >= sub.shape[0]:
@@ -225,6 +232,8 @@ class KMeansBaseline(ClusterModel):
 
     def _fit(self, adata, *, layer: str | None) -> None:
         check_number("n_init", self.n_init, 1, integer=True)
+        check_choice("k_selection", self.k_selection, K_SELECTIONS)
+        self.k_table_: list[dict] = []
         emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
         self.embedding_ = emb
         k = self._choose_k(emb) if self.n_clusters is None else int(self.n_clusters)

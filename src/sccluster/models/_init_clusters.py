@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._errors import InputError
-from .._utils import prefer_blocking_numba_threads
+from ._leiden import knn_graph, leiden, leiden_labels
 from ._params import check_choice, check_number
+from ._stability import MAX_STABILITY_CELLS, choose_resolution
 
 logger = logging.getLogger(__name__)
 
@@ -27,115 +28,9 @@ def kmeans_centers(embedding: np.ndarray, n_clusters: int, seed: int, *, n_init:
     """
     from sklearn.cluster import KMeans
 
-    x = _subsample(embedding, max_cells, seed)
+    x = subsample_rows(embedding, max_cells, seed)
     km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(x)
     return km.cluster_centers_.astype(np.float32)
-
-
-def leiden_labels(embedding: np.ndarray, seed: int, *, resolution: float = 1.0, n_neighbors: int = 15) -> np.ndarray:
-    """Leiden clusters of a kNN graph (scanpy, pynndescent) built on ``embedding``."""
-    return _leiden(_knn_graph(embedding, seed, n_neighbors), resolution, seed)
-
-
-def _knn_graph(embedding: np.ndarray, seed: int, n_neighbors: int = 15):
-    """An empty-featured AnnData holding scanpy's kNN graph of ``embedding`` (reusable across resolutions)."""
-    import anndata as ad
-    import scanpy as sc
-
-    tmp = ad.AnnData(np.zeros((embedding.shape[0], 0), dtype=np.float32))
-    tmp.obsm["X_emb"] = np.ascontiguousarray(embedding, dtype=np.float32)
-    prefer_blocking_numba_threads()
-    sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="X_emb", random_state=seed)
-    return tmp
-
-
-def _leiden(graph, resolution: float, seed: int) -> np.ndarray:
-    import scanpy as sc
-
-    sc.tl.leiden(
-        graph, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed
-    )
-    return graph.obs["leiden"].cat.codes.to_numpy().astype(np.int64)
-
-
-#: Resolutions searched by :func:`choose_resolution`.
-RESOLUTION_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0)
-
-
-@dataclass
-class ResolutionChoice:
-    """The outcome of :func:`choose_resolution`.
-
-    ``table`` has one row per resolution of the grid: ``resolution``, ``stability`` (mean ARI
-    between the subsamples' partitions on their shared cells), ``stability_sd`` (its standard
-    deviation over the pairs) and ``n_clusters`` (median over the subsamples).
-    """
-
-    resolution: float
-    table: list[dict] = field(default_factory=list)
-
-
-def choose_resolution(
-    embedding: np.ndarray,
-    seed: int,
-    *,
-    grid: tuple[float, ...] = RESOLUTION_GRID,
-    n_subsets: int = 8,
-    subset_frac: float = 0.8,
-    n_neighbors: int = 15,
-) -> ResolutionChoice:
-    """Pick a Leiden resolution for ``embedding`` by subsample stability (no labels).
-
-    ``n_subsets`` seeded subsamples of ``subset_frac`` of the cells each get their own kNN graph
-    and Leiden partitions at every resolution of ``grid``. A resolution's stability is the mean
-    adjusted Rand index between the partitions of two subsamples on the cells they share, over all
-    pairs. Resolutions whose partitions have fewer than two clusters (median over subsamples) are
-    not eligible. The choice is the highest eligible resolution whose stability is at least the
-    lower end of the best one's 95 % interval, ``best - 1.96 * sd_best / sqrt(n_subsets)``: the
-    finest partition that is as reproducible as the most reproducible one, as chooseR does
-    (Patterson-Cross et al., 2021) with co-clustering silhouettes. Too few cells for the graphs
-    (``subset_frac * n <= 3 * n_neighbors``), or no eligible resolution: ``1.0``.
-    """
-    from sklearn.metrics import adjusted_rand_score
-
-    check_number("n_subsets", n_subsets, 2, integer=True)
-    check_number("subset_frac", subset_frac, 0.0, 1.0, lo_open=True)
-    n = embedding.shape[0]
-    m = int(round(subset_frac * n))
-    if m <= 3 * n_neighbors:
-        logger.info("too few cells (%d) to choose the resolution by stability; using 1.0", n)
-        return ResolutionChoice(1.0)
-    rng = np.random.default_rng(seed)
-    subsets = [np.sort(rng.choice(n, m, replace=False)) for _ in range(n_subsets)]
-    parts = np.empty((n_subsets, len(grid), m), dtype=np.int32)  # each subsample's labels of its own cells
-    for b, idx in enumerate(subsets):
-        sub_seed = (seed + b) % 2**32  # scanpy and pynndescent take seeds below 2**32
-        graph = _knn_graph(embedding[idx], sub_seed, n_neighbors)
-        for j, res in enumerate(grid):
-            parts[b, j] = _leiden(graph, res, sub_seed)
-    pairs = []
-    for a in range(n_subsets):
-        for b in range(a + 1, n_subsets):
-            _, in_a, in_b = np.intersect1d(subsets[a], subsets[b], assume_unique=True, return_indices=True)
-            pairs.append((a, b, in_a, in_b))
-    table = []
-    for j, res in enumerate(grid):
-        scores = [adjusted_rand_score(parts[a, j, in_a], parts[b, j, in_b]) for a, b, in_a, in_b in pairs]
-        k = float(np.median([parts[b, j].max() + 1 for b in range(n_subsets)]))
-        table.append({"resolution": res, "stability": float(np.mean(scores)),
-                      "stability_sd": float(np.std(scores)), "n_clusters": k})  # fmt: skip
-    eligible = [row for row in table if row["n_clusters"] >= 2]
-    if not eligible:
-        logger.info("no resolution up to %.2f gives two clusters; using 1.0", grid[-1])
-        return ResolutionChoice(1.0, table)
-    best = max(eligible, key=lambda row: row["stability"])
-    floor = best["stability"] - 1.96 * best["stability_sd"] / np.sqrt(n_subsets)
-    chosen = max(row["resolution"] for row in eligible if row["stability"] >= floor)
-    logger.info(
-        "resolution %.2f chosen by stability (most stable %.2f at %.3f; floor %.3f)",
-        chosen, best["resolution"], best["stability"], floor,
-    )  # fmt: skip
-    return ResolutionChoice(float(chosen), table)
 
 
 def merge_small_clusters(embedding: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -168,10 +63,10 @@ def leiden_k_labels(
     n = embedding.shape[0]
     if n_clusters < 2 or n <= 2 * n_neighbors:
         return None
-    graph = _knn_graph(embedding, seed, n_neighbors)
+    graph = knn_graph(embedding, seed, n_neighbors)
 
     def partition(res: float) -> np.ndarray:
-        return merge_small_clusters(embedding, _leiden(graph, res, seed), min_size)
+        return merge_small_clusters(embedding, leiden(graph, res, seed), min_size)
 
     lo, hi = 0.0, 1.0
     above = partition(hi)
@@ -211,7 +106,8 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
-def _subsample(x: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
+def subsample_rows(x: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
+    """``x`` itself, or a seeded sample of ``max_cells`` of its rows (in their order) when it has more."""
     if x.shape[0] <= max_cells:
         return x
     idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_cells, replace=False))
@@ -236,7 +132,7 @@ def initial_clusters(
     init: str = "kmeans",
     min_cluster_frac: float = 0.005,
     max_cells: int = 50_000,
-    max_stability_cells: int = 20_000,
+    max_stability_cells: int = MAX_STABILITY_CELLS,
 ) -> InitialClusters:
     """Initial cluster centres on ``embedding``.
 
@@ -252,7 +148,7 @@ def initial_clusters(
     check_choice("init", init, INITS)
     if n_clusters is not None:
         if init == "leiden":
-            x = _subsample(embedding, max_cells, seed)
+            x = subsample_rows(embedding, max_cells, seed)
             labels = leiden_k_labels(x, n_clusters, seed, min_size=_min_size(x.shape[0], min_cluster_frac))
             if labels is not None:
                 return InitialClusters(_means(x, labels))
@@ -260,11 +156,11 @@ def initial_clusters(
         return InitialClusters(kmeans_centers(embedding, n_clusters, seed))
     table: list[dict] = []
     if resolution == "auto":
-        x = _subsample(embedding, max_stability_cells, seed)
+        x = subsample_rows(embedding, max_stability_cells, seed)
         choice = choose_resolution(x, seed)
         resolution, table = choice.resolution, choice.table
     else:
-        x = _subsample(embedding, max_cells, seed)
+        x = subsample_rows(embedding, max_cells, seed)
     labels = leiden_labels(x, seed, resolution=resolution)
     labels = merge_small_clusters(x, labels, _min_size(x.shape[0], min_cluster_frac))
     k = int(labels.max()) + 1

@@ -73,7 +73,8 @@ def cluster(
     ``"0"``, ``"1"``, ..., by decreasing cluster size), ``obs[f"{key_added}_confidence"]`` when the
     method has one, ``obsm[f"X_{key_added}"]`` (the embedding clustered), ``obsm[f"{key_added}_proba"]``
     when soft assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
-    time_s, seed, sccluster_version}``. Use the model classes directly to keep the fitted model.
+    time_s, seed, sccluster_version}``, plus ``resolution`` when the method ran Leiden at a resolution
+    (chosen by subsample stability or as given). Use the model classes directly to keep the fitted model.
     """
     check_adata(adata)
     if not isinstance(key_added, str) or not key_added:
@@ -116,6 +117,9 @@ def cluster(
         "seed": int(model.seed_),
         "sccluster_version": __version__,
     }
+    resolution = getattr(model, "resolution_", None)
+    if resolution is not None:  # the Leiden resolution used (chosen by stability, or as given)
+        adata.uns[key_added]["resolution"] = float(resolution)
     logger.info(
         "cluster: %s found %d clusters in %.1f s; labels in obs[%r]",
         method,
