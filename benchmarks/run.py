@@ -91,6 +91,11 @@ def run_single(spec: dict, result_path: str) -> None:
         scores = scc.metrics.evaluate(labels, model.labels_)
         out.update(ari=scores["ari"], nmi=scores["nmi"], acc=scores["acc"], k_found=scores["n_clusters"])
         out["partition"] = json.dumps(model.labels_.tolist(), separators=(",", ":"))  # int64 ndarray
+        if spec.get("embedding_dir"):  # for label-free diagnostics of the embedding (diagnostics.py)
+            import numpy as np
+
+            name = f"{spec['method']}_{spec['k_mode']}_{spec['dataset']}_s{spec['seed']}.npy"
+            np.save(Path(spec["embedding_dir"]) / name, np.asarray(model.embedding_, dtype=np.float16))
     except Exception as err:  # noqa: BLE001 - a failed run becomes an error row
         traceback.print_exc()
         out.update(
@@ -129,7 +134,9 @@ def find_datasets(data_dir: Path, names: list[str]) -> list[Path]:
     return files
 
 
-def plan_runs(methods, files, seeds, k_modes, params, warmup: bool = True) -> list[dict]:
+def plan_runs(
+    methods, files, seeds, k_modes, params, warmup: bool = True, embedding_dir: Path | None = None
+) -> list[dict]:
     """One spec per (method, k-mode, dataset, seed); seeds outermost so that an interrupted run
     already covers every combination once."""
     return [
@@ -141,6 +148,7 @@ def plan_runs(methods, files, seeds, k_modes, params, warmup: bool = True) -> li
             "seed": s,
             "params": params[m],
             "warmup": warmup,
+            **({"embedding_dir": str(embedding_dir.resolve())} if embedding_dir else {}),
         }
         for s in seeds
         for m in methods
@@ -246,6 +254,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-warmup", action="store_true", help="time the first fit, JIT compilation included")
     p.add_argument("--log-dir", type=Path, default=None, help="child logs (default: a temporary folder)")
     p.add_argument(
+        "--save-embeddings", type=Path, default=None, metavar="DIR",
+        help="also save each run's embedding_ (float16 .npy) in DIR",
+    )  # fmt: skip
+    p.add_argument(
         "--resume", action="store_true", help="keep finished runs of an existing --csv, run the rest"
     )
     p.add_argument("--from-csv", type=Path, default=None, help="rebuild the Markdown from a CSV, run nothing")
@@ -265,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     section = args.section or "-".join(args.methods)
     csv_path = args.csv or C.REPO_ROOT / "benchmarks" / "results" / f"{section}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    specs = plan_runs(args.methods, files, args.seeds, K_MODES[args.k_mode], params, not args.no_warmup)
+    if args.save_embeddings:
+        args.save_embeddings.mkdir(parents=True, exist_ok=True)
+    specs = plan_runs(
+        args.methods, files, args.seeds, K_MODES[args.k_mode], params, not args.no_warmup, args.save_embeddings
+    )
     import pandas as pd
 
     extra = []

@@ -17,6 +17,7 @@ def synthetic(
     dispersion: float = 2.0,
     mean_library: float = 2000.0,
     dropout: float = 0.0,
+    proportions=None,
     random_state: int = 0,
 ):
     """Make an AnnData of negative-binomial counts with planted clusters.
@@ -27,7 +28,8 @@ def synthetic(
     Parameters
     ----------
     n_cells, n_genes, n_clusters
-        Shape and number of planted clusters (cells are split as evenly as possible).
+        Shape and number of planted clusters (cells are split as evenly as possible unless
+        ``proportions`` is given).
     n_markers
         Marker genes per cluster (``n_clusters * n_markers`` must not exceed ``n_genes``).
     fold_change
@@ -38,6 +40,10 @@ def synthetic(
         Expected total counts per cell.
     dropout
         Extra probability of zeroing each count (zero inflation).
+    proportions
+        Share of the cells in each cluster (``n_clusters`` non-negative numbers, normalised to sum to
+        1); cluster ``k`` gets ``round(proportions[k] * n_cells)`` cells, the largest cluster absorbing
+        the rounding. ``None``: equal shares.
     random_state
         Seed of the generator.
 
@@ -51,7 +57,16 @@ def synthetic(
         msg = f"n_clusters * n_markers = {n_clusters * n_markers} exceeds n_genes = {n_genes}"
         raise ValueError(msg)
     rng = np.random.default_rng(random_state)
-    labels = np.sort(np.arange(n_cells) % n_clusters)
+    if proportions is None:
+        labels = np.sort(np.arange(n_cells) % n_clusters)
+    else:
+        share = np.asarray(proportions, dtype=float)
+        if share.shape != (n_clusters,) or (share < 0).any() or share.sum() <= 0:
+            msg = f"proportions must be {n_clusters} non-negative numbers with a positive sum, got {proportions!r}"
+            raise ValueError(msg)
+        sizes = np.round(share / share.sum() * n_cells).astype(int)
+        sizes[np.argmax(sizes)] += n_cells - sizes.sum()
+        labels = np.repeat(np.arange(n_clusters), sizes)
     rng.shuffle(labels)
     base = rng.gamma(shape=0.6, scale=1.0, size=n_genes) + 0.05
     profiles = np.tile(base, (n_clusters, 1))
