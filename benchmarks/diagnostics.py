@@ -11,7 +11,8 @@ set aside first; the method sees counts and names only) and takes one embedding:
 
 - ``pca``: the PCA that ``LeidenBaseline`` clusters (50 components);
 - a deep model: its *pretrained* embedding (the model fitted with ``n_clusters=None`` and
-  ``cluster_steps=0``), the space its k-auto clusters are found in.
+  ``cluster_steps=0``), the space its k-auto clusters are found in; or, with ``--embeddings DIR``,
+  the final embedding of a k-auto benchmark run saved by ``run.py --save-embeddings DIR`` (no fit).
 
 Label-free columns (these may decide something):
 
@@ -51,7 +52,7 @@ import _provenance as P  # noqa: E402
 WIDE_GRID = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0)
 N_NEIGHBORS = 15
 COLUMNS = [
-    "method", "params", "dataset", "seed", "n_cells", "true_k", "time_s",
+    "method", "params", "embedding", "dataset", "seed", "n_cells", "true_k", "time_s",
     "auto_resolution", "auto_k", "knn_overlap_pca", "effective_dim", "dims_90", "stability_curve",
     "knn_purity", "ari_auto", "ari_k_given", "min_type_recall", "ari_curve", "git_commit",
 ]  # fmt: skip
@@ -92,13 +93,17 @@ def min_type_recall(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(np.min(best))
 
 
-def embedding_of(method: str, adata, seed: int, params: dict) -> np.ndarray:
+def embedding_of(spec: dict, adata) -> np.ndarray:
     """The embedding a method finds k-auto clusters in (see the module docstring)."""
     from sccluster.models import get_model_class
     from sccluster.models._baselines import pca_of
 
+    method, seed, params = spec["method"], spec["seed"], spec["params"]
     if method == "pca":
         return pca_of(adata, layer=None, n_pcs=50, n_top_genes=2000, seed=seed)
+    if spec.get("embeddings"):
+        path = Path(spec["embeddings"]) / f"{method}_auto_{Path(spec['path']).stem}_s{seed}.npy"
+        return np.load(path).astype(np.float32)
     cls = get_model_class(method)
     model = cls(n_clusters=None, random_state=seed, **{**params, "cluster_steps": 0}).fit(adata)
     return np.asarray(model.embedding_, dtype=np.float32)
@@ -116,7 +121,7 @@ def diagnose(spec: dict) -> dict:
     scc.pp.prepare(adata)
     seed = spec["seed"]
     start = time.perf_counter()
-    emb = embedding_of(spec["method"], adata, seed, spec["params"])
+    emb = embedding_of(spec, adata)
     elapsed = time.perf_counter() - start
     pca = pca_of(adata, layer=None, n_pcs=50, n_top_genes=2000, seed=seed)
     nn_emb = knn_sets(emb)
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--embeddings", type=Path, default=None, help="saved k-auto embeddings (run.py --save-embeddings)")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     data_dir = Path(args.data_dir or P.default_data_dir())
@@ -172,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                     if (method, ps, name, str(seed)) in done:
                         continue
                     spec = {"method": method, "params": params[method], "seed": seed,
-                            "path": str(data_dir / f"{name}.h5ad")}  # fmt: skip
+                            "path": str(data_dir / f"{name}.h5ad"), "embeddings": args.embeddings}  # fmt: skip
                     row = diagnose(spec)
-                    row.update(method=method, params=ps, dataset=name, seed=seed, git_commit=commit)
+                    source = "pca" if method == "pca" else ("final" if args.embeddings else "pretrained")
+                    row.update(method=method, params=ps, dataset=name, seed=seed, git_commit=commit, embedding=source)
                     writer.writerow(row)
                     fh.flush()
                     print(f"{method} {name} seed {seed}: done in {row['time_s']} s", flush=True)

@@ -35,7 +35,7 @@ COLUMNS = ["method", "params", "k_mode", "seed", "n_cells", "k_found", "ari", "s
            "recall_by_type", "time_s", "git_commit"]  # fmt: skip
 
 
-def make_rare_data(seed: int, n_cells: int = 4000, n_genes: int = 2000, fold_change: float = 3.0):
+def make_rare_data(seed: int, n_cells: int = 4000, n_genes: int = 2000, fold_change: float = 4.0):
     """Counts with the planted types of :data:`PROPORTIONS` (20 marker genes each) and labels."""
     import sccluster as scc
 
