@@ -96,3 +96,18 @@ def test_cluster_bad_input(synthetic_adata):
     with pytest.raises(InputError, match="must be an AnnData, got ndarray"):
         scc.tl.cluster(synthetic_adata.X.toarray(), method="kmeans", n_clusters=3)
     assert "sccluster" not in synthetic_adata.obs
+
+
+def test_cluster_stores_the_training_history_as_columns(synthetic_adata, tmp_path):
+    scc.pp.prepare(synthetic_adata)
+    scc.tl.cluster(synthetic_adata, method="bgformer", n_clusters=4, pretrain_steps=20, cluster_steps=10, device="cpu")
+    hist = synthetic_adata.uns["sccluster"]["history"]
+    assert {"stage", "step", "loss", "zinb"} <= set(hist)
+    n = len(hist["step"])
+    assert n > 2 and all(len(v) == n for v in hist.values())
+    assert set(hist["stage"]) == {"pretrain", "cluster"} and np.isfinite(hist["loss"]).all()
+    synthetic_adata.write_h5ad(tmp_path / "out.h5ad")  # the columns are writable
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    np.testing.assert_allclose(back.uns["sccluster"]["history"]["loss"], hist["loss"])
+    scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=4)
+    assert "history" not in synthetic_adata.uns["sccluster"]  # k-means has none

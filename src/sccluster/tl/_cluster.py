@@ -35,6 +35,23 @@ def _json_friendly(value: Any) -> Any:
     return str(value)
 
 
+def history_columns(history: list[dict]) -> dict[str, np.ndarray]:
+    """A model's ``history_`` (one dict per logged step) as columns: one array per key over all rows.
+
+    A key missing from a row is NaN there (numbers) or ``""`` (strings), so the columns have equal
+    lengths and the dict can be written to an ``.h5ad`` file.
+    """
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    out = {}
+    for key in keys:
+        values = [row.get(key) for row in history]
+        if any(isinstance(v, str) for v in values):
+            out[key] = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
+        else:
+            out[key] = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return out
+
+
 def cluster(
     adata,
     *,
@@ -73,7 +90,8 @@ def cluster(
     ``"0"``, ``"1"``, ..., by decreasing cluster size), ``obs[f"{key_added}_confidence"]`` when the
     method has one, ``obsm[f"X_{key_added}"]`` (the embedding clustered), ``obsm[f"{key_added}_proba"]``
     when soft assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
-    time_s, seed, sccluster_version}``, plus ``resolution`` when the method ran Leiden at a resolution
+    time_s, seed, sccluster_version}``, plus ``history`` (the training history as columns, see
+    :func:`history_columns`) for iterative methods and ``resolution`` when the method ran Leiden at a resolution
     (chosen by subsample stability or as given). Use the model classes directly to keep the fitted model.
     """
     check_adata(adata)
@@ -117,6 +135,8 @@ def cluster(
         "seed": int(model.seed_),
         "sccluster_version": __version__,
     }
+    if model.history_:
+        adata.uns[key_added]["history"] = history_columns(model.history_)
     resolution = getattr(model, "resolution_", None)
     if resolution is not None:  # the Leiden resolution used (chosen by stability, or as given)
         adata.uns[key_added]["resolution"] = float(resolution)
