@@ -233,3 +233,23 @@ def test_cli_runs_deep_models(method, tmp_path):
     assert result.obsm["X_sccluster"].shape[0] == 300
     assert result.obs["sccluster_confidence"].between(0, 1).all()
     assert len(csv.read_text().strip().splitlines()) == 301  # header + one row per cell
+
+
+def test_cli_consensus_over_seeds(tmp_path):
+    """`--n-seeds 3` fits three seeds and writes their consensus with each cell's agreement."""
+    import anndata as ad
+
+    from sccluster.datasets import synthetic
+
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    synthetic(n_cells=300, n_genes=100, n_clusters=3, random_state=1).write_h5ad(src)
+    proc = _cli("cluster", str(src), "-o", str(out), "--method", "kmeans", "--n-clusters", "3", "--n-seeds", "3",
+                "--label-key", "cell_type")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"seeds\s+3 \(consensus; mean ARI between seeds 1\.000", proc.stdout), proc.stdout
+    result = ad.read_h5ad(out)
+    assert (result.obs["sccluster_agreement"] == 1.0).all()
+    assert list(result.uns["sccluster"]["stability"]["seeds"]) == [0, 1, 2]
+    bad = _cli("cluster", str(src), "-o", str(tmp_path / "b.h5ad"), "--n-seeds", "101")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--n-seeds" in bad.stderr
+    assert not (tmp_path / "b.h5ad").exists()

@@ -114,6 +114,7 @@ def run_cluster(
     n_top_genes: int = 2000,
     key_added: str = "sccluster",
     params: dict[str, Any] | None = None,
+    n_seeds: int = 1,
 ) -> int:
     """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary."""
     from . import io, pp, tl
@@ -139,6 +140,11 @@ def run_cluster(
     if label_key is not None and label_key == key_added:
         msg = f"--label-key and --key-added are both {key_added!r}; the clusters would overwrite the labels, choose another --key-added"
         raise InputError(msg)
+    from .tl._cluster import MAX_SEEDS
+
+    if n_seeds > MAX_SEEDS:
+        msg = f"--n-seeds {n_seeds} is more than {MAX_SEEDS}; ask for fewer seeds"
+        raise InputError(msg)
     csv = None
     if labels_csv is not None:
         csv = check_output_path(labels_csv, inputs=(input_path, out))
@@ -155,7 +161,8 @@ def run_cluster(
             raise InputError(msg)
         n_obs, n_vars = adata.n_obs, adata.n_vars
         pp.prepare(adata, layer=layer, n_top_genes=n_top_genes, random_state=seed)  # validates the counts
-    tl.cluster(adata, method=method, n_clusters=n_clusters, key_added=key_added, random_state=seed, **params)
+    tl.cluster(adata, method=method, n_clusters=n_clusters, key_added=key_added, random_state=seed,
+               n_seeds=n_seeds, **params)  # fmt: skip
     info = adata.uns[key_added]
     scores = _scores(adata, label_key, key_added) if label_key is not None else None
     if scores is not None:
@@ -170,6 +177,10 @@ def run_cluster(
     print(f"cells     {n_obs:,} cells x {n_vars:,} genes{kept}")
     print(f"method    {method} (seed {seed})")
     print(f"clusters  {info['n_clusters']} found ({requested})")
+    if "stability" in info:
+        st = info["stability"]
+        print(f"seeds     {st['n_seeds']} (consensus; mean ARI between seeds {st['mean_pairwise_ari']:.3f}, "
+              f"cells agreeing with every seed {float((adata.obs[f'{key_added}_agreement'] == 1).mean()):.1%})")
     if scores is not None:
         _print_scores(scores, adata.n_obs)
     print(f"time      {info.get('time_s', float('nan')):.1f} s clustering, {time.perf_counter() - start:.1f} s in all")

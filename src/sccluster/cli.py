@@ -123,6 +123,9 @@ def _add_clustering_options(p: argparse.ArgumentParser, *, default_method: str) 
     p.add_argument("--n-clusters", type=_n_clusters, default=None, metavar="auto|K",
                    help="number of clusters, or 'auto' to estimate it without labels (default: auto)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    p.add_argument("--n-seeds", type=_positive_int, default=1, metavar="N",
+                   help="fit N seeds (SEED, SEED+1, ...) and keep their consensus, with each cell's agreement "
+                   "in obs['KEY_agreement'] (default: 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +182,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         args.input, args.output, method=args.method, n_clusters=args.n_clusters, seed=args.seed,
         label_key=args.label_key, labels_csv=args.labels_csv, layer=args.layer,
         n_top_genes=args.n_top_genes, key_added=args.key_added, params=parse_params(args.param),
+        n_seeds=args.n_seeds,
     )
 
 
@@ -187,7 +191,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .datasets import demo_path
 
     return run_cluster(demo_path(), args.output, method=args.method, n_clusters=args.n_clusters,
-                       seed=args.seed, label_key=DEMO_LABEL_KEY)
+                       seed=args.seed, label_key=DEMO_LABEL_KEY, n_seeds=args.n_seeds)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

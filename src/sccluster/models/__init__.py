@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .._errors import InputError
-from ._base import MODEL_FORMAT, ClusterModel
+from ._base import MODEL_FORMAT, ClusterModel, read_model_file
 from ._baselines import KMeansBaseline, LeidenBaseline
 from ._bgformer import BGFormer
 from ._siamese import SiameseClu
@@ -19,6 +21,21 @@ _REGISTRY: dict[str, type[ClusterModel]] = {
 def available_methods() -> list[str]:
     """Names accepted by ``tl.cluster(method=...)`` and ``sccluster cluster --method``."""
     return sorted(_REGISTRY)
+
+
+def load(path: str | Path, *, device: str = "auto") -> ClusterModel:
+    """Load a model saved with ``model.save(path)``, whatever its class (read from the file).
+
+    The file is unpickled, which can run code: load only model files you or a source you trust wrote.
+    Raises :class:`InputError` for a missing file, a file that is not an sccluster model, or one saved
+    in another model format.
+    """
+    payload = read_model_file(path)
+    classes = {cls.__name__: cls for cls in _REGISTRY.values()}
+    if payload["class"] not in classes:
+        msg = f"{str(path)!r} holds a {payload['class']!r} model, which this sccluster does not know; refit the model"
+        raise InputError(msg)
+    return classes[payload["class"]]._from_payload(payload, path, device)
 
 
 def get_model_class(method: str) -> type[ClusterModel]:
@@ -43,4 +60,5 @@ __all__ = [
     "choose_k",
     "choose_resolution",
     "get_model_class",
+    "load",
 ]

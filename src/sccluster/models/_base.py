@@ -279,36 +279,23 @@ class ClusterModel:
         """Load a model written by :meth:`save`.
 
         The file is unpickled (``torch.load`` with ``weights_only=False``), which can run code: load
-        only model files you or a source you trust wrote.
+        only model files you or a source you trust wrote. :func:`sccluster.models.load` loads a model
+        of any class.
 
         Raises :class:`InputError` when the file is missing, is not an sccluster model, holds another
         model class, or was written in an incompatible format version.
         """
-        import torch
-
-        path = Path(path)
-        if not path.is_file():
-            what = "is a directory, not a model file" if path.is_dir() else "does not exist"
-            msg = f"model file {str(path)!r} {what}; check the path"
-            raise InputError(msg)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a model file"
-            msg = f"{str(path)!r} is not a readable sccluster model file ({type(err).__name__}); save it again with model.save()"
-            raise InputError(msg) from None
-        if not isinstance(payload, dict) or "format" not in payload or "class" not in payload:
-            msg = f"{str(path)!r} is not an sccluster model file; save it again with model.save()"
-            raise InputError(msg)
-        if payload["format"] != MODEL_FORMAT:
-            msg = (
-                f"{str(path)!r} was saved by sccluster {payload.get('sccluster_version')} in model format "
-                f"{payload['format']}, but this sccluster {__version__} reads format {MODEL_FORMAT}; "
-                "refit the model with this version"
-            )
-            raise InputError(msg)
+        payload = read_model_file(path)
         if payload["class"] != cls.__name__:
             msg = f"{str(path)!r} holds a {payload['class']} model; load it with {payload['class']}.load()"
             raise InputError(msg)
+        return cls._from_payload(payload, path, device)
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any], path: str | Path, device: str) -> ClusterModel:
+        """The model held by a payload of :func:`read_model_file` (of this class)."""
+        import torch
+
         resolve_device(device)  # a bad device is the caller's error, not a mismatched file
         try:
             model = cls(**payload["params"])
@@ -326,6 +313,37 @@ class ClusterModel:
             )
             raise InputError(msg) from None
         return model
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """The payload of a model file written by :meth:`ClusterModel.save`, checked for its format version.
+
+    Raises :class:`InputError` when the file is missing, is not an sccluster model file, or was written in
+    another model format.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory, not a model file" if path.is_dir() else "does not exist"
+        msg = f"model file {str(path)!r} {what}; check the path"
+        raise InputError(msg)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a model file"
+        msg = f"{str(path)!r} is not a readable sccluster model file ({type(err).__name__}); save it again with model.save()"
+        raise InputError(msg) from None
+    if not isinstance(payload, dict) or "format" not in payload or "class" not in payload:
+        msg = f"{str(path)!r} is not an sccluster model file; save it again with model.save()"
+        raise InputError(msg)
+    if payload["format"] != MODEL_FORMAT:
+        msg = (
+            f"{str(path)!r} was saved by sccluster {payload.get('sccluster_version')} in model format "
+            f"{payload['format']}, but this sccluster {__version__} reads format {MODEL_FORMAT}; "
+            "refit the model with this version"
+        )
+        raise InputError(msg)
+    return payload
 
 
 def _ranks(order: np.ndarray, size: int | None = None) -> np.ndarray:

@@ -10,10 +10,15 @@ import numpy as np
 import pandas as pd
 
 from .._errors import InputError
-from .._utils import resolve_seed
+from .._utils import MAX_SEED, resolve_seed
 from .._validation import check_adata, check_n_clusters
 from .._version import __version__
 from ..models import get_model_class
+from ..models._params import check_flag, check_number
+from ._consensus import consensus_labels
+
+#: Most seeds ``cluster(n_seeds=...)`` accepts.
+MAX_SEEDS = 100
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ def cluster(
     random_state: int | None = 0,
     layer: str | None = None,
     copy: bool = False,
+    n_seeds: int = 1,
+    return_model: bool = False,
     **model_kwargs: Any,
 ):
     """Cluster the cells of ``adata`` with ``method`` and store the result in it.
@@ -81,18 +88,32 @@ def cluster(
         Layer holding raw counts, if not ``layers["counts"]`` or ``X``.
     copy
         Work on a copy and return it instead of modifying ``adata``.
+    n_seeds
+        Number of fits (1-100, default 1), with seeds ``random_state``, ``random_state + 1``, ... one
+        after the other. Above 1 the labels are their consensus (:func:`consensus_labels`: each seed's
+        partition aligned by Hungarian matching to the medoid partition, the one that agrees best
+        with the others, then a per-cell vote), ``obs[f"{key_added}_agreement"]`` holds each cell's
+        fraction of seeds that agree with its consensus label, and ``uns[key_added]["stability"]``
+        holds ``n_seeds``, ``seeds``, ``reference_seed`` (the medoid), ``pairwise_ari`` and
+        ``mean_pairwise_ari`` (between seeds), ``clusters`` and ``cluster_agreement`` (the mean
+        agreement of each cluster's cells). The embedding, confidence and soft assignments written are
+        those of the reference seed's model. No labels are involved.
+    return_model
+        Also return the fitted model (with ``n_seeds > 1``, the reference seed's), so that new cells
+        can be assigned (``model.predict``) without refitting.
     **model_kwargs
         Hyperparameters of the method's model class (unknown names raise :class:`InputError`).
 
     Returns
     -------
-    The clustered copy when ``copy``, else ``None``. Writes ``obs[key_added]`` (categorical labels
-    ``"0"``, ``"1"``, ..., by decreasing cluster size), ``obs[f"{key_added}_confidence"]`` when the
-    method has one, ``obsm[f"X_{key_added}"]`` (the embedding clustered), ``obsm[f"{key_added}_proba"]``
-    when soft assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
+    The clustered copy when ``copy``, else ``None``; with ``return_model``, the model instead of
+    ``None``, or ``(copy, model)``. Writes ``obs[key_added]`` (categorical labels ``"0"``, ``"1"``,
+    ..., by decreasing cluster size), ``obs[f"{key_added}_confidence"]`` when the method has one,
+    ``obsm[f"X_{key_added}"]`` (the embedding clustered), ``obsm[f"{key_added}_proba"]`` when soft
+    assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
     time_s, seed, sccluster_version}``, plus ``history`` (the training history as columns, see
-    :func:`history_columns`) for iterative methods and ``resolution`` when the method ran Leiden at a resolution
-    (chosen by subsample stability or as given). Use the model classes directly to keep the fitted model.
+    :func:`history_columns`) for iterative methods and ``resolution`` when the method ran Leiden at a
+    resolution (chosen by subsample stability or as given).
     """
     check_adata(adata)
     if not isinstance(key_added, str) or not key_added:
@@ -105,36 +126,63 @@ def cluster(
         names = ", ".join(map(repr, unknown))
         msg = f"unknown parameter(s) {names} for method {method!r}; valid: {', '.join(sorted(valid))}"
         raise InputError(msg)
+    check_number("n_seeds", n_seeds, 1, MAX_SEEDS, integer=True)
+    check_flag("return_model", return_model)
     check_n_clusters(n_clusters, adata.n_obs)
     seed = resolve_seed(random_state)
-    model = cls(n_clusters=n_clusters, random_state=seed, **model_kwargs)
+    seeds = [(seed + i) % (MAX_SEED + 1) for i in range(int(n_seeds))]
+    models = [cls(n_clusters=n_clusters, random_state=s, **model_kwargs) for s in seeds]
     if copy:  # a backed AnnData cannot be copied; its in-memory version is the copy
         adata = adata.to_memory() if adata.isbacked else adata.copy()
     start = time.perf_counter()
-    model.fit(adata, layer=layer)
+    for i, model in enumerate(models):
+        if len(models) > 1:
+            logger.info("cluster: seed %d (%d of %d)", seeds[i], i + 1, len(models))
+        model.fit(adata, layer=layer)
     elapsed = time.perf_counter() - start
 
-    labels = np.asarray(model.labels_, dtype=np.int64)
+    model, labels, proba, confidence = models[0], models[0].labels_, models[0].soft_assignments_, models[0].confidence_
+    stability = None
+    if len(models) > 1:
+        cons = consensus_labels([m.labels_ for m in models])
+        model = models[cons.reference]
+        order = _by_size(cons.labels)  # consensus ids (the reference's), largest first
+        labels = _ranks(order)[cons.labels]
+        proba, confidence = model.soft_assignments_, model.confidence_
+        if proba is not None:  # the reference model's columns, in the new label order
+            proba = proba[:, order] / proba[:, order].sum(axis=1, keepdims=True)
+        adata.obs[f"{key_added}_agreement"] = cons.agreement
+        stability = {
+            "n_seeds": len(models), "seeds": np.asarray(seeds), "reference_seed": int(seeds[cons.reference]),
+            "pairwise_ari": cons.pairwise_ari, "mean_pairwise_ari": cons.mean_pairwise_ari,
+            "clusters": np.asarray([str(k) for k in range(len(order))], dtype=object),
+            "cluster_agreement": cons.cluster_agreement[order],
+        }  # fmt: skip
+    elif f"{key_added}_agreement" in adata.obs:
+        del adata.obs[f"{key_added}_agreement"]
+    labels = np.asarray(labels, dtype=np.int64)
     present = np.unique(labels)
     adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(k) for k in present])
     # slots of an earlier run under the same key that this method does not write are removed, not left stale
     if f"{key_added}_confidence" in adata.obs:
         del adata.obs[f"{key_added}_confidence"]
     adata.obsm.pop(f"{key_added}_proba", None)
-    if model.confidence_ is not None:
-        adata.obs[f"{key_added}_confidence"] = np.asarray(model.confidence_, dtype=np.float32)
+    if confidence is not None:
+        adata.obs[f"{key_added}_confidence"] = np.asarray(confidence, dtype=np.float32)
     adata.obsm[f"X_{key_added}"] = np.asarray(model.embedding_, dtype=np.float32)
-    if model.soft_assignments_ is not None:
-        adata.obsm[f"{key_added}_proba"] = np.asarray(model.soft_assignments_, dtype=np.float32)
+    if proba is not None:
+        adata.obsm[f"{key_added}_proba"] = np.asarray(proba, dtype=np.float32)
     adata.uns[key_added] = {
         "method": method,
         "params": _json_friendly(model.get_params()),
-        "n_clusters": int(model.n_clusters_),
+        "n_clusters": len(present),
         "n_clusters_requested": None if n_clusters is None else int(n_clusters),
         "time_s": float(elapsed),
-        "seed": int(model.seed_),
+        "seed": int(seed),
         "sccluster_version": __version__,
     }
+    if stability is not None:
+        adata.uns[key_added]["stability"] = stability
     if model.history_:
         adata.uns[key_added]["history"] = history_columns(model.history_)
     resolution = getattr(model, "resolution_", None)
@@ -143,8 +191,22 @@ def cluster(
     logger.info(
         "cluster: %s found %d clusters in %.1f s; labels in obs[%r]",
         method,
-        model.n_clusters_,
+        len(present),
         elapsed,
         key_added,
     )
+    if return_model:
+        return (adata, model) if copy else model
     return adata if copy else None
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """The ids present in ``labels``, largest cluster first (ties: smaller id first)."""
+    ids, sizes = np.unique(labels, return_counts=True)
+    return ids[np.argsort(-sizes, kind="stable")]
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    ranks = np.full(int(order.max()) + 1, -1, dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
