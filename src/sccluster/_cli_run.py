@@ -115,8 +115,16 @@ def run_cluster(
     key_added: str = "sccluster",
     params: dict[str, Any] | None = None,
     n_seeds: int = 1,
+    dry_run: bool = False,
+    memory_check: bool = True,
 ) -> int:
-    """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary."""
+    """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary.
+
+    The expected peak memory and time (:func:`sccluster.tl.estimate_resources`) are computed before
+    any heavy work (from the file's header when it has one, else right after reading): ``dry_run``
+    prints them and stops; otherwise a run expected to exceed the available memory is refused unless
+    ``memory_check`` is off.
+    """
     from . import io, pp, tl
     from ._settings import settings
     from ._utils import check_output_path
@@ -149,8 +157,27 @@ def run_cluster(
     if labels_csv is not None:
         csv = check_output_path(labels_csv, inputs=(input_path, out))
 
+    from .tl._resources import _file_shape, check_memory, estimate_for_shape
+
+    shape = _file_shape(Path(input_path))
+    if shape is not None and (dry_run or memory_check):
+        estimate = estimate_for_shape(shape, method, n_seeds=n_seeds)
+        if dry_run:
+            print(f"estimate  {estimate}")
+            return 0
+        if memory_check:
+            check_memory(estimate)
     with _held_logs(settings.verbosity < 3):
         adata = io.read(input_path, layer=layer)
+        if shape is None and (dry_run or memory_check):
+            from .tl._resources import data_shape
+
+            estimate = estimate_for_shape(data_shape(adata), method, n_seeds=n_seeds)
+            if dry_run:
+                print(f"estimate  {estimate}")
+                return 0
+            if memory_check:
+                check_memory(estimate)
         if adata.n_obs == 0 or adata.n_vars == 0:
             msg = f"{str(input_path)!r} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); give a file with data"
             raise InputError(msg)

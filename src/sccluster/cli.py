@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="model hyperparameter, repeatable (e.g. --param max_epochs=50)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the expected peak memory and time of the run, and stop")
+    p.add_argument("--skip-memory-check", action="store_true",
+                   help="run even when the expected peak memory exceeds the memory available")
     p.set_defaults(func=_cmd_cluster)
 
     p = sub.add_parser("demo", parents=[common], help="cluster the bundled demo data and score it",
@@ -182,7 +186,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         args.input, args.output, method=args.method, n_clusters=args.n_clusters, seed=args.seed,
         label_key=args.label_key, labels_csv=args.labels_csv, layer=args.layer,
         n_top_genes=args.n_top_genes, key_added=args.key_added, params=parse_params(args.param),
-        n_seeds=args.n_seeds,
+        n_seeds=args.n_seeds, dry_run=args.dry_run, memory_check=not args.skip_memory_check,
     )
 
 
