@@ -212,6 +212,7 @@ def test_divergence_raises_training_error(data, monkeypatch):
         {"validation_size": 0.6},
         {"early_stopping": "yes"},
         {"max_value": "10"},
+        {"lr_schedule": "step"},
     ],
 )
 def test_bad_hyperparameters_raise_input_error(data, params):
@@ -369,3 +370,31 @@ def test_without_early_stopping_all_pretraining_steps_run(data):
     pre = [h for h in model.history_ if h["stage"] == "pretrain"]
     assert pre[-1]["step"] == SMALL["pretrain_steps"]
     assert all("val_zinb" not in h for h in pre)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_learning_rate_schedule(data, schedule, monkeypatch):
+    """``"cosine"``: each stage starts at ``lr``, is at ``lr / 2`` half way and ends near zero, falling at
+    every step; ``"constant"`` (the default) leaves AdamW at ``lr``. (On this small budget the cosine
+    schedule's pretraining, with half the total step size, leaves the planted groups less separated:
+    k-means on its embedding reaches ARI 0.78-0.79 against 0.99-1.0 at the constant rate.)"""
+    rates: list[float] = []
+    original = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        assert len({g["lr"] for g in self.param_groups}) == 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    adata, truth = data
+    model = BGFormer(4, random_state=0, **{**SMALL, "lr_schedule": schedule}).fit(adata.copy())
+    n_pre = SMALL["pretrain_steps"]
+    assert len(rates) == n_pre + SMALL["cluster_steps"]
+    if schedule == "constant":
+        assert set(rates) == {SMALL["lr"]}
+    else:
+        for stage in (rates[:n_pre], rates[n_pre:]):
+            assert stage[0] == pytest.approx(SMALL["lr"]) and stage[len(stage) // 2] == pytest.approx(SMALL["lr"] / 2)
+            assert stage[-1] < 0.01 * SMALL["lr"] and all(a > b for a, b in zip(stage, stage[1:]))
+    assert ari(truth, model.labels_) >= (0.9 if schedule == "constant" else 0.5)

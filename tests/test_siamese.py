@@ -328,7 +328,7 @@ def test_cosine_schedule_anneals_each_phase_and_recovers_planted_clusters(_synth
 
 
 def test_phase_lr_is_a_half_cosine():
-    from sccluster.models._siamese_train import phase_lr
+    from sccluster.models._schedule import phase_lr
 
     assert phase_lr(2.0, 0, 10) == pytest.approx(2.0)
     assert phase_lr(2.0, 5, 10) == pytest.approx(1.0)

@@ -40,6 +40,7 @@ from ..pp import select_genes
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, initial_clusters, kmeans_centers
 from ._params import check_choice, check_flag, check_max_value, check_number
+from ._schedule import LR_SCHEDULES, phase_lr, set_lr
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class BGFormer(ClusterModel):
         pairwise ARI over 7 datasets x 3 seeds, k given; BENCHMARKS.md section ``bgformer-noise``).
     lr, weight_decay
         AdamW learning rate and weight decay (both stages).
+    lr_schedule
+        ``"constant"`` (default): ``lr`` throughout; ``"cosine"``: within each stage (pretraining,
+        clustering) the rate of every parameter falls along a half cosine from ``lr`` to about zero.
     batch_size
         Cells per mini-batch.
     pretrain_steps, cluster_steps
@@ -141,6 +145,7 @@ class BGFormer(ClusterModel):
         noise_std: float = 2.5,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
+        lr_schedule: str = "constant",
         batch_size: int = 256,
         pretrain_steps: int = 1000,
         cluster_steps: int = 500,
@@ -170,6 +175,7 @@ class BGFormer(ClusterModel):
         self.noise_std = noise_std
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.pretrain_steps = pretrain_steps
         self.cluster_steps = cluster_steps
@@ -329,6 +335,7 @@ def check_params(model: BGFormer) -> None:
     check_flag("early_stopping", model.early_stopping)
     check_number("validation_size", model.validation_size, 0.0, 0.5, lo_open=True, hi_open=True)
     check_choice("target", model.target, ("dec", "balanced"))
+    check_choice("lr_schedule", model.lr_schedule, LR_SCHEDULES)
     check_number("proportion_momentum", model.proportion_momentum, 0.0, 1.0, hi_open=True)
     check_max_value(model.max_value)
     if model.n_clusters is not None and model.n_clusters > model.max_fit_cells:
@@ -497,6 +504,8 @@ def train_stage(
     net.train()
     bar = tqdm(range(n_steps), desc=f"bgformer {stage}", disable=not settings.show_progress, leave=False)
     for step in bar:
+        if model.lr_schedule == "cosine":  # no write at "constant": the optimiser keeps the rate it was built with
+            set_lr(opt, phase_lr(model.lr, step, n_steps))
         counts, sf = _to_device(next(batches), device)
         x = model.scaler_.transform_torch(counts, sf)
         noise = torch.randn(x.shape, generator=gen).to(device) * model.noise_std

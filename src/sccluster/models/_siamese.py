@@ -50,12 +50,11 @@ from ..ot._balanced import ESTIMATES
 from ._base import ClusterModel
 from ._init_clusters import INITS, check_resolution, initial_clusters
 from ._params import check_choice, check_flag, check_max_value, check_number
+from ._schedule import LR_SCHEDULES
 from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
 
 logger = logging.getLogger(__name__)
 
-#: Values of ``SiameseClu(lr_schedule=...)``.
-LR_SCHEDULES = ("constant", "cosine")
 
 
 class SiameseClu(ClusterModel):

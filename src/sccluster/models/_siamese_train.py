@@ -17,6 +17,7 @@ from ..data import CountSource, Scaler
 from ..nn import TargetSnapshot, dec_target, kl_clustering_loss, zinb_nll
 from ..nn._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
 from ..ot import BalancedTarget
+from ._schedule import phase_lr, set_lr
 from ._siamese_features import graph_view, sample_neighbors
 
 logger = logging.getLogger(__name__)
@@ -62,16 +63,6 @@ class TrainConfig:
 
 def _clean_log_q(net: SiameseNet, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return net.log_q(net.embed(x, h))
-
-
-def phase_lr(lr: float, step: int, n_steps: int) -> float:
-    """Learning rate of step ``step`` (0-based) of a phase of ``n_steps`` under cosine annealing.
-
-    ``lr`` at the first step, falling as ``(1 + cos(pi * step / n_steps)) / 2`` to ``lr / 2`` half way
-    and to about ``lr * (pi / n_steps)^2 / 4`` at the last step; each phase (pretraining, clustering)
-    starts again from ``lr``.
-    """
-    return 0.5 * lr * (1.0 + float(np.cos(np.pi * step / n_steps)))
 
 
 class Trainer:
@@ -183,7 +174,7 @@ class Trainer:
             if s % self.steps_per_epoch == 0:
                 self._refresh_views()
             if self.cfg.lr_schedule == "cosine":  # no write at "constant": the optimiser is left as built
-                self._set_lr(phase_lr(self.cfg.lr, s, n_steps))
+                set_lr(self.opt, phase_lr(self.cfg.lr, s, n_steps))
             epoch.append(self.step(cluster))
             if len(epoch) == self.steps_per_epoch or s == n_steps - 1:
                 rec = {k: float(np.mean([e[k] for e in epoch if k in e])) for k in epoch[0]}
@@ -193,10 +184,6 @@ class Trainer:
                 epoch = []
         self.data.views = []
         self.snapshot = None
-
-    def _set_lr(self, lr: float) -> None:
-        for group in self.opt.param_groups:  # the centres' group too, once it is added
-            group["lr"] = lr
 
     def init_proportions(self, log_q_all: np.ndarray) -> None:
         """Start the cluster proportions at the mean soft assignment of all cells."""
