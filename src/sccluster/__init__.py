@@ -6,11 +6,12 @@ Usage, the scanpy way::
     adata = scc.read("data.h5ad")
     scc.pp.prepare(adata)
     scc.tl.cluster(adata, method="leiden")
+    scc.pl.report(adata, "report.html")
 """
 
 from __future__ import annotations
 
-from . import data, datasets, io, metrics, models, pp, tl
+from . import data, datasets, io, metrics, models, pl, pp, tl
 from ._errors import InputError, TrainingError
 from ._settings import settings
 from ._version import __version__
@@ -25,6 +26,7 @@ __all__ = [
     "io",
     "metrics",
     "models",
+    "pl",
     "pp",
     "read",
     "settings",

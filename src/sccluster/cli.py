@@ -1,4 +1,4 @@
-"""Command-line interface: ``sccluster cluster | demo | evaluate | datasets``.
+"""Command-line interface: ``sccluster cluster | demo | evaluate | report | datasets``.
 
 The CLI only parses arguments, calls the library and prints results. Bad input raised by the library
 as :class:`~sccluster.InputError` becomes one line ``error: <message>`` on stderr and exit code 2.
@@ -172,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", default="sccluster", metavar="KEY", help="obs column of clusters (default: sccluster)")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("report", parents=[common], help="write an HTML report of a clustering",
+                       description="Write one self-contained HTML file (figures embedded, no JavaScript, "
+                       "nothing fetched from a network) about the clustering in obs[KEY] of CLUSTERED.h5ad: "
+                       "run summary and parameters, UMAP, cluster sizes, marker genes, training curves, seed "
+                       "stability and, with --label-key, agreement with reference labels.")
+    p.add_argument("input", metavar="CLUSTERED.h5ad",
+                   help="clustered AnnData (e.g. written by 'sccluster cluster')")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT.html",
+                   help="output .html (written atomically)")
+    p.add_argument("--label-key", default=None, metavar="KEY",
+                   help="obs column of reference labels to score the clustering against")
+    p.add_argument("--key", default="sccluster", metavar="KEY",
+                   help="key of the clustering (default: sccluster)")
+    p.add_argument("--annotation-key", default=None, metavar="KEY",
+                   help="uns entry holding a table (e.g. cluster annotations) to show in the report")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("datasets", parents=[common], help="list the benchmark datasets",
                        description="List the benchmark datasets and the folder they are read from.")
     p.set_defaults(func=_cmd_datasets)
@@ -202,6 +219,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ._cli_run import run_evaluate
 
     return run_evaluate(args.file, truth=args.truth, pred=args.pred)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import io
+    from ._cli_run import _check_obs_key, _held_logs
+    from ._settings import settings
+    from .pl._report import check_report_path
+
+    out = check_report_path(args.output, inputs=(args.input,))  # before reading the input
+    # the reader's messages about X do not matter here: keep only warnings (and print nothing on error)
+    with _held_logs(settings.verbosity < 3, min_level=logging.WARNING):
+        adata = io.read(args.input)
+        _check_obs_key(adata, args.key, "--key")
+        if args.label_key is not None:
+            _check_obs_key(adata, args.label_key, "--label-key")
+        from .pl import report
+
+        path = report(adata, out, key=args.key, label_key=args.label_key, annotation_key=args.annotation_key)
+    print(path)
+    return 0
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
