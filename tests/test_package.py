@@ -164,3 +164,21 @@ def test_empty_clusters_are_dropped_and_labels_contiguous(synthetic_adata, tmp_p
     assert m.predict_proba(synthetic_adata).shape[1] == 2
     m.save(tmp_path / "m.pt")
     np.testing.assert_array_equal(_EmptyCentre.load(tmp_path / "m.pt").predict(synthetic_adata), m.labels_)
+
+
+def test_progress_bars_stay_quiet_in_a_pipe():
+    """Progress written to a file or pipe is redrawn rarely, not at every step of training."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sccluster as scc\n"
+        "from sccluster.datasets import synthetic\n"
+        "a = synthetic(n_cells=300, n_genes=100, n_clusters=3, random_state=0)\n"
+        "scc.pp.prepare(a)\n"
+        "scc.models.BGFormer(3, pretrain_steps=400, cluster_steps=100, d_model=32, n_anchors=8, device='cpu').fit(a)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    bars = [part for part in out.stderr.replace("\r", "\n").splitlines() if "bgformer pretrain" in part]
+    assert 1 <= len(bars) <= 10, len(bars)  # a terminal would get an update every step or so

@@ -142,3 +142,30 @@ def prefer_blocking_numba_threads() -> None:
 
     if not getattr(parallel, "_is_initialized", False):
         numba.config.THREADING_LAYER = "workqueue"
+
+
+#: Seconds between progress-bar updates when stderr is a file or a pipe (a terminal gets tqdm's default).
+PIPE_UPDATE_S = 30.0
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on stderr, shown at verbosity >= 2 (``settings.show_progress``).
+
+    On a terminal it updates as tqdm does. When stderr is a file or a pipe it redraws at most every
+    :data:`PIPE_UPDATE_S` seconds, in plain ASCII, so a log file gets a few lines instead of thousands
+    of carriage-return updates. Keyword arguments go to ``tqdm``.
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from ._settings import settings
+
+    kwargs.setdefault("disable", False)
+    kwargs["disable"] = kwargs["disable"] or not settings.show_progress
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not (isatty is not None and isatty()):
+        kwargs.setdefault("mininterval", PIPE_UPDATE_S)
+        kwargs.setdefault("maxinterval", max(PIPE_UPDATE_S, kwargs["mininterval"]))
+        kwargs.setdefault("ascii", True)
+    return tqdm(iterable, **kwargs)

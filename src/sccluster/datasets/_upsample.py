@@ -15,11 +15,9 @@ import logging
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from .._errors import InputError
-from .._settings import settings
-from .._utils import resolve_seed
+from .._utils import progress, resolve_seed
 from .._validation import check_counts_block
 
 logger = logging.getLogger(__name__)
@@ -176,7 +174,7 @@ def upsample(
     rng = np.random.default_rng(seed)
     builder = _CsrBuilder(int(n_cells), X.shape[1])
     types, src_a, src_b = [], [], []
-    with tqdm(total=int(n_cells), unit="cell", desc="upsample", disable=not settings.show_progress) as bar:
+    with progress(total=int(n_cells), unit="cell", desc="upsample") as bar:
         done = 0
         while done < n_cells:
             m = int(min(chunk_size, n_cells - done))

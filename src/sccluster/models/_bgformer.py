@@ -33,8 +33,7 @@ import time
 import numpy as np
 
 from .._errors import InputError, TrainingError
-from .._settings import settings
-from .._utils import make_generators, resolve_device
+from .._utils import make_generators, progress, resolve_device
 from ..data import CountSource, Scaler
 from ..pp import select_genes
 from ._base import ClusterModel
@@ -485,7 +484,6 @@ def train_stage(
     :class:`TrainingError`.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from ..nn import EarlyStopping, TargetSnapshot
 
@@ -502,7 +500,7 @@ def train_stage(
     if gamma > 0:
         snapshot = TargetSnapshot(net, interval, lambda frozen, x: frozen.log_q(frozen.encode(x)))
     net.train()
-    bar = tqdm(range(n_steps), desc=f"bgformer {stage}", disable=not settings.show_progress, leave=False)
+    bar = progress(range(n_steps), desc=f"bgformer {stage}", leave=False)
     for step in bar:
         if model.lr_schedule == "cosine":  # no write at "constant": the optimiser keeps the rate it was built with
             set_lr(opt, phase_lr(model.lr, step, n_steps))
@@ -529,7 +527,7 @@ def train_stage(
             mean = torch.stack(window).mean(dim=0).tolist()
             row = {"stage": stage, "step": step + 1, **dict(zip(("loss", "zinb", "kl", "vq"), mean))}
             history.append(row)
-            bar.set_postfix(loss=f"{mean[0]:.4f}")
+            bar.set_postfix(loss=f"{mean[0]:.4f}", refresh=False)
             window = []
             if stopper is not None:
                 row["val_zinb"] = validation.loss(net)

@@ -9,10 +9,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .._errors import TrainingError
-from .._settings import settings
+from .._utils import progress
 from ..data import CountSource, Scaler
 from ..nn import TargetSnapshot, dec_target, kl_clustering_loss, zinb_nll
 from ..nn._siamese_module import SiameseNet, edge_loss, feature_correlation_loss, sample_correlation_loss
@@ -169,7 +168,7 @@ class Trainer:
             interval = min(self.cfg.target_interval, self.steps_per_epoch)
             self.snapshot = TargetSnapshot(self.net, interval, _clean_log_q)
         epoch: list[dict[str, float]] = []
-        bar = tqdm(range(n_steps), desc=desc, disable=not settings.show_progress, leave=False)
+        bar = progress(range(n_steps), desc=desc, leave=False)
         for s in bar:
             if s % self.steps_per_epoch == 0:
                 self._refresh_views()
@@ -180,7 +179,7 @@ class Trainer:
                 rec = {k: float(np.mean([e[k] for e in epoch if k in e])) for k in epoch[0]}
                 rec["phase"] = 1.0 if cluster else 0.0
                 self.history.append(rec)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
                 epoch = []
         self.data.views = []
         self.snapshot = None

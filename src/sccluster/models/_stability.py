@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._utils import progress
 from ._leiden import knn_graph, leiden
 from ._params import check_number
 
@@ -148,7 +149,11 @@ def choose_resolution(
         logger.info("too few cells (%d) to choose the resolution by stability; using 1.0", n)
         return ResolutionChoice(1.0)
     values = sorted(grid)
-    for res in values:
+    logger.info(
+        "choosing the Leiden resolution by subsample stability: %d subsamples of %d cells, %d resolutions",
+        n_subsets, stab.size, len(values),
+    )  # fmt: skip
+    for res in progress(values, desc="resolution search", unit="resolution", leave=False):
         stab.evaluate(res, "resolution")
     chosen = stab.finest_stable(values)
     while extend and chosen == values[0] and values[0] / 2 >= MIN_RESOLUTION:
@@ -185,7 +190,7 @@ def choose_k(
 
     stab = SubsampleStability(embedding.shape[0], seed, partition, n_subsets=n_subsets, subset_frac=subset_frac)
     values = [k for k in sorted(grid) if 2 <= k <= stab.size // 10]
-    for k in values:
+    for k in progress(values, desc="k search", unit="k", leave=False):
         stab.evaluate(k, "k")
     chosen = stab.finest_stable(values) if values else None
     if chosen is None:

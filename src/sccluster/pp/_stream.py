@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from .._errors import InputError
-from .._settings import settings
+from .._utils import progress
 from .._validation import check_counts_block
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def iter_chunks(
 ) -> Iterator[tuple[int, int, sp.csr_matrix]]:
     """Yield ``(start, stop, csr_block)`` over all rows of ``matrix`` in order."""
     starts = range(0, n_obs, chunk)
-    for start in tqdm(starts, desc=desc, disable=not settings.show_progress or n_obs <= chunk, leave=False):
+    for start in progress(starts, desc=desc, disable=n_obs <= chunk, leave=False):
         stop = min(start + chunk, n_obs)
         yield start, stop, to_csr(matrix[start:stop])
 
