@@ -38,16 +38,17 @@ def _read(path):
 def _runs(tmp_path_factory):
     """Two end-to-end runs on the demo, started together (each JIT-compiles numba code once).
 
-    ``demo``: ``sccluster demo`` at the default verbosity. ``quiet``: ``sccluster -q cluster DEMO
-    --labels-csv``, with the same method and seed.
+    ``demo``: ``sccluster demo --method kmeans`` at the default verbosity (k-means is fast; the demo also
+    runs leiden for comparison). ``quiet``: ``sccluster -q cluster DEMO --labels-csv``, with the same
+    method and seed.
     """
     from sccluster.datasets import demo_path
 
     folder = tmp_path_factory.mktemp("cli")
     demo_out, out, csv = folder / "demo.h5ad", folder / "out.h5ad", folder / "labels.csv"
     argvs = {
-        "demo": ["demo", "-o", str(demo_out), "--method", "leiden"],
-        "quiet": ["-q", "cluster", str(demo_path()), "-o", str(out), "--method", "leiden", "--seed", "0",
+        "demo": ["demo", "-o", str(demo_out), "--method", "kmeans"],
+        "quiet": ["-q", "cluster", str(demo_path()), "-o", str(out), "--method", "kmeans", "--seed", "0",
                   "--label-key", "cell_type", "--labels-csv", str(csv)],
     }
     procs = {
@@ -79,7 +80,11 @@ def test_demo_prints_summary_and_writes_clusters(demo_run):
     for word in ("cells", "clusters", "ARI", "NMI", "ACC", "time"):
         assert word in text
     ari = float(re.search(r"ARI\s+(-?[0-9.]+)", text).group(1))
-    assert 0.2 < ari <= 1.0  # leiden on the demo is far better than chance
+    assert 0.2 < ari <= 1.0  # k-means on the demo is far better than chance
+    # the fair baseline on the same cells, in the same summary
+    other = re.search(r"compare\s+leiden \(resolution chosen by stability\) on the same cells: ARI (0\.\d+), "
+                      r"NMI 0\.\d+, (\d+) clusters, [0-9.]+ s", text)
+    assert other and 0.2 < float(other.group(1)) <= 1.0, text
     adata = _read(out)
     assert "sccluster" in adata.obs
     assert adata.obs["sccluster"].nunique() == int(re.search(r"clusters\s+(\d+) found", text).group(1))
@@ -128,7 +133,30 @@ def test_evaluate_unknown_key_is_one_line_error(quiet_run):
     assert "cell_type" in result.stderr  # lists what is available
 
 
-@pytest.mark.parametrize("command", [[], ["cluster"], ["demo"], ["evaluate"], ["datasets"]])
+def test_default_method_is_the_same_everywhere():
+    import inspect
+
+    import sccluster as scc
+    from sccluster.models import DEFAULT_METHOD
+
+    assert DEFAULT_METHOD == "bgformer"
+    assert inspect.signature(scc.tl.cluster).parameters["method"].default == DEFAULT_METHOD
+    parser = cli.build_parser()
+    assert parser.parse_args(["cluster", "in.h5ad", "-o", "out.h5ad"]).method == DEFAULT_METHOD
+    assert parser.parse_args(["demo"]).method == DEFAULT_METHOD == cli.DEMO_METHOD
+
+
+@pytest.mark.slow
+def test_demo_runs_the_default_model_beside_the_fair_baseline(tmp_path):
+    """`sccluster demo` as `make demo` runs it: BGFormer with its defaults, then leiden on the same cells."""
+    result = _cli("demo", "-o", str(tmp_path / "demo.h5ad"))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"method\s+bgformer \(seed 0\)", result.stdout), result.stdout
+    assert float(re.search(r"ARI\s+(0\.\d+)", result.stdout).group(1)) > 0.5
+    assert "compare   leiden (resolution chosen by stability) on the same cells: ARI" in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["cluster"], ["demo"], ["evaluate"], ["datasets"], ["report"]])
 def test_help(command, capsys):
     assert cli.main([*command, "--help"]) == 0
     assert "usage: sccluster" in capsys.readouterr().out

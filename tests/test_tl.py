@@ -31,13 +31,13 @@ def test_cluster_writes_every_slot(synthetic_adata):
 
 
 def test_cluster_records_the_resolution_chosen(synthetic_adata):
-    scc.tl.cluster(synthetic_adata, n_pcs=20)  # leiden, resolution chosen by stability
+    scc.tl.cluster(synthetic_adata, method="leiden", n_pcs=20)  # resolution chosen by stability
     info = synthetic_adata.uns["sccluster"]
     assert info["params"]["resolution"] == "auto" and 0 < info["resolution"] <= 2.0
 
 
 def test_cluster_leiden_custom_key_and_categories_sorted(synthetic_adata):
-    scc.tl.cluster(synthetic_adata, n_clusters=12, key_added="lei", n_pcs=20)
+    scc.tl.cluster(synthetic_adata, method="leiden", n_clusters=12, key_added="lei", n_pcs=20)
     cats = list(synthetic_adata.obs["lei"].cat.categories)
     assert cats == [str(i) for i in range(12)]  # numeric order, not "0", "1", "10", ...
     assert synthetic_adata.uns["lei"]["method"] == "leiden"

@@ -18,6 +18,11 @@ _REGISTRY: dict[str, type[ClusterModel]] = {
     SiameseClu.name: SiameseClu,
 }
 
+#: The method ``tl.cluster``, ``sccluster cluster`` and ``sccluster demo`` use unless told otherwise: the one
+#: with the best mean ARI with k estimated over the benchmark datasets (see BENCHMARKS.md).
+DEFAULT_METHOD = "bgformer"
+
+
 def available_methods() -> list[str]:
     """Names accepted by ``tl.cluster(method=...)`` and ``sccluster cluster --method``."""
     return sorted(_REGISTRY)
@@ -48,6 +53,7 @@ def get_model_class(method: str) -> type[ClusterModel]:
 
 
 __all__ = [
+    "DEFAULT_METHOD",
     "MODEL_FORMAT",
     "BGFormer",
     "ClusterModel",

@@ -13,7 +13,7 @@ from .._errors import InputError
 from .._utils import MAX_SEED, resolve_seed
 from .._validation import check_adata, check_n_clusters
 from .._version import __version__
-from ..models import get_model_class
+from ..models import DEFAULT_METHOD, get_model_class
 from ..models._params import check_flag, check_number
 from ._consensus import consensus_labels
 
@@ -60,7 +60,7 @@ def history_columns(history: list[dict]) -> dict[str, np.ndarray]:
 def cluster(
     adata,
     *,
-    method: str = "leiden",
+    method: str = DEFAULT_METHOD,
     n_clusters: int | None = None,
     key_added: str = "sccluster",
     random_state: int | None = 0,
@@ -77,7 +77,8 @@ def cluster(
     adata
         AnnData with raw counts, ideally prepared by :func:`sccluster.pp.prepare`.
     method
-        A name from :func:`sccluster.models.available_methods` (``"leiden"``, ``"kmeans"``, ...).
+        A name from :func:`sccluster.models.available_methods` (``"bgformer"``, ``"siamese"``, ``"leiden"``,
+        ``"kmeans"``); default :data:`sccluster.models.DEFAULT_METHOD` (``"bgformer"``).
     n_clusters
         Number of clusters wanted, or ``None`` to let the method decide.
     key_added
