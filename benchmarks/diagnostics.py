@@ -148,17 +148,53 @@ def diagnose(spec: dict) -> dict:
     }  # fmt: skip
 
 
+LABEL_FREE = ["auto_k", "knn_overlap_pca", "effective_dim", "dims_90"]
+SCORED = ["knn_purity", "ari_auto", "ari_k_given"]
+
+
+def summary_table(csv_path: Path) -> str:
+    """Markdown table of a diagnostics CSV: per dataset and embedding, means over seeds; label-free
+    columns first, label-scored ones after."""
+    import pandas as pd
+
+    df = pd.read_csv(csv_path)
+    df["embedding"] = [m if e in ("pca", "pretrained") else f"{m} ({e})" for m, e in zip(df["method"], df["embedding"])]
+    means = df.groupby(["dataset", "embedding"], sort=True)[LABEL_FREE + SCORED + ["true_k"]].mean()
+    n = df.groupby(["dataset", "embedding"]).size()
+    head = ["dataset", "embedding", "seeds", "k auto / true", "kNN overlap with PCA", "effective dim",
+            "dims for 90 %", "kNN label purity*", "ARI auto*", "ARI Leiden k given*"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (dataset, emb), r in means.iterrows():
+        lines.append(
+            f"| {dataset} | {emb} | {n[(dataset, emb)]} | {r['auto_k']:.1f} / {r['true_k']:.0f} | {r['knn_overlap_pca']:.2f} | "
+            f"{r['effective_dim']:.1f} | {r['dims_90']:.1f} | {r['knn_purity']:.3f} | {r['ari_auto']:.3f} | {r['ari_k_given']:.3f} |"
+        )
+    overall = df.groupby(["embedding", "dataset"])[LABEL_FREE + SCORED].mean().groupby("embedding").mean()
+    for emb, r in overall.iterrows():
+        lines.append(
+            f"| **mean over datasets** | {emb} |  |  | {r['knn_overlap_pca']:.2f} | {r['effective_dim']:.1f} | "
+            f"{r['dims_90']:.1f} | {r['knn_purity']:.3f} | {r['ari_auto']:.3f} | {r['ari_k_given']:.3f} |"
+        )
+    return "\n".join(lines) + "\n\n\\* scored with the labels after the label-free columns were computed."
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["pca", "bgformer", "siamese"])
-    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--datasets", nargs="+", default=None, help="dataset names (required unless --from-csv)")
+    p.add_argument("--from-csv", type=Path, default=None, help="print the Markdown summary of a CSV, run nothing")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE")
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--csv", type=Path, default=None)
     p.add_argument("--embeddings", type=Path, default=None, help="saved k-auto embeddings (run.py --save-embeddings)")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
+    if args.from_csv:
+        print(summary_table(args.from_csv))
+        return 0
+    if not args.datasets or args.csv is None:
+        p.error("--datasets and --csv are required unless --from-csv is given")
     data_dir = Path(args.data_dir or P.default_data_dir())
     params = C.parse_params(args.param, args.methods)
     done = set()
