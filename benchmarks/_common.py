@@ -2,7 +2,7 @@
 
 Parent side: :func:`run_child` runs one measurement in a fresh Python process and returns its wall
 time, peak resident memory and result; :func:`machine_info`, :func:`replace_section` and the
-formatting helpers build the Markdown sections of ``BENCHMARKS.md``.
+formatting helpers build the Markdown sections of the pages in ``docs/benchmarks/``.
 
 Child side: :func:`child_peak_rss_mb`, :func:`mark_step` and :func:`write_result`.
 
@@ -284,9 +284,12 @@ def commits_line(rows) -> str:
     return "- Code: every row at commit " + (parts[0] if parts else "–") + "."
 
 
-def add_output_args(parser, section_default: str) -> None:
-    """The output options every benchmark script shares: ``--section``, ``--csv``, ``--markdown``, ``--no-markdown``."""
-    parser.add_argument("--section", default=None, help=f"BENCHMARKS.md section (default: {section_default})")
+def add_output_args(parser, section_default: str, page: str) -> None:
+    """The output options every benchmark script shares: ``--section``, ``--csv``, ``--markdown``, ``--no-markdown``.
+
+    ``page`` is the default Markdown file, relative to the repository root (``docs/benchmarks/<topic>.md``).
+    """
+    parser.add_argument("--section", default=None, help=f"Markdown section (default: {section_default})")
     parser.add_argument("--csv", type=Path, default=None, help="default: benchmarks/results/<section>.csv")
-    parser.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
+    parser.add_argument("--markdown", type=Path, default=REPO_ROOT / page, help=f"default: {page}")
     parser.add_argument("--no-markdown", action="store_true", help="write only the CSV")

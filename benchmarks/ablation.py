@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--k", choices=["given", "auto"], default="given", dest="k_mode")
     p.add_argument("--data-dir", type=Path, default=None, help="default: sccluster.settings.datasetdir")
     p.add_argument("--reuse", type=Path, default=None, help="run.py CSV whose full-model rows are reused")
-    C.add_output_args(p, "<method>-ablation")
+    C.add_output_args(p, "<method>-ablation", "docs/benchmarks/experiments.md")
     p.add_argument("--resume", action="store_true", help="keep finished runs of an existing --csv")
     p.add_argument("--log-dir", type=Path, default=None)
     p.add_argument("--timeout-s", type=float, default=3600.0)

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="apply --select-genes only to files with more than M genes")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
-    C.add_output_args(p, "reference-scdeepcluster")
+    C.add_output_args(p, "reference-scdeepcluster", "docs/benchmarks/experiments.md")
     args = p.parse_args(argv)
     section = args.section or "reference-scdeepcluster"
     if args.from_csv:

@@ -17,7 +17,7 @@ it off) so that one-time JIT compilation (numba, in umap / pynndescent) does not
 small datasets. "k given" passes the number of label categories as ``n_clusters`` (as published
 benchmarks do); "k auto" passes ``n_clusters=None``. Peak memory covers the whole child (reading
 included). Results go to a CSV (one row per run) and an aggregated
-Markdown section of ``BENCHMARKS.md`` (see ``aggregate`` and ``markdown_table``).
+Markdown section of ``docs/benchmarks/clustering.md`` (see ``aggregate`` and ``markdown_table``).
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--k", choices=sorted(K_MODES), default="given", dest="k_mode")
     p.add_argument("--data-dir", type=Path, default=None, help="default: sccluster.settings.datasetdir")
-    C.add_output_args(p, "the methods")
+    C.add_output_args(p, "the methods", "docs/benchmarks/clustering.md")
     p.add_argument("--title", default=None, help="heading of the section (default: the section name)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="per run (default 3600)")

@@ -294,7 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-outputs", action="store_true", help="keep the clustered .h5ad files")
     p.add_argument("--mem-limit-gb", type=float, default=None, help="RLIMIT_AS of each pipeline child")
     p.add_argument("--timeout-s", type=float, default=None, help="per child (default: none)")
-    C.add_output_args(p, "scale-<methods>")
+    C.add_output_args(p, "scale-<methods>", "docs/benchmarks/scale.md")
     p.add_argument(
         "--resume",
         action="store_true",

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="n_clusters = the number of label categories (given) or None (auto)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
-    C.add_output_args(p, "<method>-stability")
+    C.add_output_args(p, "<method>-stability", "docs/benchmarks/experiments.md")
     args = p.parse_args(argv)
     section = args.section or f"{args.method}-stability"
     if args.from_csv:

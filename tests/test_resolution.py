@@ -167,3 +167,25 @@ def test_leiden_start_gives_the_planted_centres_and_falls_back_to_kmeans(uneven)
     assert initial_clusters(few, 3, 0, init="leiden").centers.shape == (3, 10)
     with pytest.raises(InputError, match="init must be one of"):
         initial_clusters(x, 7, 0, init="random")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [BGFormer, SiameseClu])
+def test_rare_type_found_by_pca_leiden_is_found_by_the_deep_models(cls):
+    """A planted type of 5 % of the cells that PCA + Leiden (resolution by stability) separates is a
+    cluster of its own for both deep models at their defaults, with k estimated (about 3 min each)."""
+    from sccluster.models import LeidenBaseline
+
+    shares = (0.24, 0.2, 0.18, 0.16, 0.14, 0.05, 0.02, 0.01)
+    adata = synthetic(4000, 2000, len(shares), n_markers=20, fold_change=4.0, proportions=shares, dropout=0.1,
+                      random_state=0)  # fmt: skip
+    truth = adata.obs["cell_type"].to_numpy()
+    scc.pp.prepare(adata)
+
+    def own_cluster(labels, kind="type_5"):
+        tab = pd.crosstab(truth, labels)
+        recall, purity = tab.loc[kind] / tab.loc[kind].sum(), tab.loc[kind] / tab.sum(axis=0)
+        return bool(((recall > 0.5) & (purity > 0.5)).any())
+
+    assert own_cluster(LeidenBaseline(random_state=0).fit(adata).labels_)
+    assert own_cluster(cls(None, random_state=0, device="cpu").fit(adata).labels_)

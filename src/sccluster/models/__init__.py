@@ -19,7 +19,7 @@ _REGISTRY: dict[str, type[ClusterModel]] = {
 }
 
 #: The method ``tl.cluster``, ``sccluster cluster`` and ``sccluster demo`` use unless told otherwise: the one
-#: with the best mean ARI with k estimated over the benchmark datasets (see BENCHMARKS.md).
+#: with the best mean ARI with k estimated over the benchmark datasets (docs/decisions/0012-default-method-bgformer.md).
 DEFAULT_METHOD = "bgformer"
 
 

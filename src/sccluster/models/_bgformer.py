@@ -59,10 +59,8 @@ class BGFormer(ClusterModel):
     dropout
         Dropout in the blocks and the decoder.
     noise_std
-        Standard deviation of the Gaussian noise added to the scaled input of the reconstruction pass.
-        2.5, scDeepCluster's level, rather than the 1.0 of BGFormer's published code: chosen by a rule
-        fixed before the runs, on seed-to-seed agreement (no labels), which rose from 0.78 to 0.83 (mean
-        pairwise ARI over 7 datasets x 3 seeds, k given; BENCHMARKS.md section ``bgformer-noise``).
+        Standard deviation of the Gaussian noise added to the scaled input of the reconstruction pass
+        (``>= 0``; default 2.5, scDeepCluster's level; why: ``docs/decisions/0003-bgformer-noise-std-2.5.md``).
     lr, weight_decay
         AdamW learning rate and weight decay (both stages).
     lr_schedule
@@ -114,10 +112,8 @@ class BGFormer(ClusterModel):
         finest resolution of a grid whose partitions are as reproducible across cell subsamples as the
         most reproducible one (:func:`sccluster.models.choose_resolution`; no labels). The resolution
         used is kept in ``resolution_`` and the stability of each resolution in ``resolution_table_``.
-        ``"auto"`` replaced the fixed 1.0, which found 1.3–2.7 times the true k on the pretrained
-        embedding, under a rule fixed before the runs on seed-to-seed agreement (no labels): 0.72 ->
-        0.76 (BENCHMARKS.md section ``bgformer-resolution``). It adds 8 kNN graphs and 88 Leiden runs
-        on at most 20,000 cells: about 10 s on 4,000 cells and 90 s at the cap, on one core.
+        It costs a few kNN graphs and about a hundred Leiden runs on at most 20,000 cells (about 10 s on
+        4,000 cells, 90 s at the cap, one core; why the default: ``docs/decisions/0004-bgformer-resolution-auto.md``).
     max_fit_cells
         Seeded subsample size for fitting the scaler, the anchor and the centre initialisation on large
         data. Training batches and inference use every cell.

@@ -76,10 +76,8 @@ class SiameseClu(ClusterModel):
         N(1, σ²) expression noise, fraction of genes masked per expression view.
     noise_std
         Std of additive Gaussian noise on the scaled expression of each view (the denoising
-        autoencoder's corruption, as BGFormer's ``noise_std``); ``0`` adds none. The default 2.5
-        was chosen by a label-free rule fixed before its runs (seed-to-seed agreement; BENCHMARKS.md
-        section ``siamese-noise``): with the published N(1, 0.1²) noise alone the two views are
-        nearly identical.
+        autoencoder's corruption, as BGFormer's ``noise_std``); ``0`` adds none. Default 2.5 (why:
+        ``docs/decisions/0005-siamese-noise-std-2.5.md``).
     n_latent, n_hidden, n_anchors
         Embedding width, first hidden width, anchor tokens of the global step.
     sinkhorn_iters, sinkhorn_power, proportion_momentum
@@ -94,9 +92,7 @@ class SiameseClu(ClusterModel):
         What the running proportions track: ``"sharpened"`` (default), the mean of
         ``q^sinkhorn_power`` normalised per cell, the cluster masses of the target before its column
         constraint (see :class:`sccluster.ot.BalancedTarget`); ``"soft"``, the mean soft assignment
-        ``q``, which evens cluster sizes out. ``"sharpened"`` replaced ``"soft"`` under a rule fixed
-        before its runs, on seed-to-seed agreement (no labels): 0.697 -> 0.709 over the seven
-        benchmark datasets, higher on five (BENCHMARKS.md section ``siamese-proportions``).
+        ``q``, which evens cluster sizes out (why: ``docs/decisions/0008-siamese-proportion-estimate-sharpened.md``).
     correlation_weight, cluster_weight
         Weights of the cross-correlation losses and of the clustering KL.
     target_interval
@@ -109,10 +105,8 @@ class SiameseClu(ClusterModel):
         ``"cosine"`` (default): within each phase (pretraining, then the clustering stage) the rate
         falls from ``lr`` to about zero along a half cosine, so the embedding that the centres are
         started on, and the network that the labels are read from, are the end of a settled descent
-        rather than one iterate of a constant-rate walk. ``"constant"``: ``lr`` at every step (the
-        default before). ``"cosine"`` replaced ``"constant"`` under a rule fixed before its runs, on
-        seed-to-seed agreement (no labels): 0.709 -> 0.797 over the seven benchmark datasets, higher
-        on five, no centre left empty (BENCHMARKS.md section ``siamese-lr``).
+        rather than one iterate of a constant-rate walk. ``"constant"``: ``lr`` at every step (why the
+        default: ``docs/decisions/0011-siamese-lr-schedule-cosine.md``).
     n_top_genes, max_value
         Highly variable genes used, clip bound after z-scoring.
     init
@@ -123,9 +117,8 @@ class SiameseClu(ClusterModel):
     resolution
         Leiden resolution when ``n_clusters=None``, or ``"auto"`` (default): chosen by subsample
         stability, as in :class:`BGFormer` (:func:`sccluster.models.choose_resolution`; no labels),
-        kept in ``resolution_`` and ``resolution_table_``. ``"auto"`` replaced the fixed 1.0 under a
-        rule fixed before the runs, on seed-to-seed agreement (no labels): 0.69 -> 0.77 over the seven
-        benchmark datasets (BENCHMARKS.md section ``siamese-resolution``).
+        kept in ``resolution_`` and ``resolution_table_`` (why the default:
+        ``docs/decisions/0007-siamese-resolution-auto.md``).
     use_augmentation, use_correlation, use_fusion, use_sinkhorn
         Ablation switches: no augmentation / no correlation losses / plain average of the two
         encoders (no gate, no anchor attention) / DEC target instead of Sinkhorn.

@@ -32,7 +32,7 @@ class BalancedTarget:
     seven datasets (k given, seeds 0-2) SiameseClu's final clusters are less even with it than with
     the soft mean on all seven (mean coefficient of variation of the sizes: worm_neuron 0.51 to 0.90,
     paul15 0.59 to 0.92, pbmc_4k 0.62 to 0.73), and no centre was emptied in 21 runs. It is
-    SiameseClu's default since a label-free rule chose it (BENCHMARKS.md, ``siamese-proportions``);
+    SiameseClu's default (``docs/decisions/0008-siamese-proportion-estimate-sharpened.md``);
     the class keeps ``"soft"`` as its own default.
 
     Parameters
@@ -51,8 +51,8 @@ class BalancedTarget:
         (:func:`sccluster.ot.sinkhorn`), which weakens the pull towards equal sizes described above.
         Measured without labels with SiameseClu (k given, seed 0), ``ρ = 1`` kept 1.0 of the initial
         partition on cellbench (sizes unchanged), 0.89 on worm_neuron (0.80 balanced) and 0.93 on
-        pbmc_4k (0.86), emptied no centre, and kept 0.46 on paul15 (0.50). Benchmark grid, k given,
-        3 seeds: mean ARI 0.564 vs 0.532 balanced (BENCHMARKS.md, ``siamese-relaxed``); opt-in.
+        pbmc_4k (0.86), emptied no centre, and kept 0.46 on paul15 (0.50). Opt-in
+        (``docs/decisions/0006-siamese-relaxed-target-rejected.md``).
     estimate
         What the proportions track. ``"soft"`` (default): the batch's mean soft assignment ``q``.
         ``"sharpened"``: the batch's mean of ``q^power`` with each row normalised, i.e. the cluster

@@ -1,0 +1,106 @@
+"""Summary tables over the per-run CSVs of ``run.py``: one line per method and k mode, and ARI per dataset.
+
+Reads finished CSVs only (runs nothing). The overview gives, per (method, k mode), the mean over
+datasets of the per-dataset mean ARI and NMI, the spread of that mean across seeds (for each seed the
+mean over datasets, then the sample std over seeds), how far the number of clusters found is from the
+true k, and the median time per run. The per-dataset table gives the mean ARI of each dataset and the
+deep models' difference to the baseline with the best mean in the same k mode.
+
+    python benchmarks/summary.py benchmarks/results/baselines.csv benchmarks/results/bgformer.csv \
+        benchmarks/results/siamese.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import params_label  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CSVS = [RESULTS / "baselines.csv", RESULTS / "bgformer.csv", RESULTS / "siamese.csv"]
+BASELINES = ("leiden", "kmeans")
+
+
+def load_runs(paths: list[Path]) -> pd.DataFrame:
+    """The successful runs of the CSVs, with ``variant`` = method plus its non-default parameters."""
+    runs = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    runs = runs[runs["status"] == "ok"].copy()
+    runs["variant"] = [m + (f" ({lab})" if (lab := params_label(p)) else "") for m, p in zip(runs["method"], runs["params"].fillna("{}"))]
+    for col in ["seed", "true_k", "k_found", "ari", "nmi", "time_s"]:
+        runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    return runs
+
+
+def overview(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, k mode) over the datasets every variant of that k mode has."""
+    rows = []
+    for k_mode, by_k in runs.groupby("k_mode", sort=False):
+        shared = set.intersection(*(set(g["dataset"]) for _, g in by_k.groupby("variant")))
+        by_k = by_k[by_k["dataset"].isin(shared)]
+        for variant, g in by_k.groupby("variant", sort=False):
+            per_seed = g.groupby("seed")["ari"].mean()
+            rows.append({
+                "variant": variant, "method": g["method"].iloc[0], "k_mode": k_mode, "datasets": len(shared),
+                "seeds": int(g.groupby("dataset")["seed"].nunique().min()),
+                "ari": g.groupby("dataset")["ari"].mean().mean(),
+                "ari_seed_std": per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan,
+                "nmi": g.groupby("dataset")["nmi"].mean().mean(),
+                "k_off": (g["k_found"] - g["true_k"]).abs().groupby(g["dataset"]).mean().mean(),
+                "time_median": g["time_s"].median(),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def overview_markdown(table: pd.DataFrame) -> str:
+    head = "| method | k | datasets × seeds | ARI (mean ± std over seeds) | NMI | mean \\|k found − true k\\| | median time per run (s) |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for _, r in table.sort_values(["k_mode", "ari"], ascending=[False, False]).iterrows():
+        k_off = "–" if r["k_mode"] == "given" else f"{r['k_off']:.1f}"
+        lines.append(
+            f"| {r['variant']} | {r['k_mode']} | {r['datasets']} × {r['seeds']} | {r['ari']:.3f} ± {r['ari_seed_std']:.3f} "
+            f"| {r['nmi']:.3f} | {k_off} | {r['time_median']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def per_dataset_markdown(runs: pd.DataFrame, k_mode: str) -> str:
+    """Mean ARI per dataset (columns: variants), and each deep model's difference to the baseline with
+    the best mean over datasets in that k mode (one fixed method, not a per-dataset pick)."""
+    g = runs[runs["k_mode"] == k_mode]
+    table = g.pivot_table(index="dataset", columns="variant", values="ari", aggfunc="mean", sort=False)
+    base_cols = [c for c in table.columns if c.split(" ")[0] in BASELINES]
+    deep_cols = [c for c in table.columns if c not in base_cols]
+    bar = table[base_cols].mean().idxmax()
+    head = ["dataset", *table.columns, *(f"{c} − {bar}" for c in deep_cols)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for dataset, r in table.iterrows():
+        cells = [dataset, *(f"{v:.3f}" for v in r), *(f"{r[c] - r[bar]:+.3f}" for c in deep_cols)]
+        lines.append("| " + " | ".join(cells) + " |")
+    mean = table.mean()
+    cells = ["**mean**", *(f"**{v:.3f}**" for v in mean), *(f"**{mean[c] - mean[bar]:+.3f}**" for c in deep_cols)]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("csvs", nargs="*", type=Path, default=DEFAULT_CSVS)
+    p.add_argument("--per-dataset", choices=["given", "auto"], action="append", default=[],
+                   help="also print the ARI per dataset for this k mode (repeatable)")  # fmt: skip
+    args = p.parse_args(argv)
+    runs = load_runs(args.csvs)
+    print(overview_markdown(overview(runs)))
+    for k_mode in args.per_dataset:
+        print(f"\nARI per dataset, k {k_mode} (mean over seeds):\n")
+        print(per_dataset_markdown(runs, k_mode))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
