@@ -24,7 +24,17 @@ from _common import params_label  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CSVS = [RESULTS / "baselines.csv", RESULTS / "bgformer.csv", RESULTS / "siamese.csv"]
+TIMING_CSV = RESULTS / "timing-4k.csv"
+SCALE_CSVS = [RESULTS / "scale-bgformer.csv", RESULTS / "scale-siamese.csv", RESULTS / "scale-baselines.csv"]
 BASELINES = ("leiden", "kmeans")
+#: Rows of the user table: (label, variant with k given, variant with k auto, scale-study pipeline).
+USER_ROWS = [
+    ("**bgformer** (default)", "bgformer", "bgformer", "sccluster bgformer"),
+    ("siamese", "siamese", "siamese", "sccluster siamese"),
+    ("leiden, resolution by stability", "leiden", "leiden", "sccluster leiden"),
+    ("leiden, resolution 1.0 (scanpy's default)", "leiden", "leiden (resolution=1.0)", "scanpy (no scale)"),
+    ("kmeans on PCA, k by silhouette", "kmeans", "kmeans", "sccluster kmeans"),
+]
 
 
 def load_runs(paths: list[Path]) -> pd.DataFrame:
@@ -88,13 +98,53 @@ def per_dataset_markdown(runs: pd.DataFrame, k_mode: str) -> str:
     return "\n".join(lines)
 
 
+def _time_mem(rows: pd.DataFrame) -> tuple[str, str]:
+    """``("mean ± std s", "max MB")`` of finished runs, or dashes."""
+    if rows.empty or (rows := rows[rows["status"] == "ok"]).empty:
+        return "–", "–"
+    t = pd.to_numeric(rows["time_s"])
+    spread = f" ± {t.std(ddof=1):.0f}" if len(t) > 1 else ""
+    return f"{t.mean():.0f}{spread} s", f"{pd.to_numeric(rows['peak_rss_mb']).max() / 1024:.1f} GB"
+
+
+def user_table(runs: pd.DataFrame, timing: pd.DataFrame | None, scale: pd.DataFrame | None) -> str:
+    """The table of BENCHMARKS.md: quality over the nine datasets, time and memory at ~4k and at 1M cells."""
+    table = overview(runs).set_index(["variant", "k_mode"])
+    head = ("| method | ARI, k given | ARI, k auto | k auto: mean \\|k found − true\\| | time, 4k cells | peak memory, 4k "
+            "| time, 1M cells | peak memory, 1M |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for label, given, auto, pipeline in USER_ROWS:
+        cells = [label]
+        for variant, k_mode in ((given, "given"), (auto, "auto")):
+            r = table.loc[(variant, k_mode)] if (variant, k_mode) in table.index else None
+            cells.append("–" if r is None else f"{r['ari']:.3f} ± {r['ari_seed_std']:.3f}")
+        r = table.loc[(auto, "auto")] if (auto, "auto") in table.index else None
+        cells.append("–" if r is None else f"{r['k_off']:.1f}")
+        small = pd.DataFrame() if timing is None else timing[timing["variant"] == auto]
+        cells += _time_mem(small)
+        big = pd.DataFrame() if scale is None else scale[(scale["pipeline"] == pipeline) & (scale["n_cells"] == 1_000_000)]
+        cells += _time_mem(big) if len(big) else ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("csvs", nargs="*", type=Path, default=DEFAULT_CSVS)
     p.add_argument("--per-dataset", choices=["given", "auto"], action="append", default=[],
                    help="also print the ARI per dataset for this k mode (repeatable)")  # fmt: skip
+    p.add_argument("--user-table", action="store_true",
+                   help=f"print BENCHMARKS.md's table instead (also reads {TIMING_CSV.name} and the scale CSVs)")  # fmt: skip
     args = p.parse_args(argv)
     runs = load_runs(args.csvs)
+    if args.user_table:
+        timing = load_runs([TIMING_CSV]) if TIMING_CSV.exists() else None
+        found = [f for f in SCALE_CSVS if f.exists()]
+        scale = pd.concat([pd.read_csv(f) for f in found], ignore_index=True) if found else None
+        if scale is not None:  # the scanpy rows appear in each scale CSV: keep one copy of each run
+            scale = scale.drop_duplicates(["pipeline", "n_cells", "seed", "time_s"])
+        print(user_table(runs, timing, scale))
+        return 0
     print(overview_markdown(overview(runs)))
     for k_mode in args.per_dataset:
         print(f"\nARI per dataset, k {k_mode} (mean over seeds):\n")
