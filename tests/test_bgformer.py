@@ -185,7 +185,7 @@ def test_gene_mismatch_raises_input_error(fitted, data):
 def test_divergence_raises_training_error(data, monkeypatch):
     adata, _ = data
 
-    def nan_loss(self, z, counts, size_factors):
+    def nan_loss(self, z, counts, size_factors, batch=None):
         return z.sum() * float("nan")
 
     monkeypatch.setattr(BGFormerNet, "reconstruction_loss", nan_loss)

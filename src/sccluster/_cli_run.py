@@ -15,7 +15,9 @@ from typing import Any
 from ._errors import InputError
 
 #: Hyperparameters set by their own options, not by ``--param``.
-RESERVED_PARAMS = {"n_clusters": "--n-clusters", "random_state": "--seed", "n_top_genes": "--n-top-genes"}
+RESERVED_PARAMS = {
+    "n_clusters": "--n-clusters", "random_state": "--seed", "n_top_genes": "--n-top-genes", "batch_key": "--batch-key",
+}
 
 
 def _fmt_obs_keys(adata) -> str:
@@ -118,6 +120,7 @@ def run_cluster(
     dry_run: bool = False,
     memory_check: bool = True,
     compare: str | None = None,
+    batch_key: str | None = None,
 ) -> int:
     """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary.
 
@@ -126,6 +129,8 @@ def run_cluster(
     prints them and stops; otherwise a run expected to exceed the available memory is refused unless
     ``memory_check`` is off. ``compare`` names a second method fitted on the same prepared cells
     (same seed and k), whose scores and time are printed beside the first's (the demo's fair baseline).
+    ``batch_key`` names the obs column of batches (:func:`sccluster.tl.cluster`); the method is checked
+    to take it before the file is read, and the column right after reading, before any preparation.
     """
     from . import io, pp, tl
     from ._settings import settings
@@ -150,6 +155,22 @@ def run_cluster(
     if label_key is not None and label_key == key_added:
         msg = f"--label-key and --key-added are both {key_added!r}; the clusters would overwrite the labels, choose another --key-added"
         raise InputError(msg)
+    if batch_key is not None:
+        if "batch_key" not in valid:
+            from .models import available_methods
+
+            takes = [m for m in available_methods() if "batch_key" in get_model_class(m)._param_names()]
+            msg = (
+                f"--method {method} does not take --batch-key yet; --batch-key works with --method "
+                f"{' or '.join(takes)} for now"
+            )
+            raise InputError(msg)
+        if batch_key == key_added:
+            msg = (
+                f"--batch-key and --key-added are both {batch_key!r}; the clusters would overwrite the batches, "
+                "choose another --key-added"
+            )
+            raise InputError(msg)
     from .tl._cluster import MAX_SEEDS
 
     if n_seeds > MAX_SEEDS:
@@ -185,13 +206,18 @@ def run_cluster(
             raise InputError(msg)
         if label_key is not None:
             _check_obs_key(adata, label_key, "--label-key")
+        if batch_key is not None:
+            from .data import read_batches
+
+            _check_obs_key(adata, batch_key, "--batch-key")
+            read_batches(adata, batch_key, warn=False)  # missing values, one-cell batches: an error before any work
         if n_clusters is not None and n_clusters > adata.n_obs:
             msg = f"--n-clusters {n_clusters} is more than the {adata.n_obs:,} cells in the data; ask for fewer clusters"
             raise InputError(msg)
         n_obs, n_vars = adata.n_obs, adata.n_vars
         pp.prepare(adata, layer=layer, n_top_genes=n_top_genes, random_state=seed)  # validates the counts
     tl.cluster(adata, method=method, n_clusters=n_clusters, key_added=key_added, random_state=seed,
-               n_seeds=n_seeds, **params)  # fmt: skip
+               n_seeds=n_seeds, batch_key=batch_key, **params)  # fmt: skip
     info = adata.uns[key_added]
     scores = _scores(adata, label_key, key_added) if label_key is not None else None
     if scores is not None:
@@ -213,6 +239,9 @@ def run_cluster(
         st = info["stability"]
         print(f"seeds     {st['n_seeds']} (consensus; mean ARI between seeds {st['mean_pairwise_ari']:.3f}, "
               f"cells agreeing with every seed {float((adata.obs[f'{key_added}_agreement'] == 1).mean()):.1%})")
+    if "batch_key" in info:
+        print(f"batches   {info['n_batches']} in obs['{info['batch_key']}']; {info['n_single_batch_clusters']} of "
+              f"{info['n_clusters']} clusters have > 90 % of their cells from one batch")
     if scores is not None:
         _print_scores(scores, adata.n_obs)
     total = time.perf_counter() - start

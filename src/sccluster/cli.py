@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="obs column of reference labels, used only to score the finished result")
     p.add_argument("--labels-csv", default=None, metavar="PATH", help="also write a CSV of cell -> cluster")
     p.add_argument("--layer", default=None, metavar="NAME", help="layer holding the raw counts (default: X)")
+    p.add_argument("--batch-key", default=None, metavar="KEY",
+                   help="obs column naming each cell's batch (donor, sample, condition), so that batches do not "
+                   "become clusters (--method bgformer for now)")
     p.add_argument("--n-top-genes", type=_positive_int, default=2000, metavar="N",
                    help="number of highly variable genes (default: 2000)")
     p.add_argument("--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)")
@@ -208,6 +211,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         label_key=args.label_key, labels_csv=args.labels_csv, layer=args.layer,
         n_top_genes=args.n_top_genes, key_added=args.key_added, params=parse_params(args.param),
         n_seeds=args.n_seeds, dry_run=args.dry_run, memory_check=not args.skip_memory_check,
+        batch_key=args.batch_key,
     )
 
 

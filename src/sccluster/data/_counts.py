@@ -37,11 +37,14 @@ class Batch:
         Dense raw counts of the selected genes, ``float32``, shape ``(B, G)``.
     size_factors
         Per-cell size factors, ``float32``, shape ``(B,)``.
+    batch_codes
+        Per-cell batch codes, ``int64``, shape ``(B,)``, when the source has a batch covariate, else ``None``.
     """
 
     index: np.ndarray
     counts: np.ndarray
     size_factors: np.ndarray
+    batch_codes: np.ndarray | None = None
 
 
 class CountSource:
@@ -67,6 +70,9 @@ class CountSource:
         size factor (exactly the median library size for the factors of :func:`sccluster.pp.prepare`).
     check
         Validate (on the first chunk) that the matrix holds non-negative integer counts.
+    batch_codes
+        Optional integer batch code of every cell (``(n_obs,)``, see :func:`sccluster.data.read_batches`),
+        handed out with each mini-batch.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class CountSource:
         size_factors: np.ndarray | None = None,
         reference_total: float | None = None,
         check: bool = True,
+        batch_codes: np.ndarray | None = None,
     ) -> None:
         self.adata = adata
         self.matrix, self.where = counts_matrix(adata, layer)
@@ -112,6 +119,12 @@ class CountSource:
             check_counts_block(first, self.where)
         self.reference_total = reference_total
         self.size_factors = self._resolve_size_factors(size_factors)
+        if batch_codes is not None:
+            batch_codes = np.asarray(batch_codes, dtype=np.int64).ravel()
+            if batch_codes.shape[0] != self.n_obs:
+                msg = f"batch_codes has {batch_codes.shape[0]} entries but the data have {self.n_obs} cells"
+                raise ValueError(msg)
+        self.batch_codes = batch_codes
 
     # ------------------------------------------------------------------ reading
     def _read_rows(self, start: int, stop: int, *, all_genes: bool = False) -> sp.csr_matrix:
@@ -186,7 +199,11 @@ class CountSource:
         """Dense counts and size factors of the cells at ``index``."""
         index = np.asarray(index, dtype=np.int64)
         block = self._take(index)
-        return Batch(index=index, counts=block.toarray().astype(np.float32, copy=False), size_factors=self.size_factors[index])
+        codes = None if self.batch_codes is None else self.batch_codes[index]
+        return Batch(
+            index=index, counts=block.toarray().astype(np.float32, copy=False), size_factors=self.size_factors[index],
+            batch_codes=codes,
+        )  # fmt: skip
 
     def iter_batches(
         self,

@@ -22,6 +22,14 @@ to none). The clean and noisy passes share one batched forward. The reported mod
 the very space the Student-t kernel sees: k-means with ``n_clusters`` given, otherwise Leiden
 plus merging of clusters under 0.5 % of the cells, which estimates k without labels, at a resolution
 chosen per dataset by subsample stability (``resolution="auto"``, the default) or fixed by the user.
+
+With ``batch_key`` (donors, samples, lanes or conditions in ``obs[batch_key]``) the input of each cell
+is z-scored with the gene statistics of its own batch (a batch's gene-wise shift of log expression is
+removed before the encoder) and the ZINB decoder is conditioned on the batch (one-hot at its hidden
+layer and at its mean, dispersion and dropout heads), so the embedding, and the clusters found in it,
+need not encode the batch. The encoder never takes the batch: cells of a batch not seen in training
+embed without any special path, scaled with their own batch's statistics when it has at least
+:data:`sccluster.data.MIN_NEW_BATCH_CELLS` cells, else with the pooled training statistics.
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ import numpy as np
 
 from .._errors import InputError, TrainingError
 from .._utils import make_generators, progress, resolve_device
-from ..data import CountSource, Scaler
+from ..data import BatchCodes, CountSource, Scaler, read_batches
+from ..data._batches import scaler_for_batches, stratified_indices
 from ..pp import select_genes
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, initial_clusters, kmeans_centers
@@ -116,7 +125,18 @@ class BGFormer(ClusterModel):
         4,000 cells, 90 s at the cap, one core; why the default: ``docs/decisions/0004-bgformer-resolution-auto.md``).
     max_fit_cells
         Seeded subsample size for fitting the scaler, the anchor and the centre initialisation on large
-        data. Training batches and inference use every cell.
+        data. Training batches and inference use every cell. With ``batch_key`` the scaler's subsample
+        is topped up so each batch contributes at least ``min(its cells, 1000)`` cells.
+    batch_key
+        Column of ``obs`` naming each cell's batch (donor, sample, lane, condition), or ``None``
+        (default: no batch covariate; training and results are exactly those of a model without it).
+        Every cell needs a value and every batch at least 2 cells; one batch is allowed (with a warning)
+        but has no effect. Given, each batch is z-scored with its own gene statistics and the ZINB
+        decoder is conditioned on the batch, so that batches do not become clusters (module docstring).
+        The same column is read by :meth:`predict` and :meth:`transform`: cells of batches not seen in
+        training get a warning and are scaled with their batch's own statistics (at least 50 cells) or
+        the pooled training statistics. The training batches are in ``batches_`` and saved with the
+        model. Labels are never involved.
     random_state
         Seed (``None`` draws one); same seed on the same machine gives the same labels.
     device
@@ -157,6 +177,7 @@ class BGFormer(ClusterModel):
         max_value: float | None = 10.0,
         resolution: float | str = "auto",
         max_fit_cells: int = 50_000,
+        batch_key: str | None = None,
         random_state: int | None = 0,
         device: str = "auto",
     ) -> None:
@@ -187,11 +208,12 @@ class BGFormer(ClusterModel):
         self.max_value = max_value
         self.resolution = resolution
         self.max_fit_cells = max_fit_cells
+        self.batch_key = batch_key
         self.device = device
 
     # ------------------------------------------------------------------ fitting
-    def _arch(self, n_genes: int, n_clusters: int) -> dict:
-        return {
+    def _arch(self, n_genes: int, n_clusters: int, n_batches: int = 0) -> dict:
+        arch = {
             "n_genes": n_genes,
             "d_model": self.d_model,
             "n_latent": self.n_latent,
@@ -201,6 +223,9 @@ class BGFormer(ClusterModel):
             "dropout": self.dropout,
             "n_clusters": n_clusters,
         }
+        if n_batches:  # only then: a model without batches builds (and saves) the network it always did
+            arch["n_batches"] = n_batches
+        return arch
 
     def _fit(self, adata, *, layer: str | None) -> None:
         import torch
@@ -213,18 +238,32 @@ class BGFormer(ClusterModel):
         seed = self.seed_
         rng, gen = make_generators(seed)  # torch's global generator: seeded by ClusterModel.fit
         t0 = time.perf_counter()
+        batches = None if self.batch_key is None else read_batches(adata, self.batch_key)  # before any work
+        self.batches_ = None if batches is None else list(batches.categories)
         self.genes_ = list(select_genes(adata, self.n_top_genes, layer=layer))
-        source = CountSource(adata, genes=self.genes_, layer=layer)
+        codes = None if batches is None else batches.codes
+        source = CountSource(adata, genes=self.genes_, layer=layer, batch_codes=codes)
         self.reference_total_ = source.reference_total
         n = source.n_obs
         fit_idx = None
         if n > self.max_fit_cells:
             fit_idx = np.sort(rng.choice(n, self.max_fit_cells, replace=False))
-        self.scaler_ = Scaler.fit(source, max_value=self.max_value, indices=fit_idx)
-        net = BGFormerNet(**self._arch(len(self.genes_), 0)).to(device)
+        if batches is None:
+            self.scaler_ = Scaler.fit(source, max_value=self.max_value, indices=fit_idx)
+        else:
+            scaler_idx = None if fit_idx is None else stratified_indices(batches.codes, fit_idx, rng)
+            self.scaler_ = Scaler.fit(
+                source, max_value=self.max_value, indices=scaler_idx, batch_codes=batches.codes,
+                n_batches=batches.n_batches,
+            )  # fmt: skip
+        n_batches = 0 if batches is None else batches.n_batches
+        net = BGFormerNet(**self._arch(len(self.genes_), 0, n_batches)).to(device)
         init_idx = np.sort(rng.choice(n, min(n, 10_000), replace=False))
         init_anchors(net, source, self.scaler_, init_idx, seed, rng, device)
-        logger.info("bgformer: %d cells, %d genes; setup in %.1f s", n, len(self.genes_), time.perf_counter() - t0)
+        logger.info(
+            "bgformer: %d cells, %d genes%s; setup in %.1f s", n, len(self.genes_),
+            "" if batches is None else f", {n_batches} batches in obs[{self.batch_key!r}]", time.perf_counter() - t0,
+        )  # fmt: skip
 
         train_idx, validation = None, None
         if self.early_stopping:
@@ -273,15 +312,26 @@ class BGFormer(ClusterModel):
         self.labels_ = q.argmax(axis=1)
 
     # ------------------------------------------------------------------ inference
-    def _source(self, adata, layer: str | None) -> CountSource:
-        return CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
+    def _source(self, adata, layer: str | None) -> tuple[CountSource, Scaler]:
+        """The counts of new cells and the scaler for them (extended to batches not seen in training)."""
+        batches: BatchCodes | None = None
+        if self.batches_ is not None:  # the training column, read before the counts
+            batches = read_batches(adata, self.params_["batch_key"], categories=self.batches_)
+        source = CountSource(
+            adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_,
+            batch_codes=None if batches is None else batches.codes,
+        )  # fmt: skip
+        scaler = self.scaler_ if batches is None else scaler_for_batches(self.scaler_, source, batches)
+        return source, scaler
 
     def _predict_proba(self, adata, *, layer: str | None) -> np.ndarray:
-        _, log_q = embed(self.net_, self._source(adata, layer), self.scaler_, self._device(), with_q=True)
+        source, scaler = self._source(adata, layer)
+        _, log_q = embed(self.net_, source, scaler, self._device(), with_q=True)
         return np.exp(log_q)
 
     def _transform(self, adata, *, layer: str | None) -> np.ndarray:
-        emb, _ = embed(self.net_, self._source(adata, layer), self.scaler_, self._device())
+        source, scaler = self._source(adata, layer)
+        emb, _ = embed(self.net_, source, scaler, self._device())
         return emb
 
     def _device(self):
@@ -289,13 +339,16 @@ class BGFormer(ClusterModel):
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict:
-        return {
-            "arch": self._arch(len(self.genes_), int(self.net_.centers.shape[0])),
+        state = {
+            "arch": self._arch(len(self.genes_), int(self.net_.centers.shape[0]), self.net_.decoder.n_batches),
             "net": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
             "genes": list(self.genes_),
             "scaler": self.scaler_.state_dict(),
             "reference_total": self.reference_total_,
         }
+        if self.batches_ is not None:  # per-batch statistics are in the scaler's state
+            state["batches"] = list(self.batches_)
+        return state
 
     def _set_state(self, state: dict, device: str) -> None:
         from ..nn import BGFormerNet
@@ -307,6 +360,7 @@ class BGFormer(ClusterModel):
         self.genes_ = list(state["genes"])
         self.scaler_ = Scaler.from_state_dict(state["scaler"])
         self.reference_total_ = state["reference_total"]
+        self.batches_ = state.get("batches")  # absent from files of models without batch_key (and older ones)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -342,10 +396,12 @@ def check_params(model: BGFormer) -> None:
 
 
 def _to_device(batch, device):
+    """Counts, size factors and batch codes (``None`` without batches) of a mini-batch, as tensors."""
     import torch
 
     counts = torch.from_numpy(batch.counts).to(device)
-    return counts, torch.from_numpy(batch.size_factors).to(device)
+    codes = None if batch.batch_codes is None else torch.from_numpy(batch.batch_codes).to(device)
+    return counts, torch.from_numpy(batch.size_factors).to(device), codes
 
 
 def embed(net, source: CountSource, scaler: Scaler, device, *, indices=None, with_q: bool = False, chunk: int = 2048):
@@ -357,8 +413,8 @@ def embed(net, source: CountSource, scaler: Scaler, device, *, indices=None, wit
     zs, qs = [], []
     with torch.inference_mode():
         for batch in source.iter_batches(chunk, indices=indices):
-            counts, sf = _to_device(batch, device)
-            z = net.encode(scaler.transform_torch(counts, sf))
+            counts, sf, codes = _to_device(batch, device)
+            z = net.encode(scaler.transform_torch(counts, sf, codes))
             zs.append(z.cpu().numpy())
             if with_q:
                 qs.append(net.log_q(z).cpu().numpy())
@@ -375,8 +431,8 @@ def init_anchors(net, source: CountSource, scaler: Scaler, indices: np.ndarray, 
     import torch
 
     batch = source.batch(indices)
-    counts, sf = _to_device(batch, device)
-    x = scaler.transform_torch(counts, sf)
+    counts, sf, codes = _to_device(batch, device)
+    x = scaler.transform_torch(counts, sf, codes)
     net.eval()
     for layer, block in enumerate(net.blocks):
         h = net.block_inputs(x)[layer].cpu().numpy()
@@ -430,7 +486,7 @@ class Validation:
     def __init__(
         self, source: CountSource, scaler: Scaler, indices: np.ndarray, device, chunk: int = 1024
     ) -> None:
-        self.counts, self.size_factors = _to_device(source.batch(indices), device)
+        self.counts, self.size_factors, self.batch_codes = _to_device(source.batch(indices), device)
         self.scaler = scaler
         self.chunk = chunk
 
@@ -445,8 +501,9 @@ class Validation:
             for start in range(0, n, self.chunk):
                 sl = slice(start, start + self.chunk)
                 counts, sf = self.counts[sl], self.size_factors[sl]
-                z = net.encode(self.scaler.transform_torch(counts, sf))
-                total += float(net.reconstruction_loss(z, counts, sf)) * counts.shape[0]
+                codes = None if self.batch_codes is None else self.batch_codes[sl]
+                z = net.encode(self.scaler.transform_torch(counts, sf, codes))
+                total += float(net.reconstruction_loss(z, counts, sf, codes)) * counts.shape[0]
         net.train(was_training)
         return total / n
 
@@ -500,13 +557,13 @@ def train_stage(
     for step in bar:
         if model.lr_schedule == "cosine":  # no write at "constant": the optimiser keeps the rate it was built with
             set_lr(opt, phase_lr(model.lr, step, n_steps))
-        counts, sf = _to_device(next(batches), device)
-        x = model.scaler_.transform_torch(counts, sf)
+        counts, sf, codes = _to_device(next(batches), device)
+        x = model.scaler_.transform_torch(counts, sf, codes)
         noise = torch.randn(x.shape, generator=gen).to(device) * model.noise_std
         target_log_q = None if snapshot is None else snapshot.log_q(x)
         losses = net.training_loss(
             x, noise, counts, sf,
-            gamma=gamma, vq_weight=model.vq_weight, target=target, target_log_q=target_log_q,
+            gamma=gamma, vq_weight=model.vq_weight, target=target, target_log_q=target_log_q, batch=codes,
         )  # fmt: skip
         loss = losses["loss"]
         if not torch.isfinite(loss):

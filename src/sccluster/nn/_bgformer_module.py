@@ -46,6 +46,9 @@ class BGFormerNet(nn.Module):
         Dropout inside the blocks and the decoder.
     n_clusters
         Number of DEC centres (may be set later with :meth:`set_centers`).
+    n_batches
+        Number of batches the ZINB decoder is conditioned on (see :class:`ZINBDecoder`); ``0`` (default)
+        for none. The encoder never takes the batch, so cells of any batch, seen or not, embed alike.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class BGFormerNet(nn.Module):
         n_layers: int = 2,
         dropout: float = 0.1,
         n_clusters: int = 0,
+        n_batches: int = 0,
     ) -> None:
         super().__init__()
         self.input_proj = nn.Linear(n_genes, d_model)
@@ -72,7 +76,7 @@ class BGFormerNet(nn.Module):
             nn.Linear(d_model, n_latent),
             nn.LayerNorm(n_latent, elementwise_affine=False),
         )
-        self.decoder = ZINBDecoder(n_latent, n_genes, n_hidden=d_model, dropout=dropout)
+        self.decoder = ZINBDecoder(n_latent, n_genes, n_hidden=d_model, dropout=dropout, n_batches=n_batches)
         self.centers = nn.Parameter(torch.zeros(n_clusters, n_latent))
 
     # ------------------------------------------------------------------ encoder
@@ -109,9 +113,11 @@ class BGFormerNet(nn.Module):
         return out
 
     # ------------------------------------------------------------------ losses
-    def reconstruction_loss(self, z: torch.Tensor, counts: torch.Tensor, size_factors: torch.Tensor) -> torch.Tensor:
-        """ZINB negative log-likelihood of the raw ``counts`` decoded from ``z``."""
-        log_mean, disp, pi_logits = self.decoder(z, size_factors)
+    def reconstruction_loss(
+        self, z: torch.Tensor, counts: torch.Tensor, size_factors: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ZINB negative log-likelihood of the raw ``counts`` decoded from ``z`` (and ``batch``, when conditioned)."""
+        log_mean, disp, pi_logits = self.decoder(z, size_factors, batch)
         return zinb_nll(counts, log_mean, disp, pi_logits)
 
     def log_q(self, z: torch.Tensor) -> torch.Tensor:
@@ -129,6 +135,7 @@ class BGFormerNet(nn.Module):
         vq_weight: float = 0.0,
         target=None,
         target_log_q: torch.Tensor | None = None,
+        batch: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses of one mini-batch; ``gamma > 0`` adds the clustering term (stage 2).
 
@@ -137,8 +144,8 @@ class BGFormerNet(nn.Module):
         P of this batch. P is computed from ``target_log_q`` (the batch's soft assignments under a
         periodically refreshed snapshot of the network, as in DEC) when given, else from this pass's
         detached ``log q``: ``target(·)`` when given (for example
-        :class:`sccluster.ot.BalancedTarget`), else the DEC target. Returns a dict with ``loss``,
-        ``zinb``, ``kl`` and ``vq``.
+        :class:`sccluster.ot.BalancedTarget`), else the DEC target. ``batch`` (``(B,)`` codes) conditions
+        the decoder when the network has batches. Returns a dict with ``loss``, ``zinb``, ``kl`` and ``vq``.
         """
         b = x.shape[0]
         noisy = x + noise
@@ -148,10 +155,10 @@ class BGFormerNet(nn.Module):
             z, z_q, vq_loss = self.encode(inp, vq=True)
         else:
             z, z_q, vq_loss = self.encode(inp), None, x.new_zeros(())
-        zinb = self.reconstruction_loss(z[:b], counts, size_factors)
+        zinb = self.reconstruction_loss(z[:b], counts, size_factors, batch)
         loss = zinb
         if vq:
-            loss = loss + vq_weight * (self.reconstruction_loss(z_q[:b], counts, size_factors) + vq_loss)
+            loss = loss + vq_weight * (self.reconstruction_loss(z_q[:b], counts, size_factors, batch) + vq_loss)
         kl = x.new_zeros(())
         if gamma > 0:
             log_q = self.log_q(z[b:])

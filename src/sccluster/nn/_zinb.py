@@ -64,21 +64,40 @@ def zinb_nll(
 class ZINBDecoder(nn.Module):
     """Map an embedding to ZINB parameters over ``n_genes`` (DCA / scDeepCluster heads).
 
-    ``forward(z, size_factors)`` returns ``(log_mean, disp, pi_logits)``, each ``(B, G)``; the mean
-    includes the size factor: ``mean = size_factor * exp(head(h))``, clamped to ``[1e-5, 1e6]``.
+    ``forward(z, size_factors, batch=None)`` returns ``(log_mean, disp, pi_logits)``, each ``(B, G)``; the
+    mean includes the size factor: ``mean = size_factor * exp(head(h))``, clamped to ``[1e-5, 1e6]``.
+
+    With ``n_batches > 0`` the decoder is conditioned on each cell's batch (``batch``: ``(B,)`` integer
+    codes), as count models of batched data are (scVI's covariate injection): the one-hot batch is
+    concatenated to the embedding at the hidden layer and to the hidden units at the mean, dispersion and
+    dropout heads, so each batch has its own gene-wise log-mean offset, dispersion and dropout offsets on
+    top of what the embedding decodes to, and the embedding need not encode the batch. ``n_batches=0``
+    (default) builds exactly the unconditioned decoder.
     """
 
-    def __init__(self, n_input: int, n_genes: int, n_hidden: int = 256, dropout: float = 0.0) -> None:
+    def __init__(
+        self, n_input: int, n_genes: int, n_hidden: int = 256, dropout: float = 0.0, n_batches: int = 0
+    ) -> None:
         super().__init__()
+        self.n_batches = int(n_batches)
         self.hidden = nn.Sequential(
-            nn.Linear(n_input, n_hidden), nn.LayerNorm(n_hidden), nn.GELU(), nn.Dropout(dropout)
+            nn.Linear(n_input + self.n_batches, n_hidden), nn.LayerNorm(n_hidden), nn.GELU(), nn.Dropout(dropout)
         )
-        self.mean = nn.Linear(n_hidden, n_genes)
-        self.disp = nn.Linear(n_hidden, n_genes)
-        self.pi = nn.Linear(n_hidden, n_genes)
+        self.mean = nn.Linear(n_hidden + self.n_batches, n_genes)
+        self.disp = nn.Linear(n_hidden + self.n_batches, n_genes)
+        self.pi = nn.Linear(n_hidden + self.n_batches, n_genes)
 
-    def forward(self, z: torch.Tensor, size_factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.hidden(z)
+    def forward(
+        self, z: torch.Tensor, size_factors: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.n_batches:
+            if batch is None:
+                msg = f"this decoder is conditioned on {self.n_batches} batches; pass the batch code of every cell"
+                raise ValueError(msg)
+            onehot = F.one_hot(batch.long(), self.n_batches).to(z.dtype)  # (B, n_batches)
+            h = torch.cat([self.hidden(torch.cat([z, onehot], dim=1)), onehot], dim=1)
+        else:
+            h = self.hidden(z)
         log_mean = self.mean(h).clamp(_LOG_MEAN_MIN, _LOG_MEAN_MAX) + torch.log(size_factors)[:, None]
         disp = F.softplus(self.disp(h)).clamp(1e-4, 1e4)
         return log_mean, disp, self.pi(h)

@@ -13,12 +13,16 @@ from .._errors import InputError
 from .._utils import MAX_SEED, resolve_seed
 from .._validation import check_adata, check_n_clusters
 from .._version import __version__
-from ..models import DEFAULT_METHOD, get_model_class
+from ..data import read_batches
+from ..models import DEFAULT_METHOD, available_methods, get_model_class
 from ..models._params import check_flag, check_number
 from ._consensus import consensus_labels
 
 #: Most seeds ``cluster(n_seeds=...)`` accepts.
 MAX_SEEDS = 100
+#: A cluster with more than this share of its cells from one batch counts as a single-batch cluster in
+#: ``uns[key_added]["n_single_batch_clusters"]``.
+SINGLE_BATCH_SHARE = 0.9
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ def cluster(
     copy: bool = False,
     n_seeds: int = 1,
     return_model: bool = False,
+    batch_key: str | None = None,
     **model_kwargs: Any,
 ):
     """Cluster the cells of ``adata`` with ``method`` and store the result in it.
@@ -102,6 +107,12 @@ def cluster(
     return_model
         Also return the fitted model (with ``n_seeds > 1``, the reference seed's), so that new cells
         can be assigned (``model.predict``) without refitting.
+    batch_key
+        Column of ``obs`` naming each cell's batch (donor, sample, lane, condition), so that batches do
+        not become clusters; ``None`` (default) for none. Checked before any fitting (every cell needs a
+        value, every batch at least 2 cells) and passed to the model; only methods with a ``batch_key``
+        parameter take it (``"bgformer"`` for now; others raise :class:`InputError`). Labels are never
+        involved.
     **model_kwargs
         Hyperparameters of the method's model class (unknown names raise :class:`InputError`).
 
@@ -114,7 +125,10 @@ def cluster(
     assignments exist, and ``uns[key_added]`` = ``{method, params, n_clusters, n_clusters_requested,
     time_s, seed, sccluster_version}``, plus ``history`` (the training history as columns, see
     :func:`history_columns`) for iterative methods and ``resolution`` when the method ran Leiden at a
-    resolution (chosen by subsample stability or as given).
+    resolution (chosen by subsample stability or as given). With ``batch_key``, ``uns[key_added]`` also
+    holds ``batch_key``, ``n_batches``, ``batches`` (names), ``batch_sizes`` (cells per batch) and
+    ``n_single_batch_clusters``: clusters with more than 90 % of their cells from one batch (a label-free
+    sign of batches kept apart; a cell type present in one batch only is such a cluster too).
     """
     check_adata(adata)
     if not isinstance(key_added, str) or not key_added:
@@ -130,6 +144,17 @@ def cluster(
     check_number("n_seeds", n_seeds, 1, MAX_SEEDS, integer=True)
     check_flag("return_model", return_model)
     check_n_clusters(n_clusters, adata.n_obs)
+    batches = None
+    if batch_key is not None:
+        if "batch_key" not in cls._param_names():
+            takes = [m for m in available_methods() if "batch_key" in get_model_class(m)._param_names()]
+            msg = (
+                f"method {method!r} does not take batch_key yet; batch_key is supported by "
+                f"{', '.join(map(repr, takes))} for now: use one of those or leave batch_key out"
+            )
+            raise InputError(msg)
+        batches = read_batches(adata, batch_key, warn=False)  # bad batches are an error before any fitting
+        model_kwargs["batch_key"] = batch_key
     seed = resolve_seed(random_state)
     seeds = [(seed + i) % (MAX_SEED + 1) for i in range(int(n_seeds))]
     models = [cls(n_clusters=n_clusters, random_state=s, **model_kwargs) for s in seeds]
@@ -189,6 +214,8 @@ def cluster(
     resolution = getattr(model, "resolution_", None)
     if resolution is not None:  # the Leiden resolution used (chosen by stability, or as given)
         adata.uns[key_added]["resolution"] = float(resolution)
+    if batches is not None:
+        adata.uns[key_added].update(_batch_summary(batches, labels))
     logger.info(
         "cluster: %s found %d clusters in %.1f s; labels in obs[%r]",
         method,
@@ -199,6 +226,19 @@ def cluster(
     if return_model:
         return (adata, model) if copy else model
     return adata if copy else None
+
+
+def _batch_summary(batches, labels: np.ndarray) -> dict[str, Any]:
+    """What ``uns[key_added]`` records about the batches: key, names, sizes and single-batch clusters."""
+    table = pd.crosstab(labels, batches.codes).to_numpy()  # clusters x batches, small
+    share = table.max(axis=1) / table.sum(axis=1)
+    return {
+        "batch_key": batches.key,
+        "n_batches": int(batches.n_batches),
+        "batches": np.asarray(batches.categories, dtype=object),
+        "batch_sizes": np.asarray(batches.n_cells, dtype=np.int64),
+        "n_single_batch_clusters": int((share > SINGLE_BATCH_SHARE).sum()) if batches.n_batches > 1 else 0,
+    }
 
 
 def _by_size(labels: np.ndarray) -> np.ndarray:
