@@ -242,21 +242,60 @@ def parse_params(items: list[str], methods: list[str]) -> dict[str, dict]:
     return params
 
 
-def counts_only(adata, label_key: str):
+PARTITION_PREFIX = "z1:"
+
+
+def encode_partition(labels) -> str:
+    """Compact text of a partition (cluster ids in cell order) for a CSV cell.
+
+    ``"z1:"`` + base64 of the zlib-compressed codes as little-endian ``uint16`` (ids 0-65,535); about a
+    tenth of the size of the JSON list. :func:`decode_partition` reads it back.
+    """
+    import base64
+    import zlib
+
+    import numpy as np
+
+    codes = np.asarray(labels)
+    if codes.size and (codes.min() < 0 or codes.max() > np.iinfo(np.uint16).max):
+        raise ValueError("partition ids must lie in 0..65535")
+    raw = codes.astype("<u2").tobytes()
+    return PARTITION_PREFIX + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def decode_partition(text) -> list[int]:
+    """The cluster ids of a partition written by :func:`encode_partition`, or by older scripts as a JSON list."""
+    import base64
+    import zlib
+
+    import numpy as np
+
+    if not isinstance(text, str):
+        return list(text)
+    if text.startswith(PARTITION_PREFIX):
+        raw = zlib.decompress(base64.b64decode(text[len(PARTITION_PREFIX):]))
+        return np.frombuffer(raw, dtype="<u2").astype(int).tolist()
+    return json.loads(text)
+
+
+def counts_only(adata, label_key: str, keep: tuple[str, ...] = ()):
     """``(labels, data)``: the labels as strings, and a new AnnData holding only the counts.
 
     The data keep ``X``, the layers and the cell and gene names; no obs or var column, ``uns``, ``obsm``
     or ``obsp`` entry reaches the method (benchmark files carry integer copies of the labels, such as
-    ``obs["label_int"]``, and other annotations). No matrix is copied.
+    ``obs["label_int"]``, and other annotations), except the obs columns named in ``keep`` (a batch
+    covariate the method is told to read; never the label column). No matrix is copied.
     """
     import anndata as ad
     import pandas as pd
 
+    if label_key in keep:
+        raise ValueError(f"the label column {label_key!r} cannot be handed to the method")
     labels = adata.obs[label_key].astype(str).to_numpy()
     data = ad.AnnData(
         X=adata.X,
         layers=dict(adata.layers),
-        obs=pd.DataFrame(index=adata.obs_names.copy()),
+        obs=pd.DataFrame({k: adata.obs[k].to_numpy() for k in keep}, index=adata.obs_names.copy()),
         var=pd.DataFrame(index=adata.var_names.copy()),
     )
     return labels, data

@@ -6,11 +6,13 @@ Example::
     python benchmarks/run.py --methods leiden kmeans --seeds 0 1 2 --k both --section baselines
 
 Every run executes in a fresh Python process (this script with ``--single``) so that its wall time
-and peak resident memory are its own. The child reads the dataset, removes ``obs["cell_type"]``
-from the AnnData, then times ``sccluster.pp.prepare`` + ``model.fit`` (everything after reading;
+and peak resident memory are its own. The child reads the dataset, sets ``obs["cell_type"]`` aside and
+hands the method a new AnnData with the counts and names only (plus the obs column of a ``batch_key``
+parameter, e.g. ``--param bgformer:batch_key=batch``), then times ``sccluster.pp.prepare`` + ``model.fit`` (everything after reading;
 ``time_s``; ``prepare_s`` and ``fit_s`` are also kept) and finally scores ``labels_`` against the
 removed labels with ``sccluster.metrics.evaluate``. The partition itself is kept in the CSV
-(``partition``: ``labels_`` as a JSON list in cell order), so label-free comparisons between runs,
+(``partition``: ``labels_`` in cell order, compressed by ``_common.encode_partition``; older rows hold a
+JSON list, and ``_common.decode_partition`` reads both), so label-free comparisons between runs,
 such as the seed-to-seed agreement of ``stability.py --from-csv``, need no refit. Before reading, the
 child fits the same method once on 300 synthetic cells (``warmup_s``, not timed; ``--no-warmup`` turns
 it off) so that one-time JIT compilation (numba, in umap / pynndescent) does not dominate the time of
@@ -77,7 +79,8 @@ def run_single(spec: dict, result_path: str) -> None:
         cls = get_model_class(spec["method"])
         if spec.get("warmup", True):
             out["warmup_s"] = _warm_up(scc, cls, spec)
-        labels, adata = C.counts_only(scc.read(spec["path"]), LABEL_KEY)  # no label reaches fitting
+        keep = (spec["params"]["batch_key"],) if spec["params"].get("batch_key") else ()
+        labels, adata = C.counts_only(scc.read(spec["path"]), LABEL_KEY, keep)  # no label reaches fitting
         true_k = int(len(set(labels)))
         out.update(n_cells=int(adata.n_obs), n_genes=int(adata.n_vars), true_k=true_k)
         n_clusters = true_k if spec["k_mode"] == "given" else None
@@ -90,7 +93,7 @@ def run_single(spec: dict, result_path: str) -> None:
         out["fit_s"] = getattr(model, "fit_time_", None)
         scores = scc.metrics.evaluate(labels, model.labels_)
         out.update(ari=scores["ari"], nmi=scores["nmi"], acc=scores["acc"], k_found=scores["n_clusters"])
-        out["partition"] = json.dumps(model.labels_.tolist(), separators=(",", ":"))  # int64 ndarray
+        out["partition"] = C.encode_partition(model.labels_)  # C.decode_partition reads it
         if spec.get("embedding_dir"):  # for label-free diagnostics of the embedding (diagnostics.py)
             import numpy as np
 
@@ -107,7 +110,11 @@ def run_single(spec: dict, result_path: str) -> None:
 def _warm_up(scc, cls, spec: dict) -> float:
     """Fit the method once on 300 synthetic cells so one-time JIT compilation (numba) is not timed."""
     start = time.perf_counter()
-    tiny = scc.datasets.synthetic(n_cells=300, n_genes=100, n_clusters=3, n_markers=10, random_state=0)
+    batch_key = spec["params"].get("batch_key")
+    tiny = scc.datasets.synthetic(n_cells=300, n_genes=100, n_clusters=3, n_markers=10, random_state=0,
+                                  **({"n_batches": 2} if batch_key else {}))  # fmt: skip
+    if batch_key:
+        tiny.obs[batch_key] = tiny.obs["batch"]
     try:
         scc.pp.prepare(tiny)
         n_clusters = 3 if spec["k_mode"] == "given" else None

@@ -109,7 +109,7 @@ def agreement_table(df) -> str:
         cells = []
         for v in variants:
             runs = df[(df["dataset"] == d) & (df["variant"] == v)]
-            parts = [json.loads(x) if isinstance(x, str) else x for x in runs["labels"]]
+            parts = [C.decode_partition(x) for x in runs["labels"]]
             pairs = [ari(a, b) for a, b in itertools.combinations(parts, 2)]
             cells.append(f"{np.mean(pairs):.3f} ({min(pairs):.3f}–{max(pairs):.3f})" if pairs else "–")
             means.setdefault(v, []).append(np.mean(pairs) if pairs else np.nan)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for f, (name, params), seed in itertools.product(files, variants, args.seeds):
             labels, k, secs = fit_labels(args.method, f, params, seed, args.k)
             rows.append({"dataset": f.stem, "variant": name, "params": json.dumps(params, sort_keys=True),
-                         "seed": seed, "n_clusters": k, "time_s": secs, "labels": json.dumps(labels),
+                         "seed": seed, "n_clusters": k, "time_s": secs, "labels": C.encode_partition(labels),
                          "git_commit": commit})
             print(f"{f.stem} {name} seed {seed}: {secs:.0f} s", file=sys.stderr)
             pd.DataFrame(rows, columns=COLUMNS).to_csv(csv_path, index=False)

@@ -325,7 +325,7 @@ def test_harness_end_to_end(tmp_path):
         )
         assert 0.5 < float(r["ari"]) <= 1.0 and 0 <= float(r["nmi"]) <= 1 and int(r["k_found"]) == 3
         assert float(r["time_s"]) > 0 and float(r["peak_rss_mb"]) > 10
-    partitions = [json.loads(r["partition"]) for r in ok]  # the run's labels_, in cell order
+    partitions = [_common.decode_partition(r["partition"]) for r in ok]  # the run's labels_, in cell order
     assert all(len(p) == 150 and set(p) == {0, 1, 2} for p in partitions)
     assert all(r["partition"] == "" for r in rows if r["method"] == "no_such_method")
     bad = [r for r in rows if r["method"] == "no_such_method"]
@@ -551,3 +551,14 @@ def test_reference_recipe_recovers_planted_clusters_and_renders(synthetic_adata,
     text = md.read_text()
     assert "| d1 | 600 | 200 | 4 | 0.600 ± 0.100 |" in text and "| 11 (10–12) |" in text
     assert "**0.700**" in text and "every row at commit `abc1234` (6 runs)" in text
+
+
+def test_partitions_are_stored_compactly_and_read_back_in_either_format():
+    labels = np.random.default_rng(0).integers(0, 40, size=5000)
+    text = _common.encode_partition(labels)
+    assert text.startswith("z1:") and len(text) < len(json.dumps(labels.tolist())) / 2
+    assert _common.decode_partition(text) == labels.tolist()
+    assert _common.decode_partition(json.dumps([2, 0, 1])) == [2, 0, 1]  # rows written before the change
+    assert _common.decode_partition(_common.encode_partition([])) == []
+    with pytest.raises(ValueError, match="0..65535"):
+        _common.encode_partition([-1, 0])
