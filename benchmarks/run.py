@@ -206,11 +206,18 @@ def done_rows(csv_path: Path, specs: list[dict]) -> list[dict]:
 
     Rows from other commits are kept too; the section then names every commit (:func:`C.commits_line`).
     """
+    return _earlier_rows(csv_path, specs)[0]
+
+
+def _earlier_rows(csv_path: Path, specs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``(finished rows of specs, rows of runs outside specs)`` of an earlier CSV."""
     if not csv_path.is_file():
-        return []
+        return [], []
     wanted = {_spec_key(s) for s in specs}
     with open(csv_path, newline="") as fh:
-        return [r for r in csv.DictReader(fh) if r.get("status") in ("ok", "na") and _key(r) in wanted]
+        rows = list(csv.DictReader(fh))
+    done = [r for r in rows if r.get("status") in ("ok", "na") and _key(r) in wanted]
+    return done, [r for r in rows if _key(r) not in wanted]
 
 
 def run_grid(
@@ -218,17 +225,20 @@ def run_grid(
 ) -> list[dict]:
     """Run every spec in its own child, writing each row to the CSV as soon as it is done.
 
-    With ``resume``, finished rows of an existing CSV are kept and their runs skipped.
+    With ``resume``, finished rows of an existing CSV are kept and their runs skipped, and its rows of
+    other runs (other methods, parameters, datasets or seeds) stay in the file; the rows returned are
+    those of ``specs`` only.
     """
     from tqdm.auto import tqdm
 
     version, commit = P.sccluster_version(), P.git_commit()
-    rows = done_rows(csv_path, specs) if resume else []
+    rows, others = _earlier_rows(csv_path, specs) if resume else ([], [])
     have = {_key(r) for r in rows}
     specs = [s for s in specs if _spec_key(s) not in have]
     with open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
+        writer.writerows(others)
         writer.writerows(rows)
         fh.flush()
         bar = tqdm(specs, desc="benchmark runs", unit="run")

@@ -397,6 +397,22 @@ def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):
     assert bench_run.done_rows(csv_path, cold) == []
 
 
+def test_resume_leaves_the_rows_of_other_runs_in_the_csv(tmp_path, monkeypatch):
+    """--resume with another method or parameters adds its runs; the CSV's earlier rows stay."""
+    csv_path = tmp_path / "grid.csv"
+    base = {"dataset": "tiny", "k_mode": "auto", "seed": 0, "warmup_s": 1.0, "status": "ok", "ari": 0.7}
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=bench_run.CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerow({**base, "method": "kmeans", "params": "{}"})
+    specs = bench_run.plan_runs(["leiden"], [tmp_path / "tiny.h5ad"], [0], ["auto"], {"leiden": {"resolution": 1.0}})
+    monkeypatch.setattr(bench_run, "execute", lambda spec, **kw: {**base, "method": spec["method"],
+                                                                  "params": '{"resolution": 1.0}'})  # fmt: skip
+    rows = bench_run.run_grid(specs, csv_path, tmp_path, None, resume=True)
+    assert [r["method"] for r in rows] == ["leiden"]  # the table shows the runs asked for
+    assert sorted(pd.read_csv(csv_path)["method"]) == ["kmeans", "leiden"]  # the file keeps both
+
+
 def test_from_csv_refuses_repeated_runs_and_names_every_commit(tmp_path):
     import _common
 

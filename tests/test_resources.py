@@ -14,7 +14,7 @@ from sccluster.tl import _resources as R
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
-@pytest.mark.parametrize("name", ["scale-bgformer.csv", "scale-siamese.csv"])
+@pytest.mark.parametrize("name", ["scale-bgformer.csv", "scale-siamese.csv", "scale-baselines.csv"])
 def test_memory_estimate_within_a_factor_of_1_5_of_the_scale_study(name):
     rows = pd.read_csv(RESULTS / name)
     rows = rows[(rows["status"] == "ok") & rows["pipeline"].str.startswith("sccluster ")]

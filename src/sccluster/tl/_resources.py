@@ -41,8 +41,8 @@ class CostModel:
 COSTS: dict[str, CostModel] = {
     "bgformer": CostModel(base_mb=711.0, mb_per_m_counts=15.5, fixed_s=206.0, s_per_k_cells=0.0887),
     "siamese": CostModel(base_mb=1044.0, mb_per_m_counts=24.8, fixed_s=110.0, s_per_k_cells=0.447),
-    "leiden": CostModel(base_mb=743.0, mb_per_m_counts=38.3, fixed_s=60.0, s_per_k_cells=0.54),
-    "kmeans": CostModel(base_mb=743.0, mb_per_m_counts=38.3, fixed_s=10.0, s_per_k_cells=0.54),
+    "leiden": CostModel(base_mb=875.0, mb_per_m_counts=42.2, fixed_s=53.0, s_per_k_cells=0.468),
+    "kmeans": CostModel(base_mb=859.0, mb_per_m_counts=14.3, fixed_s=2.0, s_per_k_cells=0.118),
 }
 #: Seconds the speed benchmark (:func:`machine_speed`) took on the calibration machine.
 REFERENCE_BENCHMARK_S = 0.25
