@@ -1,4 +1,5 @@
-"""Batch covariates (``batch_key``): validation, per-batch scaling, BGFormer, tl.cluster and the CLI.
+"""Batch covariates (``batch_key``): validation, per-batch scaling, balanced kNN graphs, BGFormer, SiameseClu,
+the Leiden baseline, tl.cluster and the CLI.
 
 Planted cell types under a strong batch effect (``synthetic(n_batches=3, batch_shift=1.0)``): every type
 is in every batch, and each batch multiplies the mean of every gene by its own log-normal factor. The
@@ -20,12 +21,13 @@ import pytest
 import torch
 
 import sccluster as scc
-from sccluster import InputError, cli
+from sccluster import InputError, cli, graph
 from sccluster.data import CountSource, Scaler, read_batches
 from sccluster.data._batches import stratified_indices
 from sccluster.datasets import synthetic
 from sccluster.metrics import ari
-from sccluster.models import BGFormer
+from sccluster.models import BGFormer, LeidenBaseline, SiameseClu
+from sccluster.models._leiden import knn_graph as leiden_graph
 
 # the small test network of test_bgformer.py, with more pretraining: the batch effect makes the planted
 # types harder to reconstruct (at 300 steps one dataset of three was still mixed after pretraining)
@@ -34,6 +36,9 @@ SMALL = dict(
     pretrain_steps=500, cluster_steps=60, device="cpu",
 )
 TINY = {**SMALL, "pretrain_steps": 5, "cluster_steps": 2}
+# test_siamese.py's fast SiameseClu
+SIAMESE = {"pretrain_steps": 60, "cluster_steps": 40, "batch_size": 128, "n_hidden": 64, "n_pcs": 20, "device": "cpu"}
+SIAMESE_TINY = {**SIAMESE, "pretrain_steps": 5, "cluster_steps": 2}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -127,7 +132,11 @@ def _set(adata, values):
 )
 def test_bad_batches_are_one_line_input_errors(small, edit, key, match):
     adata = edit(small)
-    for call in (lambda: read_batches(adata, key), lambda: BGFormer(2, batch_key=key, **TINY).fit(adata)):
+    calls = (
+        lambda: read_batches(adata, key), lambda: BGFormer(2, batch_key=key, **TINY).fit(adata),
+        lambda: SiameseClu(2, batch_key=key, **SIAMESE_TINY).fit(adata), lambda: LeidenBaseline(2, batch_key=key).fit(adata),
+    )  # fmt: skip
+    for call in calls:
         with pytest.raises(InputError, match=match) as err:
             call()
         assert "\n" not in str(err.value)
@@ -307,11 +316,20 @@ def test_tl_cluster_records_batches(data):
     assert 0 <= info["n_single_batch_clusters"] <= info["n_clusters"]
 
 
-@pytest.mark.parametrize("method", ["siamese", "leiden", "kmeans"])
-def test_tl_cluster_methods_without_batch_key_say_so(data, method):
-    with pytest.raises(InputError, match=f"method '{method}' does not take batch_key yet; .*'bgformer'") as err:
-        scc.tl.cluster(data[0].copy(), method=method, batch_key="batch")
+def test_tl_cluster_kmeans_has_no_batch_correction_and_says_so(data):
+    with pytest.raises(InputError, match="method 'kmeans' does not take batch_key .*'bgformer', 'leiden', 'siamese'") as err:
+        scc.tl.cluster(data[0].copy(), method="kmeans", batch_key="batch")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("method", "params"), [("siamese", SIAMESE_TINY), ("leiden", {})])
+def test_tl_cluster_records_batches_for_siamese_and_leiden(data, method, params):
+    adata = data[0].copy()
+    scc.tl.cluster(adata, method=method, n_clusters=4, batch_key="batch", **params)
+    info = adata.uns["sccluster"]
+    assert info["method"] == method and info["batch_key"] == "batch" and info["params"]["batch_key"] == "batch"
+    assert info["n_batches"] == 2 and info["batch_sizes"].tolist() == [300, 300]
+    assert 0 <= info["n_single_batch_clusters"] <= info["n_clusters"]
 
 
 def test_tl_cluster_checks_batches_before_fitting(data, monkeypatch):
@@ -353,7 +371,7 @@ def test_cli_batch_key_end_to_end(batched_file, tmp_path):
     [
         (["--batch-key", "nope"], "--batch-key 'nope' is not a column of obs"),
         (["--batch-key", "empty"], "obs['empty'] has no values"),
-        (["--batch-key", "batch", "--method", "kmeans"], "--method kmeans does not take --batch-key yet"),
+        (["--batch-key", "batch", "--method", "kmeans"], "--method kmeans does not take --batch-key (it has no batch correction)"),
         (["--batch-key", "batch", "--key-added", "batch"], "--batch-key and --key-added are both 'batch'"),
         (["--param", "batch_key=batch"], "set batch_key with --batch-key"),
     ],
@@ -365,3 +383,167 @@ def test_cli_bad_batch_key_exits_2_and_writes_nothing(batched_file, tmp_path, ca
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- batch-balanced kNN graphs
+def test_balanced_neighbors_take_the_nearest_cells_of_every_batch():
+    rng = np.random.default_rng(0)
+    codes = np.repeat([0, 1, 2], [50, 80, 4])  # a batch smaller than its share of neighbours
+    x = rng.normal(size=(len(codes), 6)).astype(np.float32) + 6.0 * codes[:, None]  # batches far apart
+    assert graph.per_batch_neighbors(15, np.bincount(codes)).tolist() == [5, 5, 3]
+    idx, dist = graph.BalancedNeighborIndex(x, codes, 15).self_neighbors()
+    assert idx.shape == (134, 13) and np.all(np.diff(dist, axis=1) >= 0) and not (idx == np.arange(134)[:, None]).any()
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    for i in (0, 60, 132):  # brute force: the 5, 5 and 3 nearest cells of each batch
+        want = set()
+        for b, k in enumerate((5, 5, 3)):
+            members = np.flatnonzero(codes == b)
+            want |= set(members[np.argsort(d2[i, members])[:k]].tolist())
+        assert set(idx[i].tolist()) == want
+    adj, sigma = graph.knn_graph(x, 15, batch_codes=codes)
+    for i in range(len(codes)):  # SiameseClu's graph: every cell linked to every batch
+        assert set(codes[adj[i].indices]) == {0, 1, 2}
+    np.testing.assert_allclose(sigma, dist[:, -1])
+    plain, _ = graph.knn_graph(x, 15)
+    assert max(len(set(codes[plain[i].indices])) for i in range(50)) == 1  # without batches: its own batch only
+    conn = leiden_graph(x, 0, 16, batch_codes=codes).obsp["connectivities"]  # Leiden's graph, the same rule
+    assert all(set(codes[conn[i].indices]) == {0, 1, 2} for i in range(len(codes)))
+    one, _ = graph.knn_graph(x, 15, batch_codes=np.zeros(len(codes), dtype=np.int64))  # one batch: the plain graph
+    assert (one != plain).nnz == 0
+    q_idx, q_dist = graph.BalancedNeighborIndex(x, codes, 15).query(x[:3] + 0.01)  # new points: the same rule
+    assert q_idx.shape == (3, 13) and all(np.bincount(codes[row], minlength=3).tolist() == [5, 5, 3] for row in q_idx)
+
+
+# --------------------------------------------------------------------------- SiameseClu
+@pytest.fixture(scope="module")
+def siamese_without(data):
+    return SiameseClu(4, random_state=0, **SIAMESE).fit(data[0].copy())
+
+
+@pytest.fixture(scope="module")
+def siamese_with(data):
+    return SiameseClu(4, random_state=0, batch_key="batch", **SIAMESE).fit(data[0].copy())
+
+
+def test_siamese_without_batch_key_clusters_follow_batches(siamese_without, data):
+    train, _ = data
+    assert _batch_shares(siamese_without.labels_, _codes(train, "batch")).max() > 0.9
+    assert ari(_codes(train, "cell_type"), siamese_without.labels_) < 0.5
+
+
+def test_siamese_with_batch_key_clusters_are_the_types_and_mix_batches(siamese_with, data):
+    train, _ = data
+    # ARI 1.0 on this dataset; >= 0.99 on synthetic(random_state=1 and 2) too
+    assert ari(_codes(train, "cell_type"), siamese_with.labels_) >= 0.9
+    assert _batch_shares(siamese_with.labels_, _codes(train, "batch")).max() < 0.7
+    assert siamese_with.batches_ == ["batch_0", "batch_1"] and siamese_with.batch_codes_.shape == (600,)
+    assert siamese_with.net_.decoder.n_batches == 2 and siamese_with.scaler_.batch_mean.shape == (2, 200)
+    # training cells predicted again: scaled with their batch's statistics, attached by the balanced rule
+    assert ari(siamese_with.labels_[:100], siamese_with.predict(train[:100].copy())) >= 0.9
+
+
+def test_siamese_unseen_batch_at_predict_embeds_and_warns(siamese_with, data, caplog):
+    _, new = data
+    with _warnings(caplog):
+        labels = siamese_with.predict(new)
+    (record,) = [r for r in caplog.records if "not seen in training" in r.getMessage()]
+    assert "'batch_2' (300 cells: own statistics)" in record.getMessage()
+    assert ari(_codes(new, "cell_type"), labels) >= 0.9
+    caplog.clear()
+    with _warnings(caplog):
+        few = siamese_with.predict(new[:20].copy())
+    assert any("(20 cells: pooled training statistics)" in r.getMessage() for r in caplog.records)
+    assert few.shape == (20,) and set(few) <= set(range(siamese_with.n_clusters_))
+    missing = new[:10].copy()
+    del missing.obs["batch"]
+    with pytest.raises(InputError, match="batch_key 'batch' is not a column of obs"):
+        siamese_with.transform(missing)
+
+
+def test_siamese_save_load_keeps_batches(siamese_with, data, tmp_path):
+    train, new = data
+    path = tmp_path / "siamese.pt"
+    siamese_with.save(path)
+    loaded = SiameseClu.load(path, device="cpu")
+    assert loaded.get_params()["batch_key"] == "batch" and loaded.batches_ == siamese_with.batches_
+    np.testing.assert_array_equal(loaded.batch_codes_, siamese_with.batch_codes_)
+    np.testing.assert_array_equal(loaded.predict(train[:200].copy()), siamese_with.predict(train[:200].copy()))
+    np.testing.assert_array_equal(loaded.predict(new), siamese_with.predict(new))
+
+
+def test_siamese_files_without_batches_still_load(data, tmp_path):
+    train, _ = data
+    model = SiameseClu(4, random_state=0, **SIAMESE_TINY).fit(train.copy())
+    path = tmp_path / "plain.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=False)
+    assert "batches" not in payload["state"] and "batch_codes" not in payload["state"]
+    del payload["params"]["batch_key"]  # as written before batch_key existed
+    torch.save(payload, path)
+    old = SiameseClu.load(path, device="cpu")
+    assert old.batch_key is None and old.batches_ is None
+    np.testing.assert_array_equal(old.predict(train[:50].copy()), model.predict(train[:50].copy()))
+
+
+def test_siamese_without_batch_key_training_is_unchanged():
+    """``batch_key=None`` gives SiameseClu's results of before.
+
+    Reference values computed at commit 4abe528 (before SiameseClu took ``batch_key``) with this very fit.
+    Regenerate them only for a deliberate change of SiameseClu's training.
+    """
+    adata = synthetic(n_cells=240, n_genes=60, n_clusters=3, n_markers=10, random_state=3)
+    model = SiameseClu(
+        3, random_state=5, pretrain_steps=12, cluster_steps=6, batch_size=64, n_hidden=32, n_latent=8, n_anchors=8,
+        n_pcs=10, device="cpu",
+    ).fit(adata.copy())  # fmt: skip
+    assert not any("batch" in name for name in model.net_.state_dict()) and model.net_.decoder.n_batches == 0
+    assert model.scaler_.batch_mean is None and model.batches_ is None and model.batch_codes_ is None
+    np.testing.assert_allclose(model.x0_[:2, :4].astype(np.float32), [[-0.0666, 1.6768, 1.4463, 0.481],
+                                                                      [-2.4375, -1.4043, -1.1162, 0.6982]], atol=2e-3)  # fmt: skip
+    np.testing.assert_allclose(model.sigma_[:3], [2.71494, 3.20931, 2.57924], atol=1e-4)
+    np.testing.assert_allclose(model.degree_[:3], [7.63797, 6.95267, 8.5843], atol=1e-4)
+    expected_embedding = [
+        [0.161325, -0.128136, -0.312543, -0.024863, -0.016425, -0.294545, 0.449229, 0.174399],
+        [0.337585, 0.162665, -0.164991, -0.115211, 0.010048, -0.457955, 0.439064, 0.613495],
+    ]
+    np.testing.assert_allclose(model.embedding_[:2], expected_embedding, atol=1e-3)
+    expected_q = [[0.360366, 0.258353, 0.381281], [0.341618, 0.261984, 0.396398], [0.406292, 0.298016, 0.295692]]
+    np.testing.assert_allclose(model.soft_assignments_[:3], expected_q, atol=1e-3)
+    assert np.bincount(model.labels_).tolist() == [99, 82, 59]
+    assert model.labels_[:20].tolist() == [2, 2, 0, 0, 1, 2, 1, 2, 2, 0, 1, 2, 0, 2, 1, 0, 0, 0, 0, 1]
+    expected_new = [[0.35932, 0.260141, 0.380539], [0.341559, 0.263691, 0.394751], [0.405952, 0.297772, 0.296276]]
+    np.testing.assert_allclose(model.predict_proba(adata[:3].copy()), expected_new, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- the Leiden baseline
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_leiden_batch_key_finds_the_types_not_the_batches(seed):
+    adata = synthetic(n_cells=600, n_genes=200, n_clusters=4, n_batches=2, batch_shift=1.0, random_state=seed)
+    types, batches = _codes(adata, "cell_type"), _codes(adata, "batch")
+    plain = LeidenBaseline(random_state=0).fit(adata.copy())  # resolution "auto"
+    assert _batch_shares(plain.labels_, batches).max() > 0.9 and ari(types, plain.labels_) < 0.7
+    model = LeidenBaseline(random_state=0, batch_key="batch").fit(adata.copy())  # resolution "auto", balanced graphs
+    # ARI 1.0, 1.0 (seed 1: plus one cluster of a single cell at the resolution chosen, 2.0) and 1.0
+    sizes = np.bincount(model.labels_)
+    assert (sizes >= 6).sum() == 4 and ari(types, model.labels_) >= 0.9
+    assert _batch_shares(model.labels_, batches)[sizes >= 6].max() < 0.7 and model.batches_ == ["batch_0", "batch_1"]
+    given = LeidenBaseline(4, random_state=0, batch_key="batch").fit(adata.copy())  # bisection, balanced graph
+    assert given.n_clusters_ == 4 and ari(types, given.labels_) >= 0.9
+
+
+def test_leiden_batch_key_ignores_pooled_x_pca(data):
+    adata = data[0].copy()
+    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 50), dtype=np.float32)  # scaled with pooled statistics: not used
+    model = LeidenBaseline(4, random_state=0, batch_key="batch", n_pcs=10).fit(adata)
+    assert model.embedding_.shape == (600, 10) and np.abs(model.embedding_).sum() > 0
+
+
+def test_leiden_without_batch_key_is_unchanged():
+    """``batch_key=None`` gives the Leiden baseline's results of before (values at commit 4abe528)."""
+    adata = synthetic(n_cells=240, n_genes=60, n_clusters=3, n_markers=10, random_state=3)
+    model = LeidenBaseline(4, random_state=2).fit(adata.copy())  # bisection: sensitive to every edge weight
+    assert model.resolution_ == 1.625 and np.bincount(model.labels_).tolist() == [80, 80, 47, 33]
+    assert model.labels_[:20].tolist() == [0, 1, 1, 1, 2, 1, 2, 1, 1, 1, 2, 1, 0, 1, 2, 1, 1, 0, 1, 2]
+    np.testing.assert_allclose(model.embedding_[0, :4], [-0.10797, 2.7171, 2.29291, 0.73166], atol=1e-4)
+    assert model.batches_ is None

@@ -161,8 +161,8 @@ def run_cluster(
 
             takes = [m for m in available_methods() if "batch_key" in get_model_class(m)._param_names()]
             msg = (
-                f"--method {method} does not take --batch-key yet; --batch-key works with --method "
-                f"{' or '.join(takes)} for now"
+                f"--method {method} does not take --batch-key (it has no batch correction); --batch-key works "
+                f"with --method {', '.join(takes)}"
             )
             raise InputError(msg)
         if batch_key == key_added:

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None, metavar="NAME", help="layer holding the raw counts (default: X)")
     p.add_argument("--batch-key", default=None, metavar="KEY",
                    help="obs column naming each cell's batch (donor, sample, condition), so that batches do not "
-                   "become clusters (--method bgformer for now)")
+                   "become clusters (--method bgformer, siamese or leiden; kmeans has no batch correction)")
     p.add_argument("--n-top-genes", type=_positive_int, default=2000, metavar="N",
                    help="number of highly variable genes (default: 2000)")
     p.add_argument("--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)")

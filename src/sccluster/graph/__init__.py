@@ -4,10 +4,11 @@ Nothing here builds a cells x cells dense matrix: graphs are CSR with about ``n 
 diffusion is a fixed number of sparse matrix-times-features products.
 """
 
-from ._knn import NeighborIndex, edge_weights, knn_graph, nearest_neighbors
+from ._knn import BalancedNeighborIndex, NeighborIndex, edge_weights, knn_graph, nearest_neighbors, per_batch_neighbors
 from ._ops import drop_edges, graph_degrees, normalize_adjacency, ppr_extend, ppr_propagate
 
 __all__ = [
+    "BalancedNeighborIndex",
     "NeighborIndex",
     "drop_edges",
     "edge_weights",
@@ -16,5 +17,6 @@ __all__ = [
     "nearest_neighbors",
     "normalize_adjacency",
     "ppr_extend",
+    "per_batch_neighbors",
     "ppr_propagate",
 ]

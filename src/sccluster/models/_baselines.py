@@ -1,6 +1,8 @@
 """Baseline methods behind the model surface: scanpy's Leiden pipeline and k-means, both on a PCA.
 
 Neither baseline can assign new cells or be saved; they cluster the cells they are fitted on.
+``LeidenBaseline(batch_key=...)`` corrects for batches (per-batch scaling before the PCA, a batch-balanced
+kNN graph); k-means has no batch correction and takes no ``batch_key``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import logging
 import numpy as np
 
 from .._errors import InputError
+from ..data import BatchCodes, CountSource, Scaler, read_batches
 from ..metrics import silhouette
-from ..pp import pca_embedding
+from ..pp import pca_embedding, select_genes
 from ._base import ClusterModel
-from ._init_clusters import check_resolution, subsample_rows
+from ._init_clusters import check_resolution, subsample_index, subsample_rows
 from ._leiden import knn_graph, leiden
 from ._params import check_choice, check_number
 from ._stability import MAX_STABILITY_CELLS, choose_k, choose_resolution
@@ -47,8 +50,35 @@ def pca_of(adata, *, layer: str | None, n_pcs: int, n_top_genes: int, seed: int)
     return pca_embedding(adata, n_comps=int(n_pcs), n_top_genes=n_top_genes, layer=layer, random_state=seed)
 
 
+#: Most cells the PCA of :func:`batch_scaled_pca` is fitted on (as :func:`sccluster.pp.pca_embedding`).
+PCA_MAX_CELLS = 50_000
+
+
+def batch_scaled_pca(adata, batches: BatchCodes, *, layer: str | None, n_pcs: int, n_top_genes: int,
+                     seed: int) -> np.ndarray:  # fmt: skip
+    """PCA of the highly variable genes z-scored with each cell's own batch statistics, ``(n_obs, n_pcs)``.
+
+    Log-normalised counts of :func:`sccluster.pp.select_genes` genes, z-scored per batch and clipped at 10
+    (:class:`sccluster.data.Scaler` with batch codes, streamed), a randomized PCA fitted on at most
+    :data:`PCA_MAX_CELLS` cells (seeded subsample) and every cell projected by chunks; scores are divided
+    by the root mean variance of the components (:func:`fit_projector`), which no kNN graph notices.
+    ``obsm["X_pca"]`` is not used: it was scaled with the pooled statistics.
+    """
+    from ._siamese_features import fit_projector, project_all
+
+    check_number("n_pcs", n_pcs, 1, integer=True)
+    genes = select_genes(adata, n_top_genes, layer=layer)
+    source = CountSource(adata, genes=genes, layer=layer, batch_codes=batches.codes)
+    scaler = Scaler.fit(source, batch_codes=batches.codes, n_batches=batches.n_batches)
+    projector = fit_projector(source, scaler, int(n_pcs), seed, max_cells=PCA_MAX_CELLS)
+    return project_all(source, scaler, projector)
+
+
 class LeidenBaseline(ClusterModel):
     """The standard scanpy pipeline: PCA → kNN graph (``sc.pp.neighbors``) → Leiden (igraph).
+
+    With ``batch_key`` the PCA is of per-batch z-scored genes and the kNN graph batch-balanced, so that
+    batches do not become clusters (see ``batch_key``).
 
     Parameters
     ----------
@@ -69,6 +99,16 @@ class LeidenBaseline(ClusterModel):
         computed with :func:`sccluster.pp.pca_embedding`).
     n_top_genes
         Highly variable genes for the PCA when it must be computed.
+    batch_key
+        Column of ``obs`` naming each cell's batch (donor, sample, lane, condition), or ``None`` (default:
+        the pipeline above, results unchanged). Every cell needs a value and every batch at least 2 cells;
+        one batch is allowed (with a warning) but has no effect. Given: the PCA is computed (never taken
+        from ``obsm["X_pca"]``) on the highly variable genes z-scored with each batch's own statistics
+        (:func:`batch_scaled_pca`), and each cell's neighbours in the kNN graph are drawn from every
+        batch: its ``n_neighbors - 1`` others (scanpy counts the cell itself) shared out as
+        ``(n_neighbors - 1) // n_batches`` nearest cells in each batch, at least 1, weighted by scanpy's
+        UMAP connectivities (in the spirit of BBKNN; :class:`sccluster.graph.BalancedNeighborIndex`). The
+        resolution search and ``resolution="auto"`` use balanced graphs too. Labels are never involved.
     random_state
         Seed of the PCA, the neighbour search, the subsamples and Leiden.
     """
@@ -83,6 +123,7 @@ class LeidenBaseline(ClusterModel):
         n_neighbors: int = 15,
         n_pcs: int = 50,
         n_top_genes: int = 2000,
+        batch_key: str | None = None,
         random_state: int | None = 0,
     ) -> None:
         super().__init__(n_clusters, random_state=random_state)
@@ -90,11 +131,19 @@ class LeidenBaseline(ClusterModel):
         self.n_neighbors = n_neighbors
         self.n_pcs = n_pcs
         self.n_top_genes = n_top_genes
+        self.batch_key = batch_key
 
     def _fit(self, adata, *, layer: str | None) -> None:
         check_resolution(self.resolution)
         check_number("n_neighbors", self.n_neighbors, 2, integer=True)
-        emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
+        batches = None if self.batch_key is None else read_batches(adata, self.batch_key)  # before any work
+        self.batches_ = None if batches is None else list(batches.categories)
+        codes = None if batches is None else batches.codes
+        if batches is None:
+            emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
+        else:
+            emb = batch_scaled_pca(adata, batches, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes,
+                                   seed=self.seed_)  # fmt: skip
         self.embedding_ = emb
         self.resolution_table_: list[dict] = []
         n_obs = emb.shape[0]
@@ -103,7 +152,7 @@ class LeidenBaseline(ClusterModel):
             self.resolution_ = float("nan")
             return
         n_neighbors = int(min(self.n_neighbors, max(n_obs - 1, 2)))
-        graph = knn_graph(emb, self.seed_, n_neighbors)
+        graph = knn_graph(emb, self.seed_, n_neighbors, batch_codes=codes)
         cache: dict[float, np.ndarray] = {}
 
         def run(res: float) -> np.ndarray:
@@ -115,8 +164,9 @@ class LeidenBaseline(ClusterModel):
         if self.n_clusters is not None:
             res = self._search_resolution(run, int(self.n_clusters), 1.0 if auto else float(self.resolution))
         elif auto:
-            sub = subsample_rows(emb, MAX_STABILITY_CELLS, self.seed_)
-            choice = choose_resolution(sub, self.seed_, n_neighbors=n_neighbors)
+            sub = subsample_index(n_obs, MAX_STABILITY_CELLS, self.seed_)  # the rows subsample_rows takes
+            choice = choose_resolution(emb[sub], self.seed_, n_neighbors=n_neighbors,
+                                       batch_codes=None if codes is None else codes[sub])  # fmt: skip
             res, self.resolution_table_ = choice.resolution, choice.table
         else:
             res = float(self.resolution)

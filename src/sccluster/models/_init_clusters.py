@@ -106,12 +106,18 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
+def subsample_index(n_obs: int, max_cells: int, seed: int) -> np.ndarray:
+    """Sorted positions of the rows :func:`subsample_rows` keeps: all ``n_obs``, or a seeded ``max_cells``."""
+    if n_obs <= max_cells:
+        return np.arange(n_obs)
+    return np.sort(np.random.default_rng(seed).choice(n_obs, max_cells, replace=False))
+
+
 def subsample_rows(x: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     """``x`` itself, or a seeded sample of ``max_cells`` of its rows (in their order) when it has more."""
     if x.shape[0] <= max_cells:
         return x
-    idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_cells, replace=False))
-    return x[idx]
+    return x[subsample_index(x.shape[0], max_cells, seed)]
 
 
 @dataclass

@@ -30,10 +30,21 @@ A scalable, label-free re-implementation of scSiameseClu (IJCAI 2025). Design:
   phase (``lr_schedule``), so the start and the readout come from settled networks.
 - **Readout.** argmax of Q after the last step (no label-based model selection).
 
+With ``batch_key`` (donors, samples, lanes or conditions in ``obs[batch_key]``), as in :class:`BGFormer`:
+the expression of each cell is z-scored with its own batch's gene statistics, before the PCA and before
+the expression encoder; the kNN graph is batch-balanced (each cell's neighbours are its
+``n_neighbors // n_batches`` nearest cells in *every* batch, at least one, in the spirit of BBKNN;
+:class:`sccluster.graph.BalancedNeighborIndex`), so its diffusions mix the batches; and the ZINB decoder
+is conditioned on the one-hot batch. Neither encoder takes the batch. New cells are attached to the
+training graph by the same balanced rule over the training batches; cells of a batch not seen in
+training are scaled with their own batch's statistics when it has at least
+:data:`sccluster.data.MIN_NEW_BATCH_CELLS` cells, else with the pooled training statistics (a warning
+either way).
+
 Saved with the model (besides weights, genes, scaler and PCA): the training cells' PCA scores and
 PPR features as float16 and their kNN bandwidths and degrees, so ``predict`` can attach new cells to
 the training graph under its normalisation (``2 · n · n_pcs`` half floats: 200 MB for 1M cells with
-50 PCs).
+50 PCs), and with ``batch_key`` the training batches and each training cell's batch code.
 """
 
 from __future__ import annotations
@@ -45,7 +56,8 @@ import numpy as np
 
 from .._errors import InputError
 from .._utils import make_generators, resolve_device
-from ..data import CountSource, Scaler
+from ..data import BatchCodes, CountSource, Scaler, read_batches
+from ..data._batches import scaler_for_batches
 from ..ot._balanced import ESTIMATES
 from ._base import ClusterModel
 from ._init_clusters import INITS, check_resolution, initial_clusters
@@ -122,6 +134,17 @@ class SiameseClu(ClusterModel):
     use_augmentation, use_correlation, use_fusion, use_sinkhorn
         Ablation switches: no augmentation / no correlation losses / plain average of the two
         encoders (no gate, no anchor attention) / DEC target instead of Sinkhorn.
+    batch_key
+        Column of ``obs`` naming each cell's batch (donor, sample, lane, condition), or ``None`` (default:
+        no batch covariate; training and results are exactly those of a model without it). Every cell
+        needs a value and every batch at least 2 cells; one batch is allowed (with a warning) but has no
+        effect. Given: per-batch scaling of the expression (and so of the PCA), a batch-balanced kNN graph
+        (``n_neighbors // n_batches`` neighbours from every batch, at least 1) and a ZINB decoder conditioned
+        on the batch, so that batches do not become clusters (module docstring). :meth:`predict` and
+        :meth:`transform` read the same column: new cells join the graph by the same balanced rule; cells
+        of batches not seen in training get a warning and are scaled with their batch's own statistics
+        (at least 50 cells) or the pooled training statistics. The training batches are in ``batches_``
+        and saved with the model. Labels are never involved.
     random_state, device
         Seed (numpy, torch, PCA, kNN, k-means) and ``"auto"``/``"cpu"``/``"cuda"``.
     """
@@ -167,6 +190,7 @@ class SiameseClu(ClusterModel):
         use_correlation: bool = True,
         use_fusion: bool = True,
         use_sinkhorn: bool = True,
+        batch_key: str | None = None,
         random_state: int | None = 0,
         device: str = "auto",
     ) -> None:
@@ -187,6 +211,7 @@ class SiameseClu(ClusterModel):
         self.init = init
         self.use_augmentation, self.use_correlation = use_augmentation, use_correlation
         self.use_fusion, self.use_sinkhorn = use_fusion, use_sinkhorn
+        self.batch_key = batch_key
         self.device = device
 
     # ------------------------------------------------------------------ checks
@@ -235,14 +260,21 @@ class SiameseClu(ClusterModel):
         device = resolve_device(self.device)
         seed = self.seed_
         rng, gen = make_generators(seed)
+        batches = None if self.batch_key is None else read_batches(adata, self.batch_key)  # before any work
+        self.batches_ = None if batches is None else list(batches.categories)
+        codes = None if batches is None else batches.codes
+        self.batch_codes_ = None if batches is None else codes.astype(np.int32)
         self.genes_ = np.asarray(select_genes(adata, self.n_top_genes, layer=layer), dtype=object)
-        source = CountSource(adata, genes=self.genes_, layer=layer)
+        source = CountSource(adata, genes=self.genes_, layer=layer, batch_codes=codes)
         self.reference_total_ = source.reference_total
-        self.scaler_ = Scaler.fit(source, max_value=self.max_value)
+        if batches is None:
+            self.scaler_ = Scaler.fit(source, max_value=self.max_value)
+        else:
+            self.scaler_ = Scaler.fit(source, max_value=self.max_value, batch_codes=codes, n_batches=batches.n_batches)
         self.projector_ = fit_projector(source, self.scaler_, self.n_pcs, seed)
         x0 = project_all(source, self.scaler_, self.projector_)
         k_nn = min(self.n_neighbors, adata.n_obs - 1)
-        adj, sigma = graph.knn_graph(x0, k_nn, weights=self.graph_weights, seed=seed)
+        adj, sigma = graph.knn_graph(x0, k_nn, weights=self.graph_weights, seed=seed, batch_codes=codes)
         h_full = graph.ppr_propagate(graph.normalize_adjacency(adj), x0, alpha=self.ppr_alpha, steps=self.ppr_steps)
         cfg = TrainConfig(
             batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, pretrain_steps=self.pretrain_steps, cluster_steps=self.cluster_steps,
@@ -256,7 +288,7 @@ class SiameseClu(ClusterModel):
         )  # fmt: skip
         data = TrainData(source=source, scaler=self.scaler_, x0=x0, adj=adj, h_full=h_full)
         # torch's global generator was seeded by ClusterModel.fit and nothing above draws from it
-        self.net_ = self._new_net(len(self.genes_), x0.shape[1], 1).to(device)
+        self.net_ = self._new_net(len(self.genes_), x0.shape[1], 1, self._n_batches()).to(device)
         trainer = Trainer(self.net_, data, cfg, rng, gen, device)
         trainer.run(self.pretrain_steps, cluster=False, desc="SiameseClu pretrain")
         z = self._embed(source, h_full)
@@ -287,18 +319,27 @@ class SiameseClu(ClusterModel):
             p = self.proportions_[order]
             self.proportions_ = p / p.sum()
 
-    def _new_net(self, n_genes: int, n_graph: int, n_clusters: int):
+    def _n_batches(self) -> int:
+        """Batches the decoder is conditioned on (0 without ``batch_key``)."""
+        return 0 if getattr(self, "batches_", None) is None else len(self.batches_)
+
+    def _new_net(self, n_genes: int, n_graph: int, n_clusters: int, n_batches: int = 0):
         from ..nn._siamese_module import SiameseNet
 
         return SiameseNet(
-            n_genes, n_graph, self.n_latent, self.n_hidden, self.n_anchors, n_clusters, use_fusion=self.use_fusion
-        )
+            n_genes, n_graph, self.n_latent, self.n_hidden, self.n_anchors, n_clusters, use_fusion=self.use_fusion,
+            n_batches=n_batches,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ inference
-    def _embed(self, source: CountSource, h: np.ndarray) -> np.ndarray:
-        """Fused embedding ``(n, d)`` of all cells of ``source`` given their graph features ``h``."""
+    def _embed(self, source: CountSource, h: np.ndarray, scaler: Scaler | None = None) -> np.ndarray:
+        """Fused embedding ``(n, d)`` of all cells of ``source`` given their graph features ``h``.
+
+        ``scaler``: the model's (default) or its extension to batches not seen in training.
+        """
         import torch
 
+        scaler = self.scaler_ if scaler is None else scaler
         dev = self.net_.alpha.device
         self.net_.eval()
         out = []
@@ -307,7 +348,8 @@ class SiameseClu(ClusterModel):
                 b = source.batch(np.arange(start, min(start + CHUNK, source.n_obs)))
                 counts = torch.as_tensor(b.counts, device=dev)
                 sf = torch.as_tensor(b.size_factors, device=dev)
-                x = self.scaler_.transform_torch(counts, sf)
+                codes = None if b.batch_codes is None else torch.as_tensor(b.batch_codes, device=dev)
+                x = scaler.transform_torch(counts, sf, codes)
                 hb = torch.as_tensor(np.asarray(h[b.index], dtype=np.float32), device=dev)
                 out.append(self.net_.embed(x, hb).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
@@ -323,26 +365,43 @@ class SiameseClu(ClusterModel):
     def _neighbor_index(self):
         """Index over the training cells' PCA scores, built on the first ``predict``/``transform`` and kept.
 
+        Batch-balanced (one index per training batch) when the model was fitted with more than one batch.
         It is not saved with the model (it is rebuilt from the saved scores after ``load``).
         """
         from .. import graph
 
         if getattr(self, "_index", None) is None:
             k = self.params_["n_neighbors"]
-            self._index = graph.NeighborIndex(self.x0_.astype(np.float32), k, seed=self.seed_)
+            x0 = self.x0_.astype(np.float32)
+            if self._n_batches() > 1:
+                self._index = graph.BalancedNeighborIndex(x0, self.batch_codes_, k, seed=self.seed_)
+            else:
+                self._index = graph.NeighborIndex(x0, k, seed=self.seed_)
         return self._index
 
+    def _source(self, adata, layer: str | None) -> tuple[CountSource, Scaler]:
+        """The counts of new cells and the scaler for them (extended to batches not seen in training)."""
+        batches: BatchCodes | None = None
+        if self.batches_ is not None:  # the training column, read before the counts
+            batches = read_batches(adata, self.params_["batch_key"], categories=self.batches_)
+        source = CountSource(
+            adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_,
+            batch_codes=None if batches is None else batches.codes,
+        )  # fmt: skip
+        scaler = self.scaler_ if batches is None else scaler_for_batches(self.scaler_, source, batches)
+        return source, scaler
+
     def _new_embedding(self, adata, layer: str | None) -> np.ndarray:
-        source = CountSource(adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_)
-        x0_new = project_all(source, self.scaler_, self.projector_)
+        source, scaler = self._source(adata, layer)
+        x0_new = project_all(source, scaler, self.projector_)
         fitted = self.params_  # the graph of the fit, even after set_params
         if fitted["ppr_steps"] == 0:  # undiffused graph view, as in training: no neighbours needed
-            return self._embed(source, x0_new)
+            return self._embed(source, x0_new, scaler)
         h = new_cell_features(
             self._neighbor_index(), self.sigma_, self.degree_, self.h_, x0_new,
             n_neighbors=fitted["n_neighbors"], alpha=fitted["ppr_alpha"], weights=fitted["graph_weights"],
         )  # fmt: skip
-        return self._embed(source, h)
+        return self._embed(source, h, scaler)
 
     def _transform(self, adata, *, layer: str | None) -> np.ndarray:
         return self._new_embedding(adata, layer)
@@ -364,6 +423,7 @@ class SiameseClu(ClusterModel):
             "sigma": self.sigma_,
             "degree": self.degree_,
             "proportions": self.proportions_,
+            **({} if self.batches_ is None else {"batches": list(self.batches_), "batch_codes": self.batch_codes_}),
         }
 
     def _set_state(self, state: dict[str, Any], device: str) -> None:
@@ -374,7 +434,9 @@ class SiameseClu(ClusterModel):
         self.x0_, self.h_, self.sigma_, self.degree_ = state["x0"], state["h"], state["sigma"], state["degree"]
         self._index = None
         self.proportions_ = state["proportions"]
-        self.net_ = self._new_net(len(self.genes_), self.x0_.shape[1], state["n_clusters"])
+        # absent from files of models without batch_key (and of older versions): no batches
+        self.batches_, self.batch_codes_ = state.get("batches"), state.get("batch_codes")
+        self.net_ = self._new_net(len(self.genes_), self.x0_.shape[1], state["n_clusters"], self._n_batches())
         self.net_.load_state_dict(state["net"])
         self.net_.to(resolve_device(device))
         self.net_.eval()

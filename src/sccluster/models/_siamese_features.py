@@ -39,7 +39,11 @@ class Projector:
 
 
 def fit_projector(source: CountSource, scaler: Scaler, n_pcs: int, seed: int, max_cells: int = 20_000) -> Projector:
-    """Randomized PCA of the scaled genes on at most ``max_cells`` cells (seeded subsample)."""
+    """Randomized PCA of the scaled genes on at most ``max_cells`` cells (seeded subsample).
+
+    Cells are scaled as ``scaler`` scales them: with per-batch statistics (and a ``source`` with batch
+    codes) each with its own batch's, so the components do not follow the batches' shifts.
+    """
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(seed)
@@ -48,7 +52,7 @@ def fit_projector(source: CountSource, scaler: Scaler, n_pcs: int, seed: int, ma
     blocks = []
     for start in range(0, len(idx), CHUNK):
         b = source.batch(idx[start : start + CHUNK])
-        blocks.append(scaler.transform(b.counts, b.size_factors))
+        blocks.append(scaler.transform(b.counts, b.size_factors, b.batch_codes))
     x = np.concatenate(blocks)
     n_comps = int(max(1, min(n_pcs, x.shape[0] - 1, x.shape[1])))
     pca = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit(x)
@@ -57,11 +61,11 @@ def fit_projector(source: CountSource, scaler: Scaler, n_pcs: int, seed: int, ma
 
 
 def project_all(source: CountSource, scaler: Scaler, projector: Projector) -> np.ndarray:
-    """PCA scores ``(n, p)`` of every cell, streamed by row chunks."""
+    """PCA scores ``(n, p)`` of every cell, streamed by row chunks (scaled per batch as in :func:`fit_projector`)."""
     out = np.empty((source.n_obs, projector.components.shape[0]), dtype=np.float32)
     for start in range(0, source.n_obs, CHUNK):
         b = source.batch(np.arange(start, min(start + CHUNK, source.n_obs)))
-        out[start : start + len(b.index)] = projector.project(scaler.transform(b.counts, b.size_factors))
+        out[start : start + len(b.index)] = projector.project(scaler.transform(b.counts, b.size_factors, b.batch_codes))
     return out
 
 
@@ -84,7 +88,7 @@ def sample_neighbors(adj: sp.csr_matrix, idx: np.ndarray, rng: np.random.Generat
 
 
 def new_cell_features(
-    index: graph.NeighborIndex,
+    index: graph.NeighborIndex | graph.BalancedNeighborIndex,
     sigma_ref: np.ndarray,
     degree_ref: np.ndarray,
     h_ref: np.ndarray,
@@ -98,7 +102,9 @@ def new_cell_features(
     training graph under its normalisation (``degree_ref``: the training cells' degrees; see
     :func:`sccluster.graph.ppr_extend`).
 
-    ``n_neighbors`` is capped at the number of training cells. This is the converged diffusion; a model
+    ``n_neighbors`` is capped at the number of training cells. With a :class:`sccluster.graph.BalancedNeighborIndex`
+    (a model fitted with batches) the neighbours are drawn from every training batch by the rule of the
+    training graph. This is the converged diffusion; a model
     fitted with no diffusion steps uses the PCA scores instead and does not call it.
     """
     idx, dist = index.query(x0_new, n_neighbors)

@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainData:
-    """Everything the loop reads: counts source, scaler, PCA scores, graph and its full diffusion."""
+    """Everything the loop reads: counts source (with batch codes when batched), scaler, PCA scores, graph
+    and its full diffusion."""
 
     source: CountSource
     scaler: Scaler
@@ -121,7 +122,8 @@ class Trainer:
         idx = self._next_index()
         b = d.source.batch(idx)
         counts, sf = self._t(b.counts), self._t(b.size_factors)
-        x = d.scaler.transform_torch(counts, sf)
+        codes = None if b.batch_codes is None else torch.as_tensor(b.batch_codes, device=self.device)
+        x = d.scaler.transform_torch(counts, sf, codes)
         if c.use_augmentation:
             x1, x2 = self._augment(x), self._augment(x)
         else:
@@ -134,7 +136,7 @@ class Trainer:
         z_ae, z_g = 0.5 * (za1 + za2), 0.5 * (zg1 + zg2)
         z = net.fuse(z_ae, z_g)
         parts: dict[str, torch.Tensor] = {}
-        parts["zinb"] = zinb_nll(counts, *net.decoder(z, sf))
+        parts["zinb"] = zinb_nll(counts, *net.decoder(z, sf, codes))
         x0 = self._t(d.x0[idx])
         parts["graph"] = F.mse_loss(net.graph_decoder(z_g), x0) + 0.5 * (
             edge_loss(zg1, zp1, zg1.roll(1, 0)) + edge_loss(zg2, zp2, zg2.roll(1, 0))

@@ -122,6 +122,7 @@ def choose_resolution(
     subset_frac: float = 0.8,
     n_neighbors: int = 15,
     extend: bool = True,
+    batch_codes: np.ndarray | None = None,
 ) -> ResolutionChoice:
     """Pick a Leiden resolution for ``embedding`` by subsample stability (no labels).
 
@@ -133,7 +134,8 @@ def choose_resolution(
     down to :data:`MIN_RESOLUTION` (0.01). It is not extended above: at high resolutions Leiden cuts
     round groups into many small chunks whose agreement can rise again, so an upward search runs off
     to hundreds of clusters. Too few cells for the graphs (``subset_frac * n <= 3 * n_neighbors``),
-    or no eligible resolution: ``1.0``.
+    or no eligible resolution: ``1.0``. ``batch_codes`` (integers ``(n,)``): each subsample's graph is
+    batch-balanced (:func:`sccluster.models._leiden.knn_graph`).
     """
     n = embedding.shape[0]
     graphs: dict[int, object] = {}
@@ -141,7 +143,8 @@ def choose_resolution(
     def partition(b: int, idx: np.ndarray, res: float) -> np.ndarray:
         sub_seed = (seed + b) % 2**32  # scanpy and pynndescent take seeds below 2**32
         if b not in graphs:
-            graphs[b] = knn_graph(embedding[idx], sub_seed, n_neighbors)
+            codes = None if batch_codes is None else batch_codes[idx]
+            graphs[b] = knn_graph(embedding[idx], sub_seed, n_neighbors, batch_codes=codes)
         return leiden(graphs[b], res, sub_seed)
 
     stab = SubsampleStability(n, seed, partition, n_subsets=n_subsets, subset_frac=subset_frac)

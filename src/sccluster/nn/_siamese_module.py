@@ -47,6 +47,9 @@ class SiameseNet(nn.Module):
         Number of centres (may be set later with :meth:`set_centers`).
     use_fusion
         Gated fusion plus anchor attention; when False a plain average of the two encoders.
+    n_batches
+        Batches the ZINB decoder is conditioned on (one-hot, :class:`ZINBDecoder`); ``0`` (default)
+        builds the unconditioned decoder. The encoders never take the batch.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class SiameseNet(nn.Module):
         n_clusters: int = 1,
         *,
         use_fusion: bool = True,
+        n_batches: int = 0,
     ) -> None:
         super().__init__()
         h2 = max(n_hidden // 2, n_latent)
@@ -70,7 +74,7 @@ class SiameseNet(nn.Module):
         heads = 4 if n_latent % 4 == 0 else 1
         self.attention = AnchorAttention(n_latent, n_anchors, n_heads=heads)
         self.alpha = nn.Parameter(torch.zeros(()))
-        self.decoder = ZINBDecoder(n_latent, n_genes)
+        self.decoder = ZINBDecoder(n_latent, n_genes, n_batches=n_batches)
         self.centers = nn.Parameter(torch.zeros(n_clusters, n_latent))
 
     def set_centers(self, centers: torch.Tensor) -> None:

@@ -111,8 +111,8 @@ def cluster(
         Column of ``obs`` naming each cell's batch (donor, sample, lane, condition), so that batches do
         not become clusters; ``None`` (default) for none. Checked before any fitting (every cell needs a
         value, every batch at least 2 cells) and passed to the model; only methods with a ``batch_key``
-        parameter take it (``"bgformer"`` for now; others raise :class:`InputError`). Labels are never
-        involved.
+        parameter take it (``"bgformer"``, ``"siamese"``, ``"leiden"``; ``"kmeans"`` has no batch correction and
+        raises :class:`InputError`). Labels are never involved.
     **model_kwargs
         Hyperparameters of the method's model class (unknown names raise :class:`InputError`).
 
@@ -149,8 +149,8 @@ def cluster(
         if "batch_key" not in cls._param_names():
             takes = [m for m in available_methods() if "batch_key" in get_model_class(m)._param_names()]
             msg = (
-                f"method {method!r} does not take batch_key yet; batch_key is supported by "
-                f"{', '.join(map(repr, takes))} for now: use one of those or leave batch_key out"
+                f"method {method!r} does not take batch_key (it has no batch correction); batch_key is supported "
+                f"by {', '.join(map(repr, takes))}: use one of those or leave batch_key out"
             )
             raise InputError(msg)
         batches = read_batches(adata, batch_key, warn=False)  # bad batches are an error before any fitting
