@@ -73,10 +73,10 @@ def run_single(spec: dict, result_path: str) -> None:
     out: dict = {"status": "ok"}
     try:
         import sccluster as scc
-        from sccluster.models import get_model_class
+        from peers import method_class  # sccluster's methods, or a peer such as scvi-tools
 
         scc.settings.verbosity = 1
-        cls = get_model_class(spec["method"])
+        cls = method_class(spec["method"])
         if spec.get("warmup", True):
             out["warmup_s"] = _warm_up(scc, cls, spec)
         keep = (spec["params"]["batch_key"],) if spec["params"].get("batch_key") else ()

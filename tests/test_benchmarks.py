@@ -588,3 +588,16 @@ def test_batch_mixing_counts_single_batch_clusters_and_entropy():
     assert batch_mixing.mixing(mixed, batches) == (0, pytest.approx(1.0))
     split = (batches == "b").astype(int)  # each cluster is one batch
     assert batch_mixing.mixing(split, batches) == (2, pytest.approx(0.0))
+
+
+def test_peer_methods_are_found_after_the_package_registry():
+    import peers
+
+    from sccluster.models import LeidenBaseline
+
+    assert peers.method_class("leiden") is LeidenBaseline
+    with pytest.raises(Exception, match="no_such_method"):
+        peers.method_class("no_such_method")
+    pytest.importorskip("scvi")  # the peer's own environment (benchmarks/peers.py)
+    cls = peers.method_class("scvi")
+    assert issubclass(cls, LeidenBaseline) and cls().resolution == 1.0

@@ -139,11 +139,7 @@ class LeidenBaseline(ClusterModel):
         batches = None if self.batch_key is None else read_batches(adata, self.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
         codes = None if batches is None else batches.codes
-        if batches is None:
-            emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
-        else:
-            emb = batch_scaled_pca(adata, batches, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes,
-                                   seed=self.seed_)  # fmt: skip
+        emb = self._embed(adata, layer=layer, batches=batches)
         self.embedding_ = emb
         self.resolution_table_: list[dict] = []
         n_obs = emb.shape[0]
@@ -173,6 +169,13 @@ class LeidenBaseline(ClusterModel):
         self.labels_ = run(res)
         self.resolution_ = res
         logger.info("leiden: resolution %.4g gives %d clusters", res, len(np.unique(self.labels_)))
+
+    def _embed(self, adata, *, layer: str | None, batches: BatchCodes | None) -> np.ndarray:
+        """The embedding the kNN graph is built on: the PCA (per-batch scaled with ``batch_key``)."""
+        if batches is None:
+            return pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
+        return batch_scaled_pca(adata, batches, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes,
+                                seed=self.seed_)  # fmt: skip
 
     @staticmethod
     def _search_resolution(run, target: int, start: float) -> float:
