@@ -224,3 +224,23 @@ def scaler_for_batches(scaler: Scaler, source: CountSource, batches: BatchCodes,
         batches.key, len(new), "" if len(new) == 1 else "es", described, min_cells,
     )  # fmt: skip
     return scaler.with_batches(mean, std)
+
+
+def source_for_new_cells(
+    adata, *, genes: Sequence[str], layer: str | None, reference_total: float, scaler: Scaler,
+    batch_key: str | None, training_batches: Sequence[str] | None,
+) -> tuple[CountSource, Scaler]:
+    """The counts of new cells, as a fitted model reads them, and the scaler for them.
+
+    Without training batches (``training_batches=None``) the model's own ``scaler``; with them, the
+    batches are read from ``obs[batch_key]`` first (mapped to the training batches, new ones after them)
+    and the scaler is extended to batches not seen in training (:func:`scaler_for_batches`).
+    """
+    batches = None
+    if training_batches is not None:  # the training column, read before the counts
+        batches = read_batches(adata, batch_key, categories=list(training_batches))
+    source = CountSource(
+        adata, genes=list(genes), layer=layer, reference_total=reference_total,
+        batch_codes=None if batches is None else batches.codes,
+    )  # fmt: skip
+    return source, (scaler if batches is None else scaler_for_batches(scaler, source, batches))

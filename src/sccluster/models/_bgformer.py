@@ -42,8 +42,8 @@ import numpy as np
 
 from .._errors import InputError, TrainingError
 from .._utils import make_generators, progress, resolve_device
-from ..data import BatchCodes, CountSource, Scaler, read_batches
-from ..data._batches import scaler_for_batches, stratified_indices
+from ..data import CountSource, Scaler, read_batches
+from ..data._batches import source_for_new_cells, stratified_indices
 from ..pp import select_genes
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, initial_clusters, kmeans_centers
@@ -314,15 +314,10 @@ class BGFormer(ClusterModel):
     # ------------------------------------------------------------------ inference
     def _source(self, adata, layer: str | None) -> tuple[CountSource, Scaler]:
         """The counts of new cells and the scaler for them (extended to batches not seen in training)."""
-        batches: BatchCodes | None = None
-        if self.batches_ is not None:  # the training column, read before the counts
-            batches = read_batches(adata, self.params_["batch_key"], categories=self.batches_)
-        source = CountSource(
-            adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_,
-            batch_codes=None if batches is None else batches.codes,
+        return source_for_new_cells(
+            adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_, scaler=self.scaler_,
+            batch_key=self.params_.get("batch_key"), training_batches=self.batches_,
         )  # fmt: skip
-        scaler = self.scaler_ if batches is None else scaler_for_batches(self.scaler_, source, batches)
-        return source, scaler
 
     def _predict_proba(self, adata, *, layer: str | None) -> np.ndarray:
         source, scaler = self._source(adata, layer)
