@@ -9,10 +9,13 @@ the latent space, as in the tutorials.
 
 scvi-tools is not a dependency of sccluster: install it in its own environment with torch pinned first::
 
-    python3.11 -m venv /work/venv-peers
-    /work/venv-peers/bin/pip install torch==2.13.0
-    /work/venv-peers/bin/pip install scvi-tools 'pynndescent<0.7' -e .
-    /work/venv-peers/bin/python benchmarks/run.py --methods scvi --seeds 0 1 2 --k both --section scvi
+    python3.11 -m venv ../venv-peers
+    ../venv-peers/bin/pip install torch==2.13.0
+    ../venv-peers/bin/pip install scvi-tools 'pynndescent<0.7' igraph leidenalg loompy
+    PYTHONPATH=src ../venv-peers/bin/python benchmarks/run.py --methods scvi --seeds 0 1 2 --k both \
+        --csv benchmarks/results/scvi.csv --resume --no-markdown
+
+(or ``pip install -e ".[peers]"`` into that environment instead of ``PYTHONPATH=src``).
 
 ``run.py`` looks a method up here when sccluster does not register it (:func:`method_class`).
 """
