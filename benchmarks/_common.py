@@ -310,6 +310,12 @@ def params_label(params) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
 
 
+def variant_label(method: str, params) -> str:
+    """A method with its non-default parameters, as the tables name it: ``kmeans (k_selection="stability")``."""
+    lab = params_label(params)
+    return f"{method} ({lab})" if lab else method
+
+
 def commits_line(rows) -> str:
     """Markdown line naming the commits the rows were run at, with the number of runs at each."""
     import pandas as pd

@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             .drop(columns=["_o", "_s"])
         )
     check_unique(df)
-    df["method"] = [f"{m} ({lab})" if (lab := C.params_label(p)) else m for m, p in zip(df["method"], df["params"])]
+    df["method"] = [C.variant_label(m, p) for m, p in zip(df["method"], df["params"])]
     table = markdown_table(aggregate(df))
     if not args.no_markdown:
         body = "\n".join(

@@ -58,3 +58,14 @@ def _demo_base():
 def demo_adata(_demo_base):
     """The bundled real demo subset (raw counts, labels in obs['cell_type'])."""
     return _demo_base.copy()
+
+
+@pytest.fixture(scope="module")
+def warnings_only():
+    """``settings.verbosity = 1`` (warnings and errors only) for a module, restored afterwards."""
+    from sccluster import settings
+
+    old = settings.verbosity
+    settings.verbosity = 1
+    yield
+    settings.verbosity = old

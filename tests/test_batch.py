@@ -41,12 +41,7 @@ SIAMESE = {"pretrain_steps": 60, "cluster_steps": 40, "batch_size": 128, "n_hidd
 SIAMESE_TINY = {**SIAMESE, "pretrain_steps": 5, "cluster_steps": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _quiet():
-    old = scc.settings.verbosity
-    scc.settings.verbosity = 1
-    yield
-    scc.settings.verbosity = old
+pytestmark = pytest.mark.usefixtures("warnings_only")  # conftest.py: verbosity 1 for the module
 
 
 @contextlib.contextmanager

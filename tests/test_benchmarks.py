@@ -580,16 +580,6 @@ def test_partitions_are_stored_compactly_and_read_back_in_either_format():
         _common.encode_partition([-1, 0])
 
 
-def test_batch_mixing_counts_single_batch_clusters_and_entropy():
-    import batch_mixing
-
-    batches = np.array(["a", "b"] * 50)
-    mixed = np.repeat([0, 1], 50)  # each cluster holds both batches equally
-    assert batch_mixing.mixing(mixed, batches) == (0, pytest.approx(1.0))
-    split = (batches == "b").astype(int)  # each cluster is one batch
-    assert batch_mixing.mixing(split, batches) == (2, pytest.approx(0.0))
-
-
 def test_peer_methods_are_found_after_the_package_registry():
     import peers
 

@@ -22,12 +22,7 @@ SMALL = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _quiet():
-    old = scc.settings.verbosity
-    scc.settings.verbosity = 1
-    yield
-    scc.settings.verbosity = old
+pytestmark = pytest.mark.usefixtures("warnings_only")  # conftest.py: verbosity 1 for the module
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,13 @@ def test_missing_labels_are_refused_in_one_line(name):
         getattr(metrics, name)(truth, [0, 1, 1, 0])
     keep = ~pd.isna(truth)
     assert metrics.ari(truth[keep], np.array([0, 1, 1, 0])[keep.to_numpy()]) == 1.0
+
+
+def test_batch_mixing_counts_single_batch_clusters_and_entropy():
+    from sccluster.metrics import batch_entropy, single_batch_clusters
+
+    batches = np.array(["a", "b"] * 50)
+    mixed = np.repeat([0, 1], 50)  # each cluster holds both batches equally
+    assert (single_batch_clusters(mixed, batches), batch_entropy(mixed, batches)) == (0, pytest.approx(1.0))
+    split = (batches == "b").astype(int)  # each cluster is one batch
+    assert (single_batch_clusters(split, batches), batch_entropy(split, batches)) == (2, pytest.approx(0.0))

@@ -107,13 +107,14 @@ class Scaler:
             batch_std=np.concatenate([self.batch_std, np.asarray(std, dtype=np.float32)]),
         )  # fmt: skip
 
-    def _stats(self, batch_codes):
+    def _stats(self, batch_codes, as_array=np.asarray):
+        """Mean and std to scale with: per gene, or per cell from its batch (``as_array`` converts the tables)."""
         if self.batch_mean is None:
-            return self.mean, self.std
+            return as_array(self.mean), as_array(self.std)
         if batch_codes is None:
             msg = "this Scaler has per-batch statistics; pass the batch code of every cell"
             raise ValueError(msg)
-        return self.batch_mean[batch_codes], self.batch_std[batch_codes]
+        return as_array(self.batch_mean)[batch_codes], as_array(self.batch_std)[batch_codes]
 
     def transform(
         self, counts: np.ndarray, size_factors: np.ndarray, batch_codes: np.ndarray | None = None
@@ -134,15 +135,7 @@ class Scaler:
         """
         import torch
 
-        if self.batch_mean is None:
-            mean = torch.as_tensor(self.mean, device=counts.device)
-            std = torch.as_tensor(self.std, device=counts.device)
-        else:
-            if batch_codes is None:
-                msg = "this Scaler has per-batch statistics; pass the batch code of every cell"
-                raise ValueError(msg)
-            mean = torch.as_tensor(self.batch_mean, device=counts.device)[batch_codes]  # (B, G)
-            std = torch.as_tensor(self.batch_std, device=counts.device)[batch_codes]
+        mean, std = self._stats(batch_codes, lambda a: torch.as_tensor(a, device=counts.device))
         x = (torch.log1p(counts / size_factors[:, None]) - mean) / std
         if self.max_value is not None:
             x = x.clamp(-self.max_value, self.max_value)

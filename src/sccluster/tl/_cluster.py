@@ -15,14 +15,12 @@ from .._validation import check_adata, check_n_clusters
 from .._version import __version__
 from ..data import read_batches
 from ..models import DEFAULT_METHOD, available_methods, get_model_class
+from ..metrics import single_batch_clusters
 from ..models._params import check_flag, check_number
 from ._consensus import consensus_labels
 
 #: Most seeds ``cluster(n_seeds=...)`` accepts.
 MAX_SEEDS = 100
-#: A cluster with more than this share of its cells from one batch counts as a single-batch cluster in
-#: ``uns[key_added]["n_single_batch_clusters"]``.
-SINGLE_BATCH_SHARE = 0.9
 
 logger = logging.getLogger(__name__)
 
@@ -230,14 +228,12 @@ def cluster(
 
 def _batch_summary(batches, labels: np.ndarray) -> dict[str, Any]:
     """What ``uns[key_added]`` records about the batches: key, names, sizes and single-batch clusters."""
-    table = pd.crosstab(labels, batches.codes).to_numpy()  # clusters x batches, small
-    share = table.max(axis=1) / table.sum(axis=1)
     return {
         "batch_key": batches.key,
         "n_batches": int(batches.n_batches),
         "batches": np.asarray(batches.categories, dtype=object),
         "batch_sizes": np.asarray(batches.n_cells, dtype=np.int64),
-        "n_single_batch_clusters": int((share > SINGLE_BATCH_SHARE).sum()) if batches.n_batches > 1 else 0,
+        "n_single_batch_clusters": single_batch_clusters(labels, batches.codes) if batches.n_batches > 1 else 0,
     }
 
 
