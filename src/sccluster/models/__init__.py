@@ -35,12 +35,23 @@ def load(path: str | Path, *, device: str = "auto") -> ClusterModel:
     Raises :class:`InputError` for a missing file, a file that is not an sccluster model, or one saved
     in another model format.
     """
-    payload = read_model_file(path)
+    return from_payload(read_model_file(path), path, device=device)
+
+
+def from_payload(payload: dict, source: str | Path = "model", *, device: str = "auto") -> ClusterModel:
+    """The model held by ``payload`` (:meth:`ClusterModel.to_payload`), whatever its class.
+
+    ``source`` names where the payload came from in error messages. Raises :class:`InputError` for a
+    class this sccluster does not know or a payload of another model format.
+    """
+    if not isinstance(payload, dict) or "class" not in payload or payload.get("format") != MODEL_FORMAT:
+        msg = f"{str(source)!r} holds no model in this sccluster's format {MODEL_FORMAT}; refit the model"
+        raise InputError(msg)
     classes = {cls.__name__: cls for cls in _REGISTRY.values()}
     if payload["class"] not in classes:
-        msg = f"{str(path)!r} holds a {payload['class']!r} model, which this sccluster does not know; refit the model"
+        msg = f"{str(source)!r} holds a {payload['class']!r} model, which this sccluster does not know; refit the model"
         raise InputError(msg)
-    return classes[payload["class"]]._from_payload(payload, path, device)
+    return classes[payload["class"]]._from_payload(payload, source, device)
 
 
 def get_model_class(method: str) -> type[ClusterModel]:
@@ -65,6 +76,7 @@ __all__ = [
     "available_methods",
     "choose_k",
     "choose_resolution",
+    "from_payload",
     "get_model_class",
     "load",
 ]

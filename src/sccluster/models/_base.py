@@ -263,7 +263,21 @@ class ClusterModel:
         if path.exists() and not overwrite:
             msg = f"{str(path)!r} already exists; pass overwrite=True or choose another path"
             raise InputError(msg)
-        payload = {
+        payload = self.to_payload()
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Everything :meth:`save` writes, as a dict (format, version, class, hyperparameters, state).
+
+        Containers that store a model inside their own file (a label-transfer model) save this dict and
+        restore the model with :func:`sccluster.models.from_payload`.
+        """
+        self._check_fitted()
+        if not self.supports_save:
+            msg = f"method {self.name!r} does not support save(); only model methods can be saved"
+            raise InputError(msg)
+        return {
             "format": MODEL_FORMAT,
             "sccluster_version": __version__,
             "class": type(self).__name__,
@@ -271,8 +285,6 @@ class ClusterModel:
             "fitted": {k: getattr(self, k, None) for k in self._SAVED_ATTRS},
             "state": self._get_state(),
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> ClusterModel:
