@@ -1,4 +1,4 @@
-"""Command-line interface: ``sccluster cluster | demo | evaluate | report | datasets``.
+"""Command-line interface: ``sccluster cluster | demo | evaluate | report | transfer | datasets``.
 
 The CLI only parses arguments, calls the library and prints results. Bad input raised by the library
 as :class:`~sccluster.InputError` becomes one line ``error: <message>`` on stderr and exit code 2.
@@ -195,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotation-key", default=None, metavar="KEY",
                    help="uns entry holding a table (e.g. cluster annotations) to show in the report")
     p.set_defaults(func=_cmd_report)
+
+    from ._cli_transfer import add_transfer_parser
+
+    add_transfer_parser(sub, common, seed_type=_seed,
+                        param_help="embedding model hyperparameter, repeatable (e.g. --param pretrain_steps=500)")
 
     p = sub.add_parser("datasets", parents=[common], help="list the benchmark datasets",
                        description="List the benchmark datasets and the folder they are read from.")

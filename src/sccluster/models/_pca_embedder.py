@@ -13,7 +13,7 @@ from ..data import CountSource, Scaler, read_batches
 from ..data._batches import source_for_new_cells
 from ..pp import select_genes
 from ._params import check_number
-from ._siamese_features import CHUNK, fit_projector, project_all
+from ._siamese_features import fit_projector, project_all
 
 logger = logging.getLogger(__name__)
 
@@ -82,25 +82,6 @@ class PCAEmbedder:
             batch_key=self.batch_key, training_batches=self.batches_,
         )  # fmt: skip
         return project_all(source, scaler, self.projector_)
-
-    def residuals(self, adata, *, layer: str | None = None) -> np.ndarray:
-        """Distance ``(n_obs,)`` of each cell's scaled expression from the PCA subspace (what the components miss).
-
-        A cell of a type the fitted cells lacked expresses genes the components do not span, so its residual
-        is large; streamed by row chunks.
-        """
-        check_adata(adata)
-        source, scaler = source_for_new_cells(
-            adata, genes=self.genes_, layer=layer, reference_total=self.reference_total_, scaler=self.scaler_,
-            batch_key=self.batch_key, training_batches=self.batches_,
-        )  # fmt: skip
-        comps, mean = self.projector_.components, self.projector_.mean
-        out = np.empty(source.n_obs, dtype=np.float32)
-        for start in range(0, source.n_obs, CHUNK):
-            b = source.batch(np.arange(start, min(start + CHUNK, source.n_obs)))
-            x = scaler.transform(b.counts, b.size_factors, b.batch_codes) - mean
-            out[start : start + len(b.index)] = np.linalg.norm(x - (x @ comps.T) @ comps, axis=1)
-        return out
 
     def to_payload(self) -> dict[str, Any]:
         """The fitted state as plain arrays and numbers (for the transfer model's file)."""

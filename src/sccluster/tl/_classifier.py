@@ -4,13 +4,10 @@ Both are fitted on reference cells with their labels (inputs) and applied to que
 sees a query label.
 
 - :class:`CalibratedClassifier`: multinomial logistic regression on the standardised embedding, its
-  probabilities calibrated by temperature scaling (Guo et al. 2017) fitted on cross-fitted reference logits.
-- :class:`NoveltyScorer`: distance of a cell to its ``k``-th nearest reference cell in the embedding (Sun et
-  al. 2022, "Out-of-distribution detection with deep nearest neighbors"), divided by the ``1 - alpha``
-  quantile of the same distance among the reference cells of the type the cell is given (leave-one-out);
-  above 1 the cell is farther from the reference than all but ``alpha`` of that type's own cells.
-  :func:`class_thresholds` gives such per-type quantiles for any score (the transfer model also scores
-  the expression a reference PCA cannot explain, which the embedding may not show).
+  probabilities calibrated by temperature scaling (Guo et al. 2017) on held-out reference cells.
+- :class:`NoveltyScorer`: the Mahalanobis distance of a cell to the nearest reference type in the
+  embedding (Lee et al. 2018), divided by the ``1 - alpha`` quantile of the same distance among held-out
+  reference cells; above 1 the cell is farther from every type than all but ``alpha`` of the reference.
 """
 
 from __future__ import annotations
@@ -20,18 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import graph
 
 logger = logging.getLogger(__name__)
 
-#: Folds of the cross-fitting that gives the logits the temperature is fitted on.
-CALIBRATION_FOLDS = 5
 #: Most reference cells the classifier and the temperature are fitted on (class-stratified subsample).
 MAX_TRAIN_CELLS = 100_000
 #: Most reference cells the novelty score compares with (class-stratified subsample).
 MAX_NOVELTY_CELLS = 50_000
-#: Fewest reference cells of a type for a null distribution of its own; smaller types use the pooled one.
-MIN_TYPE_NULL = 20
 
 
 def stratified_subsample(codes: np.ndarray, max_cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,21 +64,13 @@ def fit_temperature(logits: np.ndarray, codes: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def _folds(codes: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold of every cell, classes spread round-robin over the folds; a class of one cell is never held out."""
-    fold = np.full(len(codes), -1, dtype=np.int64)
-    for c in np.unique(codes):
-        cells = rng.permutation(np.flatnonzero(codes == c))
-        if len(cells) >= 2:
-            fold[cells] = (np.arange(len(cells)) + rng.integers(n_folds)) % n_folds
-    return fold
-
-
 @dataclass
 class CalibratedClassifier:
     """Logistic regression on standardised features with temperature-scaled probabilities.
 
-    Fitted with :meth:`fit`; ``classes`` are the label names in column order of :meth:`predict_proba`.
+    :meth:`fit` trains the regression (temperature 1); :meth:`calibrate` fits the temperature on cells the
+    regression and the embedding were not fitted on. ``classes`` are the label names in column order of
+    :meth:`predict_proba`.
     """
 
     classes: np.ndarray
@@ -94,31 +78,36 @@ class CalibratedClassifier:
     scale: np.ndarray
     coef: np.ndarray  # (n_classes, d)
     intercept: np.ndarray  # (n_classes,)
-    temperature: float
+    temperature: float = 1.0
 
     @classmethod
-    def fit(cls, x: np.ndarray, labels: np.ndarray, *, seed: int, c: float = 1.0) -> CalibratedClassifier:
-        """Fit on reference features ``x`` ``(n, d)`` and labels ``(n,)`` (at least two classes).
+    def fit(cls, x: np.ndarray, labels: np.ndarray, *, seed: int, c: float = 1.0,
+            classes: np.ndarray | None = None) -> CalibratedClassifier:  # fmt: skip
+        """Fit on features ``x`` ``(n, d)`` and labels ``(n,)`` (at least two classes).
 
-        ``c`` is the inverse L2 penalty of scikit-learn's ``LogisticRegression`` (default 1.0).
+        ``c`` is the inverse L2 penalty of scikit-learn's ``LogisticRegression`` (default 1.0); ``classes``
+        the full list of class names when some are absent from ``labels`` (they get no probability).
+        At most :data:`MAX_TRAIN_CELLS` cells (class-stratified, seeded) are used.
         """
         rng = np.random.default_rng(seed)
-        classes, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+        labels = np.asarray(labels, dtype=object).astype(str)
+        classes = np.unique(labels) if classes is None else np.asarray(classes, dtype=object).astype(str)
+        codes = np.searchsorted(classes, labels)
         rows = stratified_subsample(codes, MAX_TRAIN_CELLS, rng)
         x, codes = np.asarray(x, dtype=np.float64)[rows], codes[rows]
         center = x.mean(axis=0)
         scale = x.std(axis=0)
         scale[scale == 0] = 1.0
-        z = (x - center) / scale
-        fold = _folds(codes, CALIBRATION_FOLDS, rng)
-        held = np.zeros((len(codes), len(classes)))
-        for f in range(CALIBRATION_FOLDS):
-            test = fold == f
-            if test.any():
-                held[test] = _logits(_logistic(z[~test], codes[~test], len(classes), c), z[test])
-        temperature = fit_temperature(held[fold >= 0], codes[fold >= 0]) if (fold >= 0).any() else 1.0
-        coef, intercept = _logistic(z, codes, len(classes), c)
-        return cls(classes, center, scale, coef, intercept, temperature)
+        coef, intercept = _logistic((x - center) / scale, codes, len(classes), c)
+        return cls(classes.astype(object), center, scale, coef, intercept)
+
+    def calibrate(self, x: np.ndarray, labels: np.ndarray) -> CalibratedClassifier:
+        """Set the temperature that minimises the log-loss of the held-out cells ``x`` with ``labels``."""
+        labels = np.asarray(labels, dtype=object).astype(str)
+        known = np.isin(labels, self.classes)
+        if known.sum() >= 2:
+            self.temperature = fit_temperature(self.logits(x[known]), np.searchsorted(self.classes, labels[known]))
+        return self
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Uncalibrated logits ``(n, n_classes)``."""
@@ -158,56 +147,71 @@ def _logits(params: tuple[np.ndarray, np.ndarray], z: np.ndarray) -> np.ndarray:
     return z @ coef.T + intercept
 
 
-def class_thresholds(null: np.ndarray, codes: np.ndarray, n_classes: int, level: float) -> np.ndarray:
-    """The ``level`` quantile of ``null`` within each class (the pooled one for classes under :data:`MIN_TYPE_NULL`)."""
-    pooled = float(np.quantile(null, level))
-    out = np.full(n_classes, pooled)
-    for c in range(n_classes):
-        own = null[codes == c]
-        if len(own) >= MIN_TYPE_NULL:
-            out[c] = float(np.quantile(own, level))
-    return np.maximum(out, 1e-6)
-
-
 @dataclass
 class NoveltyScorer:
-    """Distance to the ``k``-th nearest reference cell over the same distance's ``1 - alpha`` quantile in the type.
+    """Squared Mahalanobis distance to the nearest reference type (class means, one shared covariance),
+    over the ``1 - alpha`` quantile of the same distance among held-out reference cells.
 
-    ``reference`` holds the reference points compared with, ``thresholds`` the quantile of each class (in
-    the classifier's class order; the pooled quantile for types under :data:`MIN_TYPE_NULL` cells).
+    The score of Lee et al. (2018, "A simple unified framework for detecting out-of-distribution samples"):
+    the covariance of the cells around their type's mean, shared by the types, measures a distance in units
+    of the within-type spread, so a cell that differs from every type along a direction in which the types
+    themselves vary little stands out. ``> 1``: farther from every type than all but ``alpha`` of the
+    reference cells.
     """
 
-    reference: np.ndarray
-    thresholds: np.ndarray
-    n_neighbors: int
+    means: np.ndarray  # (n_classes, d)
+    precision: np.ndarray  # (d, d)
+    threshold: float
     alpha: float
-    seed: int
 
     @classmethod
-    def fit(cls, z: np.ndarray, codes: np.ndarray, n_classes: int, *, n_neighbors: int = 10, alpha: float = 0.01,
-            seed: int = 0) -> NoveltyScorer:  # fmt: skip
-        """Fit on reference features ``z`` (the embedding as it is: standardising would give a model's noise
-        dimensions the weight of its informative ones) and class codes (positions in the classifier's classes)."""
+    def fit(cls, z: np.ndarray, codes: np.ndarray, n_classes: int, *, alpha: float = 0.01, seed: int = 0,
+            ridge: float = 1e-3) -> NoveltyScorer:  # fmt: skip
+        """Fit on reference embeddings ``z`` ``(n, d)`` and their class codes (positions in the classifier's classes).
+
+        ``ridge`` (times the mean variance) is added to the covariance's diagonal, so that it can be inverted
+        when a direction has no spread. Fitted on a class-stratified subsample of at most
+        :data:`MAX_NOVELTY_CELLS` cells.
+        """
         rng = np.random.default_rng(seed)
         rows = stratified_subsample(codes, MAX_NOVELTY_CELLS, rng)
-        ref, codes = np.ascontiguousarray(z[rows], dtype=np.float32), codes[rows]
-        k = int(max(1, min(n_neighbors, len(ref) - 1)))
-        index = graph.NeighborIndex(ref, k, seed=seed)
-        _, dist = index.self_neighbors(k)
-        thresholds = class_thresholds(dist[:, k - 1], codes, n_classes, 1 - alpha)
-        scorer = cls(ref, thresholds, k, float(alpha), int(seed))
-        scorer._index = index
-        return scorer
+        x, codes = np.asarray(z, dtype=np.float64)[rows], codes[rows]
+        means = np.zeros((n_classes, x.shape[1]))
+        for c in range(n_classes):
+            if (codes == c).any():
+                means[c] = x[codes == c].mean(axis=0)
+        dev = x - means[codes]
+        cov = dev.T @ dev / max(len(x) - n_classes, 1)
+        cov += ridge * max(float(np.trace(cov)) / len(cov), 1e-12) * np.eye(len(cov))
+        scorer = cls(means, np.linalg.inv(cov), 1.0, float(alpha))
+        return scorer.calibrate(x)
 
-    def score(self, z: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-        """Novelty of each point ``z`` given its predicted class code: ``> 1`` means unlike the reference."""
-        index = getattr(self, "_index", None)
-        if index is None:  # after loading: the index is rebuilt, not saved
-            index = self._index = graph.NeighborIndex(self.reference, self.n_neighbors, seed=self.seed)
-        _, dist = index.query(np.ascontiguousarray(z, dtype=np.float32), self.n_neighbors)
-        return (dist[:, self.n_neighbors - 1] / self.thresholds[predicted]).astype(np.float32)
+    def calibrate(self, z: np.ndarray) -> NoveltyScorer:
+        """Set the threshold to the conformal ``1 - alpha`` quantile of the distances of cells ``z``.
+
+        Give cells the embedding and the class means were not fitted on (a model places its own training
+        cells closer to their types than new cells): the ``ceil((n + 1)(1 - alpha))``-th smallest of ``n``
+        distances (the largest when that exceeds ``n``), so a new cell of a reference type exceeds it with
+        probability at most ``alpha``.
+        """
+        null = np.sort(self.distances(z))
+        rank = min(int(np.ceil((len(null) + 1) * (1 - self.alpha))), len(null))
+        self.threshold = max(float(null[rank - 1]), 1e-12)
+        return self
+
+    def distances(self, z: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each row of ``z`` to the nearest class mean, by chunks of cells."""
+        z = np.asarray(z, dtype=np.float64)
+        out = np.empty(len(z))
+        for start in range(0, len(z), 8192):
+            diff = z[start : start + 8192, None, :] - self.means[None]  # (chunk, classes, d)
+            out[start : start + 8192] = np.einsum("ncd,de,nce->nc", diff, self.precision, diff).min(axis=1)
+        return out
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        """Novelty of each row of ``z``: ``> 1`` means unlike every reference type."""
+        return (self.distances(z) / self.threshold).astype(np.float32)
 
     def state_dict(self) -> dict:
-        """Plain arrays and numbers (the index is rebuilt on load)."""
-        return {"reference": self.reference, "thresholds": self.thresholds, "n_neighbors": self.n_neighbors,
-                "alpha": self.alpha, "seed": self.seed}  # fmt: skip
+        """Plain arrays and numbers."""
+        return {"means": self.means, "precision": self.precision, "threshold": self.threshold, "alpha": self.alpha}

@@ -83,10 +83,9 @@ class LabelTransfer:
         Cells whose calibrated probability of their best type is below this are ``"unknown"``; 0 to 1
         (default 0.5: the classifier finds another type at least as likely).
     novelty_alpha
-        Fraction of a type's own reference cells allowed beyond its novelty threshold; a query cell farther
-        from the reference than that is ``"unknown"``. 0 (never) to 0.5 (default 0.01).
-    n_neighbors
-        ``k`` of the novelty score (distance to the ``k``-th nearest reference cell), >= 1 (default 10).
+        Fraction of the reference cells beyond the novelty threshold: a query cell farther (Mahalanobis
+        distance in the embedding, :class:`sccluster.tl._classifier.NoveltyScorer`) from every reference type
+        than all but this fraction of the reference cells is ``"unknown"``. 0 to 0.5 (default 0.01).
     representation
         Which embedding of a deep model the classifier reads: ``"encoder"`` (default) the encoder trained
         by its reconstruction loss alone (the model is fitted with ``cluster_steps=0``), or ``"clustered"``
@@ -106,15 +105,13 @@ class LabelTransfer:
     """
 
     def __init__(self, label_key: str, *, method: str = "bgformer", batch_key: str | None = None,
-                 min_confidence: float = 0.5, novelty_alpha: float = 0.01, n_neighbors: int = 10,
-                 representation: str = "encoder", random_state: int | None = 0,
+                 min_confidence: float = 0.5, novelty_alpha: float = 0.01, representation: str = "encoder", random_state: int | None = 0,
                  **model_kwargs: Any) -> None:  # fmt: skip
         self.label_key = label_key
         self.method = method
         self.batch_key = batch_key
         self.min_confidence = min_confidence
         self.novelty_alpha = novelty_alpha
-        self.n_neighbors = n_neighbors
         self.representation = representation
         self.random_state = random_state
         self.model_kwargs = model_kwargs
@@ -129,7 +126,6 @@ class LabelTransfer:
             raise InputError(msg)
         check_number("min_confidence", self.min_confidence, 0.0, 1.0)
         check_number("novelty_alpha", self.novelty_alpha, 0.0, 0.5)
-        check_number("n_neighbors", self.n_neighbors, 1, integer=True)
         check_choice("representation", self.representation, REPRESENTATIONS)
         if self.representation == "encoder" and "cluster_steps" in self.model_kwargs:
             msg = "cluster_steps is set by representation: leave it out, or use representation='clustered'"
@@ -150,6 +146,10 @@ class LabelTransfer:
     def fit(self, reference, *, layer: str | None = None, genes: list[str] | None = None) -> LabelTransfer:
         """Fit the embedding on ``reference`` (raw counts), then the classifier and the novelty score.
 
+        :data:`CALIBRATION_SHARE` of each type's labelled cells are held out of both fits and embedded with the
+        model's ``transform``, as query cells will be: the classifier's temperature and the novelty threshold
+        are fitted on them.
+
         ``genes`` restricts the model to these genes of the reference (for example those a query also has;
         :func:`transfer_labels` passes the shared genes).
         """
@@ -160,25 +160,31 @@ class LabelTransfer:
             read_batches(reference, self.batch_key, warn=False)
         if genes is not None:
             reference = reference[:, reference.var_names.isin(genes)]
-        classes, codes = np.unique(labels[has_label], return_inverse=True)
+        classes = np.unique(labels[has_label])
+        held = calibration_cells(labels, has_label, seed)
+        fit_rows = np.flatnonzero(~held)
         model = self._new_model(len(classes), seed)
-        logger.info("transfer: fitting %s on %d reference cells (%d types)", self.method, reference.n_obs, len(classes))
-        model.fit(reference, layer=layer)
-        emb = np.asarray(model.embedding_, dtype=np.float32)[has_label]
-        self.classifier_ = CalibratedClassifier.fit(emb, labels[has_label], seed=seed)
-        half = float(self.novelty_alpha) / 2  # two tests, each at alpha / 2: at most alpha of a type's cells flagged
-        self.novelty_ = NoveltyScorer.fit(emb, codes, len(classes), n_neighbors=int(self.n_neighbors), alpha=half,
-                                          seed=seed)  # fmt: skip
-        self.residual_model_, self.residual_thresholds_ = fit_residual_null(reference, has_label, labels, classes,
-                                                                            self.batch_key, 1 - half, seed, layer)  # fmt: skip
+        logger.info("transfer: fitting %s on %d reference cells (%d types; %d more held out to calibrate)",
+                    self.method, len(fit_rows), len(classes), int(held.sum()))  # fmt: skip
+        model.fit(reference[fit_rows] if held.any() else reference, layer=layer)
+        train = has_label[fit_rows]
+        emb = np.asarray(model.embedding_, dtype=np.float32)[train]
+        train_labels = labels[fit_rows][train]
+        self.classifier_ = CalibratedClassifier.fit(emb, train_labels, seed=seed, classes=classes)
+        self.novelty_ = NoveltyScorer.fit(emb, np.searchsorted(classes, train_labels), len(classes),
+                                          alpha=float(self.novelty_alpha), seed=seed)  # fmt: skip
+        if held.any():  # cells neither the embedding nor the classifier saw: honest temperature and threshold
+            cal = np.asarray(model.transform(reference[np.flatnonzero(held)], layer=layer), dtype=np.float32)
+            self.classifier_.calibrate(cal, labels[held])
+            self.novelty_.calibrate(cal)
         self.model_ = model
         self.classes_ = classes
         self.genes_ = list(model.genes_)
         self.reference_total_ = float(model.reference_total_)
         self.seed_ = seed
         self.n_reference_ = int(has_label.sum())
-        logger.info("transfer: classifier temperature %.2f on %d labelled cells", self.classifier_.temperature,
-                    self.n_reference_)  # fmt: skip
+        logger.info("transfer: temperature %.2f, novelty threshold %.3g (calibrated on %d held-out cells)",
+                    self.classifier_.temperature, self.novelty_.threshold, int(held.sum()))  # fmt: skip
         return self
 
     def _new_model(self, n_classes: int, seed: int):
@@ -206,8 +212,7 @@ class LabelTransfer:
         proba = self.classifier_.predict_proba(emb)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(best)), best]
-        residual = self.residual_model_.residuals(view, layer=None if view is not query else layer)
-        novelty = np.maximum(self.novelty_.score(emb, best), residual / self.residual_thresholds_[best])
+        novelty = self.novelty_.score(emb)
         predicted = self.classes_[best]
         unknown = (novelty > 1.0) | (confidence < self.min_confidence)
         labels = np.where(unknown, UNKNOWN, predicted).astype(object)
@@ -231,7 +236,6 @@ class LabelTransfer:
             "transfer_format": TRANSFER_FORMAT, "sccluster_version": __version__,
             "params": self.get_params(), "model": self.model_.to_payload(),
             "classifier": vars(self.classifier_), "novelty": self.novelty_.state_dict(),
-            "residual_model": self.residual_model_.to_payload(), "residual_thresholds": self.residual_thresholds_,
             "classes": self.classes_, "seed": self.seed_, "n_reference": self.n_reference_,
             "reference_total": self.reference_total_, "genes": self.genes_,
         }  # fmt: skip
@@ -263,8 +267,6 @@ class LabelTransfer:
             stored, path, device=device)  # fmt: skip
         out.classifier_ = CalibratedClassifier(**payload["classifier"])
         out.novelty_ = NoveltyScorer(**payload["novelty"])
-        out.residual_model_ = PCAEmbedder.from_payload(payload["residual_model"])
-        out.residual_thresholds_ = np.asarray(payload["residual_thresholds"])
         out.classes_ = np.asarray(payload["classes"], dtype=object)
         out.genes_ = list(payload["genes"])
         out.reference_total_ = float(payload["reference_total"])
@@ -276,7 +278,7 @@ class LabelTransfer:
         """Parameters as given to ``__init__`` (``model_kwargs`` as one dict)."""
         return {"label_key": self.label_key, "method": self.method, "batch_key": self.batch_key,
                 "min_confidence": self.min_confidence, "novelty_alpha": self.novelty_alpha,
-                "n_neighbors": self.n_neighbors, "representation": self.representation,
+                "representation": self.representation,
                 "random_state": self.random_state,
                 "model_kwargs": dict(self.model_kwargs)}  # fmt: skip
 
@@ -286,27 +288,23 @@ class LabelTransfer:
         return f"LabelTransfer({args}{extra})"
 
 
-def fit_residual_null(reference, has_label: np.ndarray, labels: np.ndarray, classes: np.ndarray,
-                      batch_key: str | None, level: float, seed: int, layer: str | None) -> tuple[PCAEmbedder, np.ndarray]:
-    """A PCA fitted on a random half of the labelled reference cells, and each type's ``level`` quantile of the
-    residuals (:meth:`PCAEmbedder.residuals`) of the other half: the null of the expression-space novelty test.
+#: Share of the labelled reference cells held out to fit the temperature and the novelty threshold.
+CALIBRATION_SHARE = 0.2
+#: Most cells held out for calibration.
+MAX_CALIBRATION_CELLS = 10_000
 
-    The halves keep the null honest: residuals of the cells a PCA was fitted on are smaller than those of
-    new cells. Types with fewer than 2 labelled cells sit in the fitted half only (pooled threshold).
-    """
-    from ._classifier import class_thresholds
 
-    rng = np.random.default_rng(seed + 1)
-    cells = np.flatnonzero(has_label)
-    codes = np.searchsorted(classes, labels[cells])
-    held = np.zeros(len(cells), dtype=bool)
-    for c in np.unique(codes):
-        own = rng.permutation(np.flatnonzero(codes == c))
-        held[own[: len(own) // 2]] = True
-    fitted = np.sort(np.concatenate([cells[~held], np.flatnonzero(~has_label)]))
-    model = PCAEmbedder(batch_key=batch_key, random_state=seed).fit(reference[fitted], layer=layer)
-    null = model.residuals(reference[cells[held]], layer=layer)
-    return model, class_thresholds(null, codes[held], len(classes), level)
+def calibration_cells(labels: np.ndarray, has_label: np.ndarray, seed: int) -> np.ndarray:
+    """Mask of the labelled reference cells held out for calibration: :data:`CALIBRATION_SHARE` of each type
+    (rounded down; types under 5 cells give none), at most :data:`MAX_CALIBRATION_CELLS` in all, seeded."""
+    rng = np.random.default_rng([seed, 24])
+    share = min(CALIBRATION_SHARE, MAX_CALIBRATION_CELLS / max(int(has_label.sum()), 1))
+    held = np.zeros(len(labels), dtype=bool)
+    for t in np.unique(labels[has_label]):
+        cells = np.flatnonzero(has_label & (labels == t))
+        n = int(len(cells) * share) if len(cells) >= 5 else 0
+        held[rng.choice(cells, n, replace=False)] = True
+    return held
 
 
 def reference_labels(reference, label_key: str) -> tuple[np.ndarray, np.ndarray]:

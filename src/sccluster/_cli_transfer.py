@@ -1,0 +1,131 @@
+"""``sccluster transfer``: name the cells of a query file with the cell types of a labelled reference file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ._errors import InputError
+
+
+def add_transfer_parser(sub, common: argparse.ArgumentParser, *, seed_type, param_help: str) -> None:
+    """Register ``sccluster transfer`` on the subcommand parsers ``sub``."""
+    from .tl import transfer_methods
+
+    p = sub.add_parser(
+        "transfer", parents=[common], help="label the cells of a query file from a labelled reference file",
+        description="Fit a model on REF.h5ad (raw counts and cell types in obs[--label-key]), classify the cells "
+        "of QUERY.h5ad and write OUT.h5ad with the types in obs[KEY] ('unknown' for cells that fit no reference "
+        "type), the confidence in obs[KEY_confidence], the novelty score in obs[KEY_novelty] and the "
+        "probabilities in obsm[KEY_proba]. With --model, classify QUERY with a saved transfer model instead "
+        "(one positional file). The query's own labels, if any, are never read.",
+    )  # fmt: skip
+    p.add_argument("files", nargs="+", metavar="REF QUERY", help="reference and query files (only QUERY with --model)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="output .h5ad (written atomically)")
+    p.add_argument("--label-key", default=None, metavar="KEY", help="obs column of the reference's cell types")
+    p.add_argument("--method", default="bgformer",
+                   help=f"embedding: {', '.join(transfer_methods())} (default: bgformer)")
+    p.add_argument("--batch-key", default=None, metavar="KEY",
+                   help="obs column of batches (donors, samples) in both files; a query batch not in the "
+                   "reference is scaled with its own gene statistics")
+    p.add_argument("--min-confidence", type=float, default=0.5, metavar="P",
+                   help="cells whose best type has a lower calibrated probability are 'unknown' (default: 0.5)")
+    p.add_argument("--novelty-alpha", type=float, default=0.01, metavar="A",
+                   help="share of held-out reference cells beyond the novelty threshold (default: 0.01)")
+    p.add_argument("--seed", type=seed_type, default=0, help="random seed (default: 0)")
+    p.add_argument("--key-added", default="transferred_label", metavar="KEY",
+                   help="key of the results (default: transferred_label)")
+    p.add_argument("--save-model", default=None, metavar="MODEL.pt", help="also save the fitted transfer model")
+    p.add_argument("--model", default=None, metavar="MODEL.pt", help="classify QUERY with this saved transfer model")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help=param_help)
+    p.set_defaults(func=run_transfer)
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    """Validate, read, fit (or load), classify, write and print a summary."""
+    from . import io
+    from ._settings import settings
+    from ._utils import check_output_path
+    from .cli import parse_params
+    from .tl import LabelTransfer
+    from .tl._transfer import shared_genes, write_transfer
+
+    start = time.perf_counter()
+    if args.model is not None:
+        if len(args.files) != 1:
+            msg = f"with --model give one QUERY file, got {len(args.files)} files"
+            raise InputError(msg)
+        ref_path, query_path = None, args.files[0]
+    else:
+        if len(args.files) != 2:
+            msg = f"give a reference and a query file (REF QUERY), got {len(args.files)} file(s); or use --model MODEL.pt QUERY"
+            raise InputError(msg)
+        if args.label_key is None:
+            msg = "--label-key is required: name the obs column of the reference's cell types"
+            raise InputError(msg)
+        ref_path, query_path = args.files
+    inputs = tuple(p for p in (ref_path, query_path, args.model) if p is not None)
+    out = check_output_path(args.output, inputs=inputs)
+    if out.suffix != ".h5ad":
+        msg = f"output {str(out)!r} must end in .h5ad"
+        raise InputError(msg)
+    save = None
+    if args.save_model is not None:
+        save = check_output_path(args.save_model, inputs=(*inputs, out))
+        if save.exists():
+            msg = f"--save-model {str(save)!r} already exists; remove it or choose another path"
+            raise InputError(msg)
+    key = args.key_added
+    if not key:
+        msg = "--key-added must not be empty"
+        raise InputError(msg)
+    from ._cli_run import _held_logs
+
+    with _held_logs(settings.verbosity < 3):
+        if args.model is not None:
+            transfer = LabelTransfer.load(args.model)
+            query = io.read(query_path)
+            n_ref = transfer.n_reference_
+        else:
+            transfer = LabelTransfer(args.label_key, method=args.method, batch_key=args.batch_key,
+                                     min_confidence=args.min_confidence, novelty_alpha=args.novelty_alpha,
+                                     random_state=args.seed, **parse_params(args.param))  # fmt: skip
+            reference = io.read(ref_path)
+            query = io.read(query_path)
+            from .tl._transfer import reference_labels
+
+            reference_labels(reference, args.label_key)
+            if args.batch_key is not None:
+                from .data import read_batches
+
+                read_batches(reference, args.batch_key, warn=False)
+                read_batches(query, args.batch_key, categories=[])
+            genes = shared_genes(reference, query)
+            n_ref = reference.n_obs
+        if args.model is None:
+            transfer.fit(reference, genes=None if len(genes) == reference.n_vars else genes)
+        result = transfer.predict(query)
+    write_transfer(query, result, transfer, key)
+    io.write_h5ad(query, out, inputs=inputs)
+    if save is not None:
+        transfer.save(save)
+
+    import numpy as np
+    import pandas as pd
+
+    print(f"reference {ref_path or args.model} ({n_ref:,} labelled cells, {len(transfer.classes_)} types)")
+    print(f"query     {query_path} ({query.n_obs:,} cells)")
+    print(f"method    {transfer.method} (seed {transfer.seed_})")
+    table = pd.DataFrame({"label": result.labels.astype(str), "confidence": result.confidence})
+    summary = table.groupby("label", sort=False)["confidence"].agg(["size", "mean"]).sort_values("size", ascending=False)
+    width = max(len(str(t)) for t in summary.index)
+    print(f"labels    {'type':<{width}}  cells  mean confidence")
+    for label, row in summary.iterrows():
+        print(f"          {label:<{width}}  {int(row['size']):>5}  {row['mean']:.2f}")
+    n_unknown = int(np.sum(result.unknown))
+    print(f"unknown   {n_unknown:,} cells ({n_unknown / max(query.n_obs, 1):.1%}): novelty above 1 or confidence "
+          f"below {transfer.min_confidence:.2f}")  # fmt: skip
+    print(f"time      {time.perf_counter() - start:.1f} s")
+    print(f"output    {out} (labels in obs['{key}'])" + (f", model {save}" if save is not None else ""))
+    return 0
+
