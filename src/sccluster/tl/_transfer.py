@@ -90,7 +90,7 @@ class LabelTransfer:
         Which embedding of a deep model the classifier reads: ``"encoder"`` (default) the encoder trained
         by its reconstruction loss alone (the model is fitted with ``cluster_steps=0``), or ``"clustered"``
         the embedding after the clustering stage, which pulls cells towards ``n_clusters`` centres and can
-        merge types (why the default: ``docs/decisions/0014-transfer-encoder-embedding.md``). Ignored by
+        merge types (why the default: ``docs/decisions/0015-transfer-encoder-embedding.md``). Ignored by
         ``"pca"``.
     random_state
         Seed of the model, the classifier's folds and the subsamples (default 0).
@@ -105,8 +105,8 @@ class LabelTransfer:
     """
 
     def __init__(self, label_key: str, *, method: str = "bgformer", batch_key: str | None = None,
-                 min_confidence: float = 0.5, novelty_alpha: float = 0.01, representation: str = "encoder", random_state: int | None = 0,
-                 **model_kwargs: Any) -> None:  # fmt: skip
+                 min_confidence: float = 0.5, novelty_alpha: float = 0.01, representation: str = "encoder",
+                 random_state: int | None = 0, **model_kwargs: Any) -> None:  # fmt: skip
         self.label_key = label_key
         self.method = method
         self.batch_key = batch_key
@@ -135,8 +135,12 @@ class LabelTransfer:
             cls = get_model_class(self.method)
             unknown = sorted(set(self.model_kwargs) - set(cls._param_names()) - {"n_clusters"})
             if unknown or "random_state" in self.model_kwargs or "batch_key" in self.model_kwargs:
-                bad = ", ".join(map(repr, unknown or ["random_state" if "random_state" in self.model_kwargs else "batch_key"]))
-                msg = f"unknown or reserved model parameter(s) {bad} for method {self.method!r}; see help({cls.__name__})"
+                reserved = [k for k in ("random_state", "batch_key") if k in self.model_kwargs]
+                bad = ", ".join(map(repr, unknown + reserved))
+                msg = (
+                    f"unknown or reserved model parameter(s) {bad} for method {self.method!r}: pass random_state and "
+                    f"batch_key to the transfer itself; valid model parameters: see help({cls.__name__})"
+                )
                 raise InputError(msg)
         elif set(self.model_kwargs) - {"n_pcs", "n_top_genes"}:
             msg = "method 'pca' takes only the model parameters 'n_pcs' and 'n_top_genes'"
