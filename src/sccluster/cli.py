@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="uns entry holding a table (e.g. cluster annotations) to show in the report")
     p.set_defaults(func=_cmd_report)
 
+    from ._cli_annotate import add_parsers as add_annotate_parsers
+
+    add_annotate_parsers(sub, common)  # sccluster markers | annotate
+
     p = sub.add_parser("datasets", parents=[common], help="list the benchmark datasets",
                        description="List the benchmark datasets and the folder they are read from.")
     p.set_defaults(func=_cmd_datasets)
