@@ -32,7 +32,7 @@ def markers(
     the log-normalised ``X`` of a private, seeded subsample of at most ``max_cells_per_cluster``
     cells per cluster, so the cost is bounded however many cells there are; ``adata`` is not
     changed. Clusters of one cell are skipped (logged). The subsample and the ranking are those of
-    :func:`sccluster.tl.markers` (same seed, same cells), which returns the ranking as a table.
+    :func:`sccluster.tl.markers` (the same cells for the same seed and cap), which returns it as a table.
 
     Parameters
     ----------
