@@ -1,4 +1,4 @@
-"""Command-line interface: ``sccluster cluster | demo | evaluate | report | transfer | datasets``.
+"""Command-line interface: ``sccluster cluster | demo | evaluate | report | markers | annotate | transfer | datasets``.
 
 The CLI only parses arguments, calls the library and prints results. Bad input raised by the library
 as :class:`~sccluster.InputError` becomes one line ``error: <message>`` on stderr and exit code 2.
@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotation-key", default=None, metavar="KEY",
                    help="uns entry holding a table (e.g. cluster annotations) to show in the report")
     p.set_defaults(func=_cmd_report)
+
+    from ._cli_annotate import add_parsers as add_annotate_parsers
+
+    add_annotate_parsers(sub, common)  # sccluster markers | annotate
 
     from ._cli_transfer import add_transfer_parser
 

@@ -20,6 +20,7 @@ import pandas as pd
 from .._errors import InputError
 from .._utils import atomic_path, check_output_path
 from .._validation import check_adata
+from ..tl._markers import check_positive_int, natural_sort, subsample_per_group  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,15 +40,6 @@ def check_key(adata, key: str) -> None:
     if not isinstance(key, str) or not key:
         msg = f"key must be a non-empty string, got {key!r}"
         raise InputError(msg)
-
-
-def natural_sort(values) -> list:
-    """Sort labels naturally: ``"2"`` before ``"10"``; non-numeric labels after, alphabetically."""
-    def order(v):
-        text = str(v)
-        return (0, int(text), "") if re.fullmatch(r"-?\d+", text) else (1, 0, text)
-
-    return sorted(values, key=order)
 
 
 def cluster_labels(adata, key: str) -> pd.Categorical:
@@ -95,14 +87,6 @@ def run_info(adata, key: str) -> dict[str, Any]:
     """``uns[key]`` as a dict (empty when absent or not a mapping)."""
     info = adata.uns.get(key) if hasattr(adata.uns, "get") else None
     return dict(info) if isinstance(info, Mapping) else {}
-
-
-def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise :class:`InputError` unless it is an integer >= ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
-        raise InputError(msg)
-    return int(value)
 
 
 # --------------------------------------------------------------------------- figures
@@ -182,15 +166,3 @@ def subsample(n: int, max_n: int, random_state: int) -> np.ndarray | None:
         return None
     rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(n, size=max_n, replace=False))
-
-
-def subsample_per_group(codes: np.ndarray, max_per_group: int, random_state: int) -> np.ndarray:
-    """Sorted indices keeping at most ``max_per_group`` items of each group (``codes`` < 0 dropped)."""
-    rng = np.random.default_rng(random_state)
-    keep = []
-    for g in np.unique(codes[codes >= 0]):
-        idx = np.flatnonzero(codes == g)
-        if idx.size > max_per_group:
-            idx = rng.choice(idx, size=max_per_group, replace=False)
-        keep.append(idx)
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)

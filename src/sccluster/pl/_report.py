@@ -75,6 +75,29 @@ def annotation_table(adata, annotation_key: str) -> pd.DataFrame:
     raise InputError(msg)
 
 
+#: Columns of a :func:`sccluster.tl.annotate` table shown in the report (the full table stays in ``uns``).
+ANNOTATE_COLUMNS = ["cluster", "n_cells", "cell_type", "score", "z", "pval_adj", "runner_up", "margin",
+                    "markers_found", "markers_missing"]
+
+
+def find_annotation(adata, key: str) -> str | None:
+    """The uns key of the latest :func:`sccluster.tl.annotate` table of the clusters in ``obs[key]``, if any.
+
+    An annotation is recognised by its ``uns[<name>_details]["params"]["groupby"] == key`` beside a table in
+    ``uns[<name>]``; with several, the one whose name comes first alphabetically.
+    """
+    found = []
+    for name in adata.uns:
+        if not (isinstance(name, str) and name.endswith("_details")) or name == "_details":
+            continue
+        details, base = adata.uns[name], name[: -len("_details")]
+        params = details.get("params") if isinstance(details, Mapping) else None
+        table = adata.uns.get(base)
+        if isinstance(params, Mapping) and params.get("groupby") == key and isinstance(table, pd.DataFrame):
+            found.append(base)
+    return sorted(found)[0] if found else None
+
+
 def _figure(draw: Callable, alt: str, caption: str | None = None) -> str:
     """The figure ``draw()`` returns, as an embedded PNG; a note instead when its data do not allow it."""
     try:
@@ -107,6 +130,9 @@ def _summary(adata, key: str, info: dict, labels) -> str:
 
 
 def _annotation(table: pd.DataFrame) -> str:
+    if set(ANNOTATE_COLUMNS) <= set(table.columns):  # a tl.annotate table: its main columns, numbers rounded
+        table = table[ANNOTATE_COLUMNS].round({"score": 3, "z": 2, "margin": 3}).assign(
+            pval_adj=table["pval_adj"].map(lambda v: f"{v:.3g}"))
     shown = table.iloc[:MAX_TABLE_ROWS]
     index = not isinstance(shown.index, pd.RangeIndex)
     header = ([shown.index.name or ""] if index else []) + [str(c) for c in shown.columns]
@@ -168,7 +194,9 @@ def report(
         obs column of reference labels to score the clustering against (default: none).
     annotation_key
         uns entry holding a table (pandas DataFrame or dict of equal-length columns), e.g. cluster
-        annotations, shown as a table (default: none).
+        annotations, shown as a table. Default: the table :func:`sccluster.tl.annotate` wrote for the
+        clusters in ``obs[key]`` when there is one (:func:`find_annotation`), else none. The cells' names
+        in ``obs[annotation_key]``, when present, also colour the UMAP.
     title
         Title of the report (default ``"sccluster report: <method>, <n> cells"``).
 
@@ -180,6 +208,8 @@ def report(
     out = check_report_path(path)
     if label_key is not None:
         label_column(adata, label_key)
+    if annotation_key is None:  # the tl.annotate table of these clusters, when there is one
+        annotation_key = find_annotation(adata, key)
     annotation = annotation_table(adata, annotation_key) if annotation_key is not None else None
     if title is not None and not isinstance(title, str):
         msg = f"title must be a string or None, got {title!r}"
@@ -191,6 +221,9 @@ def report(
     sections = [("summary", SECTIONS["summary"], _summary(adata, key, info, labels))]
     if "X_umap" in adata.obsm or f"X_{key}" in adata.obsm:
         color = [label_key] if label_key is not None and label_key != key else []
+        named = annotation_key is not None and annotation_key in adata.obs.columns
+        if named and annotation_key not in (key, label_key):
+            color.append(annotation_key)  # the cell types tl.annotate named
         if info.get("stability") is not None and f"{key}_agreement" in adata.obs.columns:
             color.append(f"{key}_agreement")  # each cell's agreement across seeds
         sections.append(("umap", SECTIONS["umap"], _figure(
@@ -204,8 +237,12 @@ def report(
             "against the rest, at most 500 cells per cluster); dot size: fraction of cells expressing the "
             "gene, colour: mean expression.")))
     if annotation is not None:
-        sections.append(("annotation", SECTIONS["annotation"],
-                         h.note(f"Table uns['{annotation_key}'].") + _annotation(annotation)))
+        note = f"Table uns['{annotation_key}']."
+        if set(ANNOTATE_COLUMNS) <= set(annotation.columns):
+            note = (f"Cluster names from marker gene sets (scc.tl.annotate; table uns['{annotation_key}'], every "
+                    f"cluster x set test in uns['{annotation_key}_details']): score = mean standardised expression "
+                    "of the set's genes above expression-matched random genes; p_adj: empirical, Benjamini-Hochberg.")
+        sections.append(("annotation", SECTIONS["annotation"], h.note(note) + _annotation(annotation)))
     if label_key is not None:
         sections.append(("labels", SECTIONS["labels"], _labels(adata, key, label_key)))
     if isinstance(info.get("history"), Mapping) and info["history"]:
