@@ -243,7 +243,8 @@ def test_backed_h5ad_and_initial_q_far_from_uniform(data, tmp_path):
 
 def _batch(x, noise, counts):
     """A training batch of :class:`BGFormerNet` (size factors 1, no batch codes)."""
-    return {"x": x, "x_noisy": x + noise, "counts": counts, "size_factors": torch.ones(x.shape[0]), "batch_codes": None}
+    sf = torch.ones(x.shape[0])
+    return {"x": x, "x_noisy": x + noise, "counts": counts, "size_factors": sf, "batch_codes": None}
 
 
 def test_vq_term_trains_anchors_through_straight_through():

@@ -26,8 +26,8 @@ def test_constructor_is_the_configuration(cls, config):
     params = inspect.signature(cls).parameters
     assert list(params) == ["n_clusters", *(f.name for f in fields), "random_state", "device"]
     assert all(params[f.name].default == f.default for f in fields)
-    assert cls().get_params() == {"n_clusters": None, **{f.name: f.default for f in fields}, "random_state": 0,
-                                  "device": "auto"}  # fmt: skip
+    defaults = {f.name: f.default for f in fields}
+    assert cls().get_params() == {"n_clusters": None, **defaults, "random_state": 0, "device": "auto"}
     doc = cls.__doc__
     for name in params:
         assert doc.count(f"\n{name}\n") == 1, name
@@ -60,8 +60,10 @@ def test_default_configuration_is_valid_and_grouped(cls, config):
         (BGFormer, {"max_value": "10"}, "max_value must be a number > 0.0, got '10'"),
         (BGFormer, {"resolution": 0}, "resolution must be a positive number or 'auto', got 0"),
         (BGFormer, {"d_model": 30, "n_heads": 4}, "d_model=30 must be divisible by n_heads=4"),
-        (SiameseClu, {"proportion_estimate": "hard"}, "proportion_estimate must be one of ('soft', 'sharpened'), got 'hard'"),
-        (SiameseClu, {"graph_weights": "heat"}, "graph_weights must be one of ('adaptive', 'binary'), got 'heat'"),
+        (SiameseClu, {"proportion_estimate": "hard"},
+         "proportion_estimate must be one of ('soft', 'sharpened'), got 'hard'"),
+        (SiameseClu, {"graph_weights": "heat"},
+         "graph_weights must be one of ('adaptive', 'binary'), got 'heat'"),
         (SiameseClu, {"init": "random"}, "init must be one of ('kmeans', 'leiden'), got 'random'"),
         (SiameseClu, {"marginal_relaxation": 0.0}, "marginal_relaxation must be a number > 0.0, got 0.0"),
         (SiameseClu, {"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),

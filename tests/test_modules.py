@@ -31,7 +31,8 @@ def test_bgformer_loss_output():
     torch.testing.assert_close(losses.terms["kl"], kl_clustering_loss(p, out["log_q"]).detach())
     net.cluster_target = lambda log_q: torch.full_like(log_q, 1 / 3)  # any log q -> P map
     uniform = net.loss(batch, out)
-    torch.testing.assert_close(uniform.terms["kl"], kl_clustering_loss(torch.full((10, 3), 1 / 3), out["log_q"]).detach())
+    expected = kl_clustering_loss(torch.full((10, 3), 1 / 3), out["log_q"]).detach()
+    torch.testing.assert_close(uniform.terms["kl"], expected)
 
 
 def _siamese_batch(b: int = 12, g: int = 20, p: int = 6) -> dict:
@@ -56,7 +57,8 @@ def test_siamese_loss_output_and_named_weights():
     assert not any(t.requires_grad for t in base.terms.values()) and base.total.requires_grad
     _, no_edges = losses(edge_weight=0.0)
     _, more_edges = losses(edge_weight=1.0)  # the default is 0.5: the graph term moves linearly in it
-    torch.testing.assert_close(more_edges.terms["graph"] - base.terms["graph"], base.terms["graph"] - no_edges.terms["graph"])
+    step_up = more_edges.terms["graph"] - base.terms["graph"]
+    torch.testing.assert_close(step_up, base.terms["graph"] - no_edges.terms["graph"])
     _, no_sample = losses(sample_correlation_weight=0.0)
     assert float(no_sample.terms["corr"]) < float(base.terms["corr"])
     _, off = losses(use_correlation=False)
@@ -73,7 +75,8 @@ def test_siamese_loss_output_and_named_weights():
 def test_loss_backpropagates_to_the_centres(net):
     torch.manual_seed(0)
     if net == "bgformer":
-        module, batch = BGFormerNet(20, d_model=16, n_latent=4, n_anchors=4, n_heads=2, n_layers=1), _bgformer_batch()
+        module = BGFormerNet(20, d_model=16, n_latent=4, n_anchors=4, n_heads=2, n_layers=1)
+        batch = _bgformer_batch()
     else:
         module, batch = SiameseNet(20, 6, n_latent=8, n_hidden=16, n_anchors=4), _siamese_batch()
     module.set_centers(torch.randn(3, module.centers.shape[1]))

@@ -128,7 +128,8 @@ def test_optimizer_scope():
 
 def test_snapshot_feeds_the_target_and_refreshes_every_interval():
     module = Regression()
-    Trainer(module, OptimizerSpec(lr=0.05), name="toy").run(Phase("cluster", 5, batches(), snapshot_interval=2))
+    trainer = Trainer(module, OptimizerSpec(lr=0.05), name="toy")
+    trainer.run(Phase("cluster", 5, batches(), snapshot_interval=2))
     s = module.snapshots
     assert len(s) == 5
     assert torch.equal(s[0], s[1]) and torch.equal(s[2], s[3]) and not torch.equal(s[1], s[2])
