@@ -137,7 +137,7 @@ class BGFormer(DeepClusterModel):
             if val_idx is not None:
                 validation = Validation(source, self.scaler_, val_idx, device)
         spec = OptimizerSpec("adamw", opt.lr, opt.weight_decay, opt.lr_schedule, scope="phase")
-        trainer = Trainer(net, spec, name="BGFormer")
+        trainer = Trainer(net, spec, name="bgformer")  # the name on its progress bars
 
         def phase(name: str, n_steps: int, indices=None, **kwargs) -> Phase:
             data = training_batches(source, self.scaler_, opt.batch_size, rng, gen, device,
