@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import resource
@@ -338,3 +339,23 @@ def add_output_args(parser, section_default: str, page: str) -> None:
     parser.add_argument("--csv", type=Path, default=None, help="default: benchmarks/results/<section>.csv")
     parser.add_argument("--markdown", type=Path, default=REPO_ROOT / page, help=f"default: {page}")
     parser.add_argument("--no-markdown", action="store_true", help="write only the CSV")
+
+
+class _StderrHandler(logging.StreamHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # the current one (pytest swaps it between tests)
+        super().emit(record)
+
+
+def package_logs_to_stderr() -> None:
+    """Print sccluster's log messages (at its verbosity) on stderr, as the command line does.
+
+    The library itself only adds a ``NullHandler`` (issue #25); these scripts are applications and keep the
+    warnings in their logs. Idempotent.
+    """
+    logger = logging.getLogger("sccluster")
+    if not any(h.get_name() == "sccluster-benchmarks" for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.set_name("sccluster-benchmarks")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)

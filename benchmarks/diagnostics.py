@@ -117,6 +117,8 @@ def diagnose(spec: dict) -> dict:
     from sccluster.models._leiden import knn_graph, leiden
 
     scc.settings.verbosity = 1
+
+    C.package_logs_to_stderr()
     labels, adata = C.counts_only(scc.read(spec["path"]), "cell_type")
     scc.pp.prepare(adata)
     seed = spec["seed"]

@@ -174,6 +174,8 @@ def run_one(path: Path, seed: int, select_genes: int = 0, select_above: int | No
     from sccluster.metrics import evaluate
 
     scc.settings.verbosity = 1
+
+    C.package_logs_to_stderr()
     truth, adata = C.counts_only(scc.read(path), R.LABEL_KEY)
     k = len(set(truth))
     start = time.perf_counter()

@@ -76,6 +76,8 @@ def run_single(spec: dict, result_path: str) -> None:
         from peers import method_class  # sccluster's methods, or a peer such as scvi-tools
 
         scc.settings.verbosity = 1
+
+        C.package_logs_to_stderr()
         cls = method_class(spec["method"])
         if spec.get("warmup", True):
             out["warmup_s"] = _warm_up(scc, cls, spec)

@@ -74,6 +74,8 @@ def child_make(spec: dict, result_path: str) -> None:
     import sccluster as scc
 
     scc.settings.verbosity = 1
+
+    C.package_logs_to_stderr()
     start = time.perf_counter()
     adata = scc.read(spec["source_path"])
     up = scc.datasets.upsample(adata, spec["size"], spec["seed"])
@@ -94,6 +96,8 @@ def child_method(spec: dict, result_path: str) -> None:
     from sccluster.models import get_model_class
 
     scc.settings.verbosity = 1
+
+    C.package_logs_to_stderr()
     cls = get_model_class(spec["method"])
     if spec.get("warmup", True):  # one untimed fit on 300 synthetic cells: JIT compilation
         tiny = _tiny()

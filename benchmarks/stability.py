@@ -56,6 +56,8 @@ def fit_labels(
     from sccluster.models import get_model_class
 
     scc.settings.verbosity = 1
+
+    C.package_logs_to_stderr()
     labels, adata = C.counts_only(scc.read(path), R.LABEL_KEY)
     start = time.perf_counter()
     scc.pp.prepare(adata)

@@ -9,7 +9,6 @@ models train on batches 0 and 1; batch 2 is held out as a batch not seen in trai
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import subprocess
 import sys
@@ -46,14 +45,9 @@ pytestmark = pytest.mark.usefixtures("warnings_only")  # conftest.py: verbosity 
 
 @contextlib.contextmanager
 def _warnings(caplog):
-    """The package's warnings logged inside the block (its logger does not propagate to caplog's)."""
-    logger = logging.getLogger("sccluster")
-    logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level("WARNING", logger="sccluster"):
-            yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
+    """The package's warnings logged inside the block (its logger propagates to caplog's)."""
+    with caplog.at_level("WARNING", logger="sccluster"):
+        yield caplog
 
 
 @pytest.fixture(scope="module")

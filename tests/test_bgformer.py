@@ -13,7 +13,7 @@ from sccluster import InputError, TrainingError
 from sccluster.datasets import synthetic
 from sccluster.metrics import ari
 from sccluster.models import BGFormer, get_model_class
-from sccluster.models._bgformer import Validation
+from sccluster.models._bgformer_data import Validation
 from sccluster.nn import BGFormerNet, EarlyStopping, TargetSnapshot
 
 SMALL = dict(
@@ -241,14 +241,23 @@ def test_backed_h5ad_and_initial_q_far_from_uniform(data, tmp_path):
     assert ari(y, model.labels_) >= 0.9  # the initial k-means partition, before any clustering step
 
 
+def _batch(x, noise, counts):
+    """A training batch of :class:`BGFormerNet` (size factors 1, no batch codes)."""
+    sf = torch.ones(x.shape[0])
+    return {"x": x, "x_noisy": x + noise, "counts": counts, "size_factors": sf, "batch_codes": None}
+
+
 def test_vq_term_trains_anchors_through_straight_through():
     torch.manual_seed(0)
     net = BGFormerNet(20, d_model=16, n_latent=4, n_anchors=4, n_heads=2, n_layers=2, n_clusters=3)
     x = torch.randn(10, 20)
     counts = torch.poisson(torch.ones(10, 20))
-    losses = net.training_loss(x, 0.1 * torch.randn(10, 20), counts, torch.ones(10), gamma=1.0, vq_weight=0.5)
-    assert losses["vq"] > 0 and losses["kl"] >= 0
-    losses["loss"].backward()
+    net.vq_weight = 0.5
+    batch = _batch(x, 0.1 * torch.randn(10, 20), counts)
+    batch["target_log_q"] = net.target_log_q(batch).detach()
+    losses = net.loss(batch, net(batch))
+    assert losses.terms["vq"] > 0 and losses.terms["kl"] >= 0
+    losses.total.backward()
     assert all(b.anchors.grad is not None and b.anchors.grad.abs().sum() > 0 for b in net.blocks)
     assert net.input_proj.weight.grad.abs().sum() > 0
     assert net.centers.grad.abs().sum() > 0
@@ -259,21 +268,21 @@ def test_target_snapshot_holds_the_target_between_refreshes():
     net = BGFormerNet(20, d_model=16, n_latent=4, n_anchors=4, n_heads=2, n_layers=1, n_clusters=3)
     net.set_centers(torch.randn(3, 4))
     x = torch.randn(8, 20)
-    snap = TargetSnapshot(net, 3, lambda frozen, x: frozen.log_q(frozen.encode(x)))
-    first = snap.log_q(x)
+    snap = TargetSnapshot(net, 3, lambda frozen, batch: frozen.target_log_q(batch))
+    first = snap.log_q({"x": x})
     with torch.no_grad():
         net.centers.add_(1.0)  # the network being trained moves ...
     live = net.eval().log_q(net.encode(x))
     assert not torch.allclose(live, first)
     for _ in range(2):  # ... but the target does not until the interval is over
-        assert torch.equal(snap.log_q(x), first)
-    refreshed = snap.log_q(x)
+        assert torch.equal(snap.log_q({"x": x}), first)
+    refreshed = snap.log_q({"x": x})
     assert torch.allclose(refreshed, live) and not refreshed.requires_grad
     # the target still reaches the loss: P from target_log_q, gradients to the live network only
     counts = torch.poisson(torch.ones(8, 20))
     net.train()
-    losses = net.training_loss(x, torch.zeros_like(x), counts, torch.ones(8), gamma=1.0, target_log_q=first)
-    losses["loss"].backward()
+    batch = {**_batch(x, torch.zeros_like(x), counts), "target_log_q": first}
+    net.loss(batch, net(batch)).total.backward()
     assert net.centers.grad.abs().sum() > 0
     assert all(p.grad is None for p in snap.frozen.parameters())
 

@@ -28,7 +28,7 @@ def small():
 
 @pytest.fixture
 def log_records():
-    """Capture records of the 'sccluster' logger (it does not propagate to the root logger)."""
+    """Capture records of the 'sccluster' logger, whatever its level."""
     records: list[logging.LogRecord] = []
 
     class _Keep(logging.Handler):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -160,14 +159,8 @@ def test_markers(clustered, tmp_path, caplog):
     codes[0] = "lonely"
     clustered.obs["sccluster"] = pd.Categorical(codes, categories=[*map(str, range(8)), "lonely"])
     before = _slots(clustered)
-    logger = logging.getLogger("sccluster")  # does not propagate to the root logger caplog listens on
-    logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level("INFO", logger="sccluster"):
-            fig = scc.pl.markers(clustered, n_genes=2, max_cells_per_cluster=100,
-                                 save=tmp_path / "markers.png")
-    finally:
-        logger.removeHandler(caplog.handler)
+    with caplog.at_level("INFO", logger="sccluster"):  # the package's logger propagates to caplog's
+        fig = scc.pl.markers(clustered, n_genes=2, max_cells_per_cluster=100, save=tmp_path / "markers.png")
     assert isinstance(fig, Figure)
     _assert_png(tmp_path / "markers.png")
     assert _slots(clustered) == before

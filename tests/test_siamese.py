@@ -42,7 +42,7 @@ def test_recovers_planted_clusters_and_loss_falls(fitted):
     assert model.n_clusters_ == 4
     assert model.embedding_.shape == (adata.n_obs, 32)
     np.testing.assert_allclose(model.soft_assignments_.sum(1), 1.0, atol=1e-5)
-    pre = [h["loss"] for h in model.history_ if h["phase"] == 0.0]
+    pre = [h["loss"] for h in model.history_ if h["stage"] == "pretrain"]
     assert pre[-1] < 0.8 * pre[0]
     assert all(np.isfinite(h["loss"]) for h in model.history_)
     # learned proportions stay a distribution near the balanced truth
@@ -200,8 +200,8 @@ def test_undiffused_graph_features_are_rebuilt_exactly_for_new_cells(_synthetic_
 def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(_synthetic_base, monkeypatch, interval, runs):
     """P is computed from a frozen copy of the network, renewed with the graph views (once per epoch)
     or every ``target_interval`` steps if sooner; the copy never carries gradients."""
-    from sccluster.models import _siamese_train
     from sccluster.nn import TargetSnapshot
+    from sccluster.train import _loop
 
     copies: list[torch.nn.Module] = []
 
@@ -212,7 +212,7 @@ def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(_synthetic_base
             copies.append(self.frozen)
             return out
 
-    monkeypatch.setattr(_siamese_train, "TargetSnapshot", Recording)
+    monkeypatch.setattr(_loop, "TargetSnapshot", Recording)
     # 600 cells in batches of 128: 5 steps per epoch; 12 clustering steps
     params = {**FAST, "pretrain_steps": 10, "cluster_steps": 12, "target_interval": interval}
     model = SiameseClu(n_clusters=4, random_state=0, **params).fit(_synthetic_base.copy())
@@ -272,17 +272,17 @@ def test_training_batches_never_repeat_a_cell(_synthetic_base, monkeypatch):
 def test_expression_views_get_additive_noise(_synthetic_base, monkeypatch):
     """With ``noise_std`` each expression view is the scaled input plus N(0, noise_std^2) noise, drawn
     afresh for every view and step; with 0 the views are the input itself."""
-    from sccluster.models import _siamese_train
+    from sccluster.models._siamese_data import SiameseBatches
 
     diffs: list[torch.Tensor] = []
-    original = _siamese_train.Trainer._augment
+    original = SiameseBatches._augment
 
     def recording(self, x):
         out = original(self, x)
         diffs.append((out - x).detach())
         return out
 
-    monkeypatch.setattr(_siamese_train.Trainer, "_augment", recording)
+    monkeypatch.setattr(SiameseBatches, "_augment", recording)
     params = {**FAST, "pretrain_steps": 5, "cluster_steps": 0, "feature_noise": 0.0, "gene_mask": 0.0}
     SiameseClu(n_clusters=4, noise_std=2.0, **params).fit(_synthetic_base.copy())
     assert len(diffs) == 10  # two views per step
@@ -298,16 +298,14 @@ def test_expression_views_get_additive_noise(_synthetic_base, monkeypatch):
 def test_cosine_schedule_anneals_each_phase_and_recovers_planted_clusters(_synthetic_base, monkeypatch):
     """``lr_schedule="cosine"`` (the default): each phase starts at ``lr`` and ends near zero, every parameter group
     (the centres' too) follows it; ``"constant"`` leaves the optimiser at ``lr``."""
-    from sccluster.models import _siamese_train
-
     rates: list[list[float]] = []
-    original = _siamese_train.Trainer.step
+    original = torch.optim.Adam.step
 
-    def recording(self, cluster):
-        rates.append([g["lr"] for g in self.opt.param_groups])
-        return original(self, cluster)
+    def recording(self, *args, **kwargs):
+        rates.append([g["lr"] for g in self.param_groups])
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(_siamese_train.Trainer, "step", recording)
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
     adata = _synthetic_base.copy()
     model = SiameseClu(n_clusters=4, random_state=0, **FAST).fit(adata)  # the default
     pre, clu = rates[: FAST["pretrain_steps"]], rates[FAST["pretrain_steps"] :]
@@ -328,7 +326,7 @@ def test_cosine_schedule_anneals_each_phase_and_recovers_planted_clusters(_synth
 
 
 def test_phase_lr_is_a_half_cosine():
-    from sccluster.models._schedule import phase_lr
+    from sccluster.train import phase_lr
 
     assert phase_lr(2.0, 0, 10) == pytest.approx(2.0)
     assert phase_lr(2.0, 5, 10) == pytest.approx(1.0)

@@ -68,7 +68,7 @@ def test_balanced_target_matches_proportions_then_tracks_the_batch():
     log_q = torch.log_softmax(3 * torch.randn(512, 5, generator=gen), dim=1)
     before = log_q.clone()
     start = np.array([[0.4, 0.3, 0.1, 0.1, 0.1]])
-    target = BalancedTarget.from_log_q(np.log(start), momentum=0.9, n_iters=500)
+    target = BalancedTarget.from_log_q(np.log(start), momentum=0.9, n_iters=500, estimate="soft")
     np.testing.assert_allclose(target.pi.numpy(), start[0], atol=1e-12)
     p = target(log_q)
     assert torch.equal(log_q, before)  # input untouched
@@ -115,7 +115,7 @@ def test_relaxed_target_pulls_unequal_clusters_less_towards_equal_sizes():
 def test_sharpened_estimate_tracks_the_target_masses_before_the_column_constraint():
     # the same unequal partition as above: 0.9 / 0.1 of the cells, each 0.7 sure of its cluster
     log_q = torch.tensor([[0.7, 0.3]] * 900 + [[0.3, 0.7]] * 100, dtype=torch.float64).log()
-    soft = BalancedTarget.from_log_q(log_q.numpy(), n_iters=500)
+    soft = BalancedTarget.from_log_q(log_q.numpy(), n_iters=500, estimate="soft")
     sharp = BalancedTarget.from_log_q(log_q.numpy(), n_iters=500, estimate="sharpened")
     unconstrained = torch.softmax(2 * log_q, dim=1).mean(0)  # q^2 per row, normalised
     np.testing.assert_allclose(soft.pi.numpy(), log_q.exp().mean(0).numpy(), atol=1e-12)

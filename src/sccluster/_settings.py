@@ -31,7 +31,13 @@ class Settings:
         Folder holding the benchmark ``.h5ad`` files (default ``../shared/data`` next to the
         project root, or ``$SCCLUSTER_DATASETDIR``).
     verbosity
-        0 = errors only, 1 = warnings, 2 = info (default), 3 = debug. Progress bars show at >= 2.
+        0 = errors only, 1 = warnings, 2 = info (default), 3 = debug: the level of the ``sccluster``
+        logger. Progress bars show at >= 2.
+
+    Logging: like any library, sccluster only adds a :class:`logging.NullHandler` to its logger and
+    leaves propagation on, so its messages reach the handlers the application configures (for example
+    ``logging.basicConfig(level="INFO")``, or pytest's ``caplog``). The ``sccluster`` command line
+    configures its own handler (:func:`sccluster.cli.main`).
     """
 
     def __init__(self) -> None:
@@ -57,11 +63,8 @@ class Settings:
         level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(self._verbosity, logging.DEBUG)
         logger = logging.getLogger(_LOGGER_NAME)
         logger.setLevel(level)
-        if not logger.handlers:
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            logger.addHandler(handler)
-            logger.propagate = False
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
 
 
 settings = Settings()

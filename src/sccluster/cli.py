@@ -269,10 +269,33 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     logging.getLogger(__name__).warning("warning: %s", _one_line(message))
 
 
+_HANDLER_NAME = "sccluster-cli"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """The command line's log handler: each message as it is, on the current ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _configure_logging() -> None:
+    """Print the package's log messages on stderr (once per process: a second call replaces the handler)."""
+    logger = logging.getLogger("sccluster")
+    for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+
+
 def _configure_output(verbosity: int) -> None:
     from ._settings import settings
 
     settings.verbosity = verbosity
+    _configure_logging()
     warnings.showwarning = _show_warning
     if verbosity >= 3:
         return

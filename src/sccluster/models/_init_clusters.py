@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, Union, get_args
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from ._params import check_choice, check_number
 from ._stability import MAX_STABILITY_CELLS, choose_resolution
 
 logger = logging.getLogger(__name__)
+
+#: Ways to find the starting centres when k is given.
+Init = Literal["kmeans", "leiden"]
+INITS: tuple[str, ...] = get_args(Init)
 
 
 def kmeans_centers(embedding: np.ndarray, n_clusters: int, seed: int, *, n_init: int = 10, max_cells: int = 200_000) -> np.ndarray:
@@ -184,16 +189,20 @@ def _means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.stack([x[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)]).astype(np.float32)
 
 
-#: Ways to find the starting centres when k is given.
-INITS = ("kmeans", "leiden")
-
-
-def check_resolution(value) -> None:
+def check_resolution(value, name: str = "resolution") -> None:
     """A Leiden resolution: a positive number, or ``"auto"`` (chosen by subsample stability)."""
     if isinstance(value, str) and value == "auto":
         return
     try:
-        check_number("resolution", value, 0.0, lo_open=True)
+        check_number(name, value, 0.0, lo_open=True)
     except InputError:
-        msg = f"resolution must be a positive number or 'auto', got {value!r}"
+        msg = f"{name} must be a positive number or 'auto', got {value!r}"
         raise InputError(msg) from None
+
+
+def _resolution_constraint(name: str, value) -> None:
+    check_resolution(value, name)
+
+
+#: Type of a ``resolution`` hyperparameter: a positive number or ``"auto"`` (see :mod:`._config`).
+RESOLUTION = Annotated[Union[float, Literal["auto"]], _resolution_constraint]

@@ -53,9 +53,3 @@ def check_flag(name: str, value) -> None:
     if not isinstance(value, (bool, np.bool_)):
         msg = f"{name} must be True or False, got {value!r}"
         raise InputError(msg)
-
-
-def check_max_value(value) -> None:
-    """The clip bound of z-scored input: a positive number, or ``None`` for no clipping."""
-    if value is not None:
-        check_number("max_value", value, 0.0, lo_open=True)

@@ -1,6 +1,7 @@
 """The BGFormer network: input projection, stacked anchor blocks, latent head, ZINB decoder, DEC centres.
 
-Tensors only (no AnnData). The model class in ``sccluster.models`` drives training and inference.
+Tensors only (no AnnData). ``forward(batch)`` and ``loss(batch, outputs)`` are what
+:mod:`sccluster.train` runs; the model class in ``sccluster.models`` builds the batches and drives inference.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from torch import nn
 
 from ._attention import AnchorBlock
 from ._clustering import dec_target, kl_clustering_loss, log_student_t
+from ._loss import LossOutput
 from ._zinb import ZINBDecoder, zinb_nll
 
 
@@ -49,6 +51,16 @@ class BGFormerNet(nn.Module):
     n_batches
         Number of batches the ZINB decoder is conditioned on (see :class:`ZINBDecoder`); ``0`` (default)
         for none. The encoder never takes the batch, so cells of any batch, seen or not, embed alike.
+    gamma
+        Weight of the KL clustering term (``>= 0``; default 1.0).
+    vq_weight
+        Weight of the vector-quantisation terms (``>= 0``; default 0: off, see :meth:`encode`).
+
+    Attributes
+    ----------
+    cluster_target
+        ``log q -> P`` of the clustering stage (for example :class:`sccluster.ot.BalancedTarget`), or
+        ``None`` (default) for the DEC target.
     """
 
     def __init__(
@@ -63,8 +75,13 @@ class BGFormerNet(nn.Module):
         dropout: float = 0.1,
         n_clusters: int = 0,
         n_batches: int = 0,
+        gamma: float = 1.0,
+        vq_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.gamma = gamma
+        self.vq_weight = vq_weight
+        self.cluster_target = None
         self.input_proj = nn.Linear(n_genes, d_model)
         self.blocks = nn.ModuleList(
             [AnchorBlock(d_model, n_anchors, n_heads=n_heads, dropout=dropout) for _ in range(n_layers)]
@@ -124,49 +141,58 @@ class BGFormerNet(nn.Module):
         """Log Student-t soft assignments ``(B, K)`` of ``z`` to the centres."""
         return log_student_t(z, self.centers)
 
-    def training_loss(
-        self,
-        x: torch.Tensor,
-        noise: torch.Tensor,
-        counts: torch.Tensor,
-        size_factors: torch.Tensor,
-        *,
-        gamma: float = 0.0,
-        vq_weight: float = 0.0,
-        target=None,
-        target_log_q: torch.Tensor | None = None,
-        batch: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Losses of one mini-batch; ``gamma > 0`` adds the clustering term (stage 2).
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Embeddings of one mini-batch.
 
-        The reconstruction pass sees ``x + noise``; with ``gamma > 0`` the clean pass ``x`` is
-        concatenated with it into one batched forward and its Student-t Q is pulled towards the target
-        P of this batch. P is computed from ``target_log_q`` (the batch's soft assignments under a
-        periodically refreshed snapshot of the network, as in DEC) when given, else from this pass's
-        detached ``log q``: ``target(·)`` when given (for example
-        :class:`sccluster.ot.BalancedTarget`), else the DEC target. ``batch`` (``(B,)`` codes) conditions
-        the decoder when the network has batches. Returns a dict with ``loss``, ``zinb``, ``kl`` and ``vq``.
+        ``batch`` holds ``x`` (scaled expression ``(B, G)``), ``x_noisy`` (its corrupted copy, the input
+        of the reconstruction pass), ``counts`` and ``size_factors`` (raw counts and their size
+        factors), ``batch_codes`` (``(B,)`` or ``None``) and, in the clustering stage,
+        ``target_log_q``: the batch's soft assignments under a snapshot of the network
+        (:meth:`target_log_q`), whose presence switches the clustering term on. Then the clean pass
+        ``x`` is concatenated with the noisy one into one batched forward. Returns ``z`` (noisy pass),
+        ``z_q`` and ``vq_loss`` (with ``vq_weight > 0``) and ``log_q`` (clean pass, clustering only).
         """
+        x, noisy = batch["x"], batch["x_noisy"]
         b = x.shape[0]
-        noisy = x + noise
-        inp = torch.cat([noisy, x]) if gamma > 0 else noisy
-        vq = vq_weight > 0
-        if vq:
+        cluster = batch.get("target_log_q") is not None
+        inp = torch.cat([noisy, x]) if cluster else noisy
+        if self.vq_weight > 0:
             z, z_q, vq_loss = self.encode(inp, vq=True)
         else:
             z, z_q, vq_loss = self.encode(inp), None, x.new_zeros(())
-        zinb = self.reconstruction_loss(z[:b], counts, size_factors, batch)
+        out = {"z": z[:b], "z_q": None if z_q is None else z_q[:b], "vq_loss": vq_loss}
+        if cluster:
+            out["log_q"] = self.log_q(z[b:])
+        return out
+
+    def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> LossOutput:
+        """ZINB reconstruction, ``+ vq_weight`` · VQ terms, ``+ gamma`` · KL(P‖Q) in the clustering stage.
+
+        P is computed from ``batch["target_log_q"]``: ``cluster_target(·)`` when set (for example
+        :class:`sccluster.ot.BalancedTarget`), else the DEC target. Terms (unweighted): ``zinb``, ``kl``
+        and ``vq``.
+        """
+        counts, sf, codes = batch["counts"], batch["size_factors"], batch.get("batch_codes")
+        zinb = self.reconstruction_loss(outputs["z"], counts, sf, codes)
+        vq_loss = outputs["vq_loss"]
         loss = zinb
-        if vq:
-            loss = loss + vq_weight * (self.reconstruction_loss(z_q[:b], counts, size_factors, batch) + vq_loss)
-        kl = x.new_zeros(())
-        if gamma > 0:
-            log_q = self.log_q(z[b:])
-            source = log_q.detach() if target_log_q is None else target_log_q.detach()
+        if self.vq_weight > 0:
+            reconstruction_q = self.reconstruction_loss(outputs["z_q"], counts, sf, codes)
+            loss = loss + self.vq_weight * (reconstruction_q + vq_loss)
+        kl = zinb.new_zeros(())
+        if "log_q" in outputs:
+            log_q = outputs["log_q"]
+            source = batch["target_log_q"].detach()
+            target = self.cluster_target
             p = dec_target(source.exp()) if target is None else target(source).to(log_q.dtype)
             kl = kl_clustering_loss(p, log_q)
-            loss = loss + gamma * kl
-        return {"loss": loss, "zinb": zinb.detach(), "kl": kl.detach(), "vq": vq_loss.detach()}
+            loss = loss + self.gamma * kl
+        return LossOutput(loss, {"zinb": zinb.detach(), "kl": kl.detach(), "vq": vq_loss.detach()})
+
+    def target_log_q(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Soft assignments ``log q`` of the clean input ``batch["x"]`` (what the clustering target uses)."""
+        return self.log_q(self.encode(batch["x"]))
 
     @torch.no_grad()
     def set_centers(self, centers: torch.Tensor) -> None:

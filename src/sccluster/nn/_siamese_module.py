@@ -15,8 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._attention import AnchorAttention
-from ._clustering import log_student_t
-from ._zinb import ZINBDecoder
+from ._clustering import dec_target, kl_clustering_loss, log_student_t
+from ._loss import LossOutput
+from ._zinb import ZINBDecoder, zinb_nll
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -50,6 +51,24 @@ class SiameseNet(nn.Module):
     n_batches
         Batches the ZINB decoder is conditioned on (one-hot, :class:`ZINBDecoder`); ``0`` (default)
         builds the unconditioned decoder. The encoders never take the batch.
+    correlation_weight
+        Weight of the cross-view correlation terms (``>= 0``; default 1.0).
+    cluster_weight
+        Weight of the KL clustering term (``>= 0``; default 1.0).
+    use_correlation
+        Whether the correlation terms are part of the loss (default True; an ablation switch).
+    edge_weight
+        Weight of the sampled-edge term of the graph reconstruction, beside the MSE of the PCA scores
+        (``>= 0``; default 0.5).
+    sample_correlation_weight
+        Weight of the cell-level (``B x B``) correlation terms beside the feature-level ones
+        (``>= 0``; default 0.1).
+
+    Attributes
+    ----------
+    cluster_target
+        ``log q -> P`` of the clustering phase (for example :class:`sccluster.ot.BalancedTarget`), or
+        ``None`` (default) for the DEC target.
     """
 
     def __init__(
@@ -63,8 +82,17 @@ class SiameseNet(nn.Module):
         *,
         use_fusion: bool = True,
         n_batches: int = 0,
+        correlation_weight: float = 1.0,
+        cluster_weight: float = 1.0,
+        use_correlation: bool = True,
+        edge_weight: float = 0.5,
+        sample_correlation_weight: float = 0.1,
     ) -> None:
         super().__init__()
+        self.correlation_weight, self.cluster_weight = correlation_weight, cluster_weight
+        self.use_correlation = use_correlation
+        self.edge_weight, self.sample_correlation_weight = edge_weight, sample_correlation_weight
+        self.cluster_target = None
         h2 = max(n_hidden // 2, n_latent)
         self.use_fusion = use_fusion
         self.ae_encoder = _mlp([n_genes, n_hidden, h2, n_latent])
@@ -96,6 +124,60 @@ class SiameseNet(nn.Module):
     def log_q(self, z: torch.Tensor) -> torch.Tensor:
         """Log Student-t soft assignments to the centres, ``(B, K)``."""
         return log_student_t(z, self.centers)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Embeddings of one mini-batch of ``B`` cells.
+
+        ``batch`` holds ``x1`` and ``x2`` (two expression views ``(B, G)``), ``h`` (graph features
+        ``(4B, p)``: view 1 and view 2 of the cells, then view 1 and view 2 of one sampled neighbour of
+        each), ``x0`` (PCA scores ``(B, p)``), ``counts``, ``size_factors``, ``batch_codes`` and, in the
+        clustering phase, ``target_log_q`` (the batch's soft assignments under a snapshot of the
+        network, :meth:`target_log_q`), whose presence switches the clustering term on.
+        """
+        x1, x2 = batch["x1"], batch["x2"]
+        bsz = x1.shape[0]
+        za1, za2 = self.ae_encoder(torch.cat([x1, x2])).split(bsz)
+        zg1, zg2, zp1, zp2 = self.graph_encoder(batch["h"]).split(bsz)
+        z_ae, z_g = 0.5 * (za1 + za2), 0.5 * (zg1 + zg2)
+        z = self.fuse(z_ae, z_g)
+        out = {"za1": za1, "za2": za2, "zg1": zg1, "zg2": zg2, "zp1": zp1, "zp2": zp2, "z_g": z_g, "z": z}
+        if batch.get("target_log_q") is not None:
+            out["log_q"] = self.log_q(z)
+        return out
+
+    def loss(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> LossOutput:
+        """ZINB + graph reconstruction + correlation terms (+ KL(P‖Q) in the clustering phase).
+
+        P is computed from ``batch["target_log_q"]``: ``cluster_target(·)`` when set, else the DEC
+        target. Terms, each as weighted in the total: ``zinb``, ``graph``, ``corr`` (with
+        ``use_correlation``) and ``cluster`` (clustering phase).
+        """
+        o = outputs
+        zg1, zg2, za1, za2 = o["zg1"], o["zg2"], o["za1"], o["za2"]
+        parts: dict[str, torch.Tensor] = {}
+        zinb_params = self.decoder(o["z"], batch["size_factors"], batch.get("batch_codes"))
+        parts["zinb"] = zinb_nll(batch["counts"], *zinb_params)
+        parts["graph"] = F.mse_loss(self.graph_decoder(o["z_g"]), batch["x0"]) + self.edge_weight * (
+            edge_loss(zg1, o["zp1"], zg1.roll(1, 0)) + edge_loss(zg2, o["zp2"], zg2.roll(1, 0))
+        )
+        if self.use_correlation:
+            parts["corr"] = self.correlation_weight * (
+                self.sample_correlation_weight
+                * (sample_correlation_loss(za1, za2) + sample_correlation_loss(zg1, zg2))
+                + feature_correlation_loss(za1, za2)
+                + feature_correlation_loss(zg1, zg2)
+            )
+        if "log_q" in o:
+            source = batch["target_log_q"]
+            target = dec_target(source.exp()) if self.cluster_target is None else self.cluster_target(source)
+            parts["cluster"] = self.cluster_weight * kl_clustering_loss(target.float(), o["log_q"])
+        total = sum(parts.values())
+        return LossOutput(total, {k: v.detach() for k, v in parts.items()})
+
+    def target_log_q(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Soft assignments ``log q`` of the clean inputs: ``batch["x"]`` and the full-graph ``h_clean``."""
+        return self.log_q(self.embed(batch["x"], batch["h_clean"]))
 
 
 def sample_correlation_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

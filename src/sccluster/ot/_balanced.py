@@ -2,61 +2,65 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 
 from ._sinkhorn import sinkhorn_target
+
+#: What the running cluster proportions track (see :class:`BalancedTarget`).
+Estimate = Literal["soft", "sharpened"]
+ESTIMATES: tuple[str, ...] = get_args(Estimate)
+
+# The defaults of :class:`BalancedTarget`, which the models' hyperparameters of the same meaning take too
+# (one source of truth: BGFormer's ``target="balanced"`` builds the target with these).
+#: Sharpening exponent of ``q``.
+DEFAULT_POWER = 2.0
+#: EMA momentum of the proportions, per step.
+DEFAULT_MOMENTUM = 0.99
+#: Sinkhorn iterations per batch.
+DEFAULT_N_ITERS = 50
+#: What the proportions track.
+DEFAULT_ESTIMATE: Estimate = "sharpened"
 
 
 class BalancedTarget:
     """Mini-batch clustering target ``P`` from Sinkhorn with running cluster proportions.
 
     Each call solves the entropic transport problem for ``q^power`` with uniform rows and the current
-    proportions estimate ``pi`` as columns, then moves ``pi`` towards the batch's mean soft
-    assignment (exponential moving average). The proportions are therefore estimated during training,
+    proportions estimate ``pi`` as columns, then moves ``pi`` towards the batch's proportions
+    (``estimate``; exponential moving average). The proportions are therefore estimated during training,
     not frozen, and no cluster can be emptied by the target alone: a cluster keeps the share of the
     cells that the model itself gives it.
 
-    Known limitation: the mean soft assignment is flatter than the partition it comes from (a
-    Student-t ``q`` spreads every cell's mass over all centres), so the target pulls cells from large
-    clusters into small ones. Measured without labels with SiameseClu on cellbench_celseq2_5cl
-    (k = 5, seed 0): an initial partition identical to k-means on PCA, with clusters of 62–177 cells,
-    ended with 83–156. Over the seven benchmark datasets (k given, seed 0), SiameseClu's clustering
-    stage narrowed the spread of cluster sizes on six (coefficient of variation: worm_neuron 0.46 to
-    0.28, pbmc_4k 0.37 to 0.26, the bladder sets 0.47 to 0.38 and 0.54 to 0.43; paul15 rose, 0.42 to
-    0.50) and kept 0.50–0.91 of its initial partition (ARI). Tracking the hard (argmax) cluster
-    sizes instead removes the pull on cellbench but feeds back on diffuse embeddings: with k given
-    (seed 0) the clustering stage then emptied 4 of 10 centres on worm_neuron and 8 of 19 on paul15.
-    Freezing the proportions at the initial sizes, as the published code does, is ruled out: they
-    must be estimated and updated during training. ``estimate="sharpened"`` does neither: over the same
-    seven datasets (k given, seeds 0-2) SiameseClu's final clusters are less even with it than with
-    the soft mean on all seven (mean coefficient of variation of the sizes: worm_neuron 0.51 to 0.90,
-    paul15 0.59 to 0.92, pbmc_4k 0.62 to 0.73), and no centre was emptied in 21 runs. It is
-    SiameseClu's default (``docs/decisions/0008-siamese-proportion-estimate-sharpened.md``);
-    the class keeps ``"soft"`` as its own default.
+    Known limitation of ``estimate="soft"``: the mean soft assignment is flatter than the partition it
+    comes from (a Student-t ``q`` spreads every cell's mass over all centres), so with those columns the
+    target pulls cells from large clusters into small ones. ``"sharpened"`` (the default) tracks the
+    masses the target itself gives the clusters and removes that pull; hard (argmax) sizes feed back on
+    diffuse embeddings and empty centres, and proportions frozen at their initial values are not
+    estimated at all (``docs/decisions/0002-siamese-hard-marginals-reverted.md``,
+    ``0006-siamese-relaxed-target-rejected.md`` and ``0008-siamese-proportion-estimate-sharpened.md``
+    hold the measurements).
 
     Parameters
     ----------
     proportions
         Initial cluster proportions ``(K,)`` (normalised here).
     power
-        Sharpening exponent of ``q`` (2 as in DEC).
+        Sharpening exponent of ``q`` (``> 0``; default 2, as in DEC).
     momentum
-        EMA momentum of the proportion update, per call.
+        EMA momentum of the proportion update, per call (``0 <= momentum <= 1``; default 0.99).
     n_iters
-        Maximum Sinkhorn iterations.
+        Maximum Sinkhorn iterations (``>= 1``; default 50).
     relaxation
         ``None`` (default): the columns of the plan equal the proportions. A positive ``ρ``:
         unbalanced transport, the columns are pulled towards the proportions with weight ``ρ``
         (:func:`sccluster.ot.sinkhorn`), which weakens the pull towards equal sizes described above.
-        Measured without labels with SiameseClu (k given, seed 0), ``ρ = 1`` kept 1.0 of the initial
-        partition on cellbench (sizes unchanged), 0.89 on worm_neuron (0.80 balanced) and 0.93 on
-        pbmc_4k (0.86), emptied no centre, and kept 0.46 on paul15 (0.50). Opt-in
-        (``docs/decisions/0006-siamese-relaxed-target-rejected.md``).
     estimate
-        What the proportions track. ``"soft"`` (default): the batch's mean soft assignment ``q``.
-        ``"sharpened"``: the batch's mean of ``q^power`` with each row normalised, i.e. the cluster
-        masses of the target before any column constraint. The plan is built from ``q^power``, so
+        What the proportions track. ``"sharpened"`` (default): the batch's mean of ``q^power`` with each
+        row normalised, i.e. the cluster masses of the target before any column constraint.
+        ``"soft"``: the batch's mean soft assignment ``q`` (biased, see above). The plan is built from ``q^power``, so
         with these columns the constraint removes no systematic mass from large clusters (the bias
         described above); only the batch's departure from them is corrected. Unlike hard (argmax)
         sizes, the estimate is smooth and does not depend on ``pi`` itself, so it does not feed
@@ -67,11 +71,11 @@ class BalancedTarget:
         self,
         proportions: torch.Tensor,
         *,
-        power: float = 2.0,
-        momentum: float = 0.99,
-        n_iters: int = 100,
+        power: float = DEFAULT_POWER,
+        momentum: float = DEFAULT_MOMENTUM,
+        n_iters: int = DEFAULT_N_ITERS,
         relaxation: float | None = None,
-        estimate: str = "soft",
+        estimate: Estimate = DEFAULT_ESTIMATE,
     ) -> None:
         if estimate not in ESTIMATES:
             msg = f"estimate must be one of {ESTIMATES}, got {estimate!r}"
@@ -104,7 +108,6 @@ class BalancedTarget:
         return target
 
 
-ESTIMATES = ("soft", "sharpened")
 
 
 def batch_proportions(log_q: torch.Tensor, estimate: str, power: float) -> torch.Tensor:

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 #: History columns that index the rows rather than measure something.
 INDEX_COLUMNS = ("step", "phase", "stage", "epoch")
-#: Names of SiameseClu's phases.
+#: Names of the phases of older SiameseClu histories (a float ``phase`` column instead of ``stage``).
 PHASE_NAMES = {0: "pretraining", 1: "clustering"}
 
 
@@ -70,7 +70,7 @@ def _quantities(columns: dict[str, np.ndarray]) -> list[str]:
 def training(adata, *, key: str = "sccluster", save: str | Path | None = None) -> Figure:
     """Training curves: each numeric quantity of ``uns[key]["history"]`` against the step.
 
-    One panel per training stage (BGFormer's ``stage`` column, SiameseClu's ``phase``), one line per
+    One panel per training stage (the ``stage`` column; ``phase`` in older SiameseClu histories), one line per
     quantity (``loss`` and its terms); the x axis is the ``step`` column when there is one, else the
     row (logged step) number within the stage. A quantity that is zero or missing throughout a stage
     is not drawn there; the y axis is logarithmic when the values drawn in a panel are positive and span more

@@ -1,11 +1,15 @@
-"""Learning-rate schedules shared by the models' training loops."""
+"""Learning-rate schedules of the training loop."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
-#: Values of the models' ``lr_schedule``: a constant rate, or cosine annealing within each phase.
-LR_SCHEDULES = ("constant", "cosine")
+#: A constant rate, or cosine annealing within each phase.
+Schedule = Literal["constant", "cosine"]
+#: Values of :data:`Schedule` (the models' ``lr_schedule``).
+LR_SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 def phase_lr(lr: float, step: int, n_steps: int) -> float:

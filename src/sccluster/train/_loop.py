@@ -1,0 +1,213 @@
+"""One training loop for the deep models: phases of optimiser steps over a batch iterator.
+
+The loop sees a module, an optimiser specification and one :class:`Phase` at a time (a name, a step
+count, an iterator of mini-batches and what to do besides stepping); it never sees the estimator or
+AnnData. The module is any ``torch.nn.Module`` with
+
+- ``forward(batch) -> outputs`` and ``loss(batch, outputs) ->`` :class:`sccluster.nn.LossOutput`,
+- ``target_log_q(batch)``: soft assignments of the batch's clean inputs, needed only by phases with a
+  clustering-target snapshot (``snapshot_interval``); the loop adds them to the batch as
+  ``batch["target_log_q"]``, computed by a frozen copy of the module (:class:`sccluster.nn.TargetSnapshot`).
+
+Where the next features plug in: a data-parallel run wraps ``module`` and shards the batch iterators
+(each rank draws its own batches; the loop itself is rank-agnostic), and a checkpoint is the module's
+and :attr:`Trainer.optimizer`'s state plus :attr:`Trainer.history` and the position in the phase.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from .._errors import TrainingError
+from .._utils import progress
+from ..nn import EarlyStopping, TargetSnapshot
+from ._schedule import Schedule, phase_lr, set_lr
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+class Validator(Protocol):
+    """A held-out criterion for early stopping: ``loss(module)`` (lower is better), logged as ``name``."""
+
+    name: str
+
+    def loss(self, module: nn.Module) -> float: ...
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Optimiser and learning-rate schedule of a run.
+
+    Attributes
+    ----------
+    algorithm
+        ``"adam"`` or ``"adamw"`` (decoupled weight decay).
+    lr
+        Learning rate (``> 0``).
+    weight_decay
+        Weight decay (``>= 0``).
+    schedule
+        ``"constant"``: ``lr`` throughout (the optimiser's rate is never written); ``"cosine"``: within
+        each phase every group's rate falls along a half cosine from ``lr`` to about zero (:func:`phase_lr`).
+    scope
+        ``"phase"``: a new optimiser over the module's parameters at the start of every phase;
+        ``"run"``: one optimiser for the whole run, its moment estimates carried across phases;
+        parameters that appear later (cluster centres) join it as a new parameter group.
+    """
+
+    algorithm: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Schedule = "constant"
+    scope: Literal["phase", "run"] = "phase"
+
+    def build(self, params) -> torch.optim.Optimizer:
+        """A new optimiser over ``params``."""
+        cls = torch.optim.AdamW if self.algorithm == "adamw" else torch.optim.Adam
+        return cls(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+@dataclass
+class Phase:
+    """A stretch of training with one loss and one schedule (pretraining, clustering).
+
+    Attributes
+    ----------
+    name
+        Its name in the history (``"stage"`` column), the progress bar and messages.
+    n_steps
+        Optimiser steps (at most: early stopping may end the phase sooner); ``0`` skips the phase.
+    batches
+        Endless iterator of mini-batches (dicts of tensors the module reads).
+    log_every
+        Steps per history row; each row holds the mean of the loss and its terms over those steps (the
+        last row of a phase may average fewer).
+    snapshot_interval
+        ``None``: no clustering target. Else the batches get ``target_log_q`` from a frozen copy of the
+        module, refreshed every ``snapshot_interval`` steps starting with the first.
+    validation
+        Early stopping: evaluated at every history row (logged under ``validation.name``); the phase
+        stops after ``patience`` evaluations without a new best and the best weights are restored.
+    patience
+        Evaluations without a lower validation loss before the phase stops.
+    """
+
+    name: str
+    n_steps: int
+    batches: Iterator[Batch]
+    log_every: int = 50
+    snapshot_interval: int | None = None
+    validation: Validator | None = None
+    patience: int = 5
+
+
+class Trainer:
+    """Runs the phases of one fit on ``module`` and keeps the optimiser and the history between them.
+
+    Parameters
+    ----------
+    module
+        The network (see the module docstring for what it must provide).
+    optimizer
+        Optimiser, schedule and whether the optimiser lives for a phase or the run.
+    name
+        Model name for the progress bars and the messages.
+
+    Attributes
+    ----------
+    history
+        One dict per history row of every phase run: ``stage`` (the phase's name), ``step`` (1-based,
+        within the phase), ``loss``, then the module's named terms and, with early stopping, the
+        validation loss.
+    optimizer
+        The optimiser of the last phase (``None`` before the first).
+    """
+
+    def __init__(self, module: nn.Module, optimizer: OptimizerSpec, *, name: str) -> None:
+        self.module = module
+        self.spec = optimizer
+        self.name = name
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        params = list(self.module.parameters())
+        if self.optimizer is None or self.spec.scope == "phase":
+            self.optimizer = self.spec.build(params)
+        else:
+            known = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+            new = [p for p in params if id(p) not in known]
+            if new:
+                self.optimizer.add_param_group({"params": new})
+        return self.optimizer
+
+    def run(self, phase: Phase) -> list[dict[str, Any]]:
+        """Run ``phase``; return its history rows (also appended to :attr:`history`).
+
+        Raises :class:`TrainingError` at the first step whose loss is NaN or infinite.
+        """
+        if phase.n_steps <= 0:
+            return []
+        module, spec = self.module, self.spec
+        opt = self._optimizer()
+        stopper = None if phase.validation is None else EarlyStopping(module, phase.patience)
+        snapshot = None
+        if phase.snapshot_interval is not None:
+            snapshot = TargetSnapshot(module, phase.snapshot_interval, _target_log_q)
+        rows: list[dict[str, Any]] = []
+        window: list[dict[str, torch.Tensor]] = []
+        module.train()
+        bar = progress(range(phase.n_steps), desc=f"{self.name} {phase.name}", leave=False)
+        for step in bar:
+            if spec.schedule == "cosine":  # no write at "constant": the optimiser keeps its rate
+                set_lr(opt, phase_lr(spec.lr, step, phase.n_steps))
+            batch = next(phase.batches)
+            if snapshot is not None:
+                batch["target_log_q"] = snapshot.log_q(batch)
+            losses = module.loss(batch, module(batch))
+            if not torch.isfinite(losses.total):
+                msg = (
+                    f"{self.name} training diverged ({phase.name} step {step + 1}: "
+                    f"loss is {losses.total.item()}); lower the learning rate (lr={spec.lr:g}), e.g. lr={spec.lr / 10:g}"
+                )
+                raise TrainingError(msg)
+            opt.zero_grad(set_to_none=True)
+            losses.total.backward()
+            opt.step()
+            window.append({"loss": losses.total.detach(), **{k: v.detach() for k, v in losses.terms.items()}})
+            if len(window) == phase.log_every or step == phase.n_steps - 1:
+                row: dict[str, Any] = {"stage": phase.name, "step": step + 1, **_means(window)}
+                rows.append(row)
+                window = []
+                bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+                if stopper is not None:
+                    row[phase.validation.name] = phase.validation.loss(module)
+                    if stopper.update(row[phase.validation.name], step + 1):
+                        break
+        if stopper is not None:
+            stopper.restore()
+            logger.info(
+                "%s %s: %d steps; kept the weights of step %d (%s %.4f)",
+                self.name, phase.name, rows[-1]["step"], stopper.best_step, phase.validation.name,
+                stopper.best_loss,
+            )  # fmt: skip
+        self.history += rows
+        return rows
+
+
+def _target_log_q(frozen: nn.Module, batch: Batch) -> torch.Tensor:
+    return frozen.target_log_q(batch)
+
+
+def _means(window: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Mean of every quantity over the steps of a window that report it (float64)."""
+    keys = dict.fromkeys(k for row in window for k in row)
+    return {k: torch.stack([row[k] for row in window if k in row]).double().mean().item() for k in keys}
