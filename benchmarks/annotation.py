@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv.is_file():
         with open(args.csv, newline="") as fh:
             done = {(r["dataset"], r["source"], r["seed"]) for r in csv.DictReader(fh)}
-    new = not args.csv.is_file()
+    new = not args.csv.is_file() or args.csv.stat().st_size == 0
     with open(args.csv, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         if new:

@@ -246,7 +246,7 @@ def run_task(task: str, args) -> None:
             "transfer": ["pair", "method", "representation", "seed"],
             "novelty": ["pair", "held_out", "method", "representation", "seed"]}[task]  # fmt: skip
     done = _done(path, keys)
-    new = not path.is_file()
+    new = not path.is_file() or path.stat().st_size == 0
     commit = P.git_commit()
     embeddings = [e for e in EMBEDDINGS if e[0] in args.methods and e[1] in args.representations]
     jobs = []
