@@ -227,8 +227,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if args.annotation_key is not None and args.annotation_key not in adata.uns:
             keys = ", ".join(map(str, adata.uns)) or "none"
             msg = (
-                f"--annotation-key {args.annotation_key!r} is not an entry of uns (entries: {keys}); choose one of "
-                "them or leave it out"
+                f"annotation_key {args.annotation_key!r} is not an entry of uns; available uns entries: {keys}; "
+                "choose one of them for --annotation-key, or leave the option out"
             )
             raise InputError(msg)
         from .pl import report
