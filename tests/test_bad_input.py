@@ -71,6 +71,20 @@ def _bad_file(kind: str, small, folder: Path) -> Path:
         path = folder / "corrupt.h5ad"
         path.write_bytes(np.random.default_rng(0).bytes(4096))
         return path
+    if kind in ("index_out_of_range", "decreasing_indptr"):  # a valid HDF5 file, an inconsistent matrix
+        import h5py
+
+        path = folder / f"{kind}.h5ad"
+        adata.write_h5ad(path)
+        with h5py.File(path, "r+") as f:
+            name = "indices" if kind == "index_out_of_range" else "indptr"
+            values = f["X"][name][:]
+            if kind == "index_out_of_range":
+                values[7] = adata.n_vars + 5
+            else:
+                values[10] = values[12] + 3
+            f["X"][name][:] = values
+        return path
     changes = {
         "empty": None,
         "nan": lambda x: x.__setitem__((3, 4), np.nan),
@@ -113,6 +127,8 @@ _BAD_FILES = {  # kind -> text the error line must contain
     "inf": "Inf",
     "negative": "negative",
     "non_integer": "non-integer",
+    "index_out_of_range": "damaged sparse matrix in X",
+    "decreasing_indptr": "indptr decreases",
 }
 _BAD_OPTIONS = {  # name -> (options, text the error line must contain)
     "too_many_clusters": (["--n-clusters", "10000"], "10000"),
@@ -121,6 +137,8 @@ _BAD_OPTIONS = {  # name -> (options, text the error line must contain)
     "unknown_param": (["--param", "no_such_param=3"], "no_such_param"),
     "negative_seed": (["--seed", "-1"], "0 to 4294967295"),
     "seed_too_large": (["--seed", "4294967296"], "0 to 4294967295"),
+    "bad_param_value": (["--param", "batch_size=0"], "leave the option out"),  # checked before reading
+    "empty_key_added": (["--key-added", ""], "--key-added must not be empty"),
 }
 _BAD_OUTPUTS = ["missing_folder", "is_directory", "same_as_input", "no_permission"]
 _IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

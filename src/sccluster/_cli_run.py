@@ -12,12 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._cli_params import check_model_params
 from ._errors import InputError
-
-#: Hyperparameters set by their own options, not by ``--param``.
-RESERVED_PARAMS = {
-    "n_clusters": "--n-clusters", "random_state": "--seed", "n_top_genes": "--n-top-genes", "batch_key": "--batch-key",
-}
 
 
 def _fmt_obs_keys(adata) -> str:
@@ -30,7 +26,18 @@ def _fmt_obs_keys(adata) -> str:
 
 def _check_obs_key(adata, key: str, option: str) -> None:
     if key not in adata.obs.columns:
-        msg = f"{option} {key!r} is not a column of obs; {_fmt_obs_keys(adata)}"
+        remedy = "; choose one of them" if len(adata.obs.columns) else "; give a file that has one"
+        msg = f"{option} {key!r} is not a column of obs; {_fmt_obs_keys(adata)}{remedy}"
+        raise InputError(msg)
+
+
+def check_key_added(key: str, option: str = "--key-added") -> None:
+    """Raise :class:`InputError` unless ``key`` can name the results (not empty, no '/')."""
+    if not key or not key.strip():
+        msg = f"{option} must not be empty; give a name for the results, for example {option} sccluster"
+        raise InputError(msg)
+    if "/" in key:
+        msg = f"{option} {key!r} contains '/', which .h5ad files cannot store in a name; choose a name without '/'"
         raise InputError(msg)
 
 
@@ -121,6 +128,7 @@ def run_cluster(
     memory_check: bool = True,
     compare: str | None = None,
     batch_key: str | None = None,
+    transpose: bool = False,
 ) -> int:
     """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary.
 
@@ -131,6 +139,7 @@ def run_cluster(
     (same seed and k), whose scores and time are printed beside the first's (the demo's fair baseline).
     ``batch_key`` names the obs column of batches (:func:`sccluster.tl.cluster`); the method is checked
     to take it before the file is read, and the column right after reading, before any preparation.
+    ``transpose`` reads a csv/tsv/txt table of genes x cells (:func:`sccluster.io.read`).
     """
     from . import io, pp, tl
     from ._settings import settings
@@ -139,13 +148,12 @@ def run_cluster(
 
     start = time.perf_counter()
     params = dict(params or {})
-    # cheap checks first: method, hyperparameter names, output paths
-    valid = set(get_model_class(method)().get_params())
-    unknown = sorted(set(params) - valid)
-    if unknown:
-        names = ", ".join(sorted(valid - set(RESERVED_PARAMS))) or "none"
-        msg = f"unknown --param {', '.join(unknown)} for method {method!r}; valid: {names}"
-        raise InputError(msg)
+    # cheap checks first, before any file is read: names, method, hyperparameters, output paths
+    check_key_added(key_added)
+    cls = get_model_class(method)
+    valid = set(cls._param_names())
+    check_model_params(cls, method, params, fixed={"n_clusters": n_clusters, "random_state": seed,
+                                                   "n_top_genes": n_top_genes, "batch_key": batch_key})  # fmt: skip
     if "n_top_genes" in valid:  # the model selects its genes as prepare did
         params["n_top_genes"] = n_top_genes
     out = check_output_path(output, inputs=(input_path,))
@@ -191,7 +199,7 @@ def run_cluster(
         if memory_check:
             check_memory(estimate)
     with _held_logs(settings.verbosity < 3):
-        adata = io.read(input_path, layer=layer)
+        adata = io.read(input_path, layer=layer, transpose=transpose or None)
         if shape is None and (dry_run or memory_check):
             from .tl._resources import data_shape
 
@@ -212,22 +220,32 @@ def run_cluster(
             _check_obs_key(adata, batch_key, "--batch-key")
             read_batches(adata, batch_key, warn=False)  # missing values, one-cell batches: an error before any work
         if n_clusters is not None and n_clusters > adata.n_obs:
-            msg = f"--n-clusters {n_clusters} is more than the {adata.n_obs:,} cells in the data; ask for fewer clusters"
+            msg = (
+                f"--n-clusters {n_clusters} is more than the {adata.n_obs:,} cells in the data; ask for at most "
+                f"{adata.n_obs:,} clusters"
+            )
             raise InputError(msg)
         n_obs, n_vars = adata.n_obs, adata.n_vars
         pp.prepare(adata, layer=layer, n_top_genes=n_top_genes, random_state=seed)  # validates the counts
+        if n_clusters is not None and n_clusters > adata.n_obs:
+            msg = (
+                f"--n-clusters {n_clusters} is more than the {adata.n_obs:,} cells left after quality control "
+                f"({n_obs - adata.n_obs:,} of {n_obs:,} cells have no counts); ask for at most {adata.n_obs:,} clusters"
+            )
+            raise InputError(msg)
     tl.cluster(adata, method=method, n_clusters=n_clusters, key_added=key_added, random_state=seed,
                n_seeds=n_seeds, batch_key=batch_key, **params)  # fmt: skip
     info = adata.uns[key_added]
     scores = _scores(adata, label_key, key_added) if label_key is not None else None
     if scores is not None:
         info["scores"] = scores
-    io.write_h5ad(adata, out, inputs=(input_path,))
-    if csv is not None:
-        _write_labels_csv(adata, key_added, csv)
     other = None
     if compare is not None and compare != method:
         other = _fit_and_score(adata, compare, n_clusters, seed, label_key)
+    # the writes come last: once they are done, the run's results are complete
+    io.write_h5ad(adata, out, inputs=(input_path,))
+    if csv is not None:
+        _write_labels_csv(adata, key_added, csv)
 
     requested = "auto" if n_clusters is None else f"{n_clusters} requested"
     print(f"input     {input_path}")

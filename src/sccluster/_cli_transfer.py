@@ -38,7 +38,48 @@ def add_transfer_parser(sub, common: argparse.ArgumentParser, *, seed_type, para
     p.add_argument("--save-model", default=None, metavar="MODEL.pt", help="also save the fitted transfer model")
     p.add_argument("--model", default=None, metavar="MODEL.pt", help="classify QUERY with this saved transfer model")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help=param_help)
+    p.add_argument("--transpose", action="store_true",
+                   help="the csv/tsv/txt tables among the files are genes x cells (genes in the first column): flip "
+                   "them on reading")
     p.set_defaults(func=run_transfer)
+
+
+def _transposed_tables(paths, transpose: bool) -> dict:
+    """``transpose=`` of :func:`sccluster.io.read` per file: ``--transpose`` flips the text tables among them."""
+    from pathlib import Path
+
+    from .io._formats import detect_format
+
+    def is_table(path) -> bool:
+        try:
+            return detect_format(Path(path)) in ("csv", "tsv", "txt")
+        except InputError:
+            return False  # io.read says what is wrong with it
+
+    flip = {p: (True if transpose and is_table(p) else None) for p in paths if p is not None}
+    if transpose and not any(flip.values()):
+        msg = "--transpose is only for csv/tsv/txt tables, and no input file is one; leave out --transpose"
+        raise InputError(msg)
+    return flip
+
+
+def _check_transfer_params(method: str, params: dict) -> None:
+    """``--param`` of the embedding model, checked before any file is read (names, types, ranges)."""
+    from ._cli_params import check_model_params, unknown_param_error
+    from .models import get_model_class
+    from .tl import transfer_methods
+    from .models._pca_embedder import PCAEmbedder
+
+    if method not in transfer_methods():
+        msg = f"--method {method} cannot transfer labels; choose one of {', '.join(transfer_methods())}"
+        raise InputError(msg)
+    if method == PCAEmbedder.name:
+        unknown = sorted(set(params) - {"n_pcs", "n_top_genes"})
+        if unknown:
+            raise unknown_param_error(unknown, ["n_pcs", "n_top_genes"], method)
+        check_model_params(PCAEmbedder, method, params)
+        return
+    check_model_params(get_model_class(method), method, params)
 
 
 def run_transfer(args: argparse.Namespace) -> int:
@@ -46,7 +87,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from . import io
     from ._settings import settings
     from ._utils import check_output_path
-    from .cli import parse_params
+    from ._cli_params import parse_params
     from .tl import LabelTransfer
     from .tl._transfer import shared_genes, write_transfer
 
@@ -67,7 +108,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     inputs = tuple(p for p in (ref_path, query_path, args.model) if p is not None)
     out = check_output_path(args.output, inputs=inputs)
     if out.suffix != ".h5ad":
-        msg = f"output {str(out)!r} must end in .h5ad"
+        msg = f"output {str(out)!r} must end in .h5ad; choose a file name like labelled.h5ad"
         raise InputError(msg)
     save = None
     if args.save_model is not None:
@@ -76,24 +117,30 @@ def run_transfer(args: argparse.Namespace) -> int:
             msg = f"--save-model {str(save)!r} already exists; remove it or choose another path"
             raise InputError(msg)
     key = args.key_added
-    if not key:
-        msg = "--key-added must not be empty"
-        raise InputError(msg)
-    from ._cli_run import _held_logs
+    from ._cli_run import _check_obs_key, _held_logs, check_key_added
 
+    check_key_added(key)
+    if args.model is None:
+        params = parse_params(args.param, reserved={"random_state": "--seed", "batch_key": "--batch-key"})
+        _check_transfer_params(args.method, params)
+        transfer = LabelTransfer(args.label_key, method=args.method, batch_key=args.batch_key,
+                                 min_confidence=args.min_confidence, novelty_alpha=args.novelty_alpha,
+                                 random_state=args.seed, **params)  # fmt: skip
+    elif args.param:
+        msg = "--param sets the hyperparameters of a new model, not of a saved one (--model); leave --param out"
+        raise InputError(msg)
+    flip = _transposed_tables((ref_path, query_path), args.transpose)
     with _held_logs(settings.verbosity < 3):
         if args.model is not None:
             transfer = LabelTransfer.load(args.model)
-            query = io.read(query_path)
+            query = io.read(query_path, transpose=flip[query_path])
             n_ref = transfer.n_reference_
         else:
-            transfer = LabelTransfer(args.label_key, method=args.method, batch_key=args.batch_key,
-                                     min_confidence=args.min_confidence, novelty_alpha=args.novelty_alpha,
-                                     random_state=args.seed, **parse_params(args.param))  # fmt: skip
-            reference = io.read(ref_path)
-            query = io.read(query_path)
+            reference = io.read(ref_path, transpose=flip[ref_path])
+            query = io.read(query_path, transpose=flip[query_path])
             from .tl._transfer import reference_labels
 
+            _check_obs_key(reference, args.label_key, "--label-key")
             reference_labels(reference, args.label_key)
             if args.batch_key is not None:
                 from .data import read_batches

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import numpy as np
 
 from ._errors import InputError
 
+logger = logging.getLogger(__name__)
 
 #: Largest seed accepted (numpy's legacy seeds and scikit-learn take 32-bit unsigned integers).
 MAX_SEED = 2**32 - 1
@@ -104,22 +108,79 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
     return out
 
 
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.md5(socket.gethostname().encode(), usedforsecurity=False).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def temp_parts(path: str | os.PathLike) -> list[Path]:
+    """Temporary files of :func:`atomic_path` beside ``path`` (``.{name}.{pid}-{host}.*.part``), any writer."""
+    final = Path(path)
+    folder = final.parent if str(final.parent) else Path(".")
+    return sorted(folder.glob(f".{glob.escape(final.name)}.*.part"))
+
+
+def is_stale_part(part: Path, name: str) -> bool:
+    """Whether ``part`` is the temporary file of a write to ``name`` whose process ended (this machine).
+
+    Only files named by :func:`atomic_path` qualify; the writer's process id and machine are in the name,
+    so a write still running (here or on another machine sharing the folder) is never taken for stale.
+    """
+    match = re.fullmatch(rf"\.{re.escape(name)}\.(\d+)-([0-9a-f]{{8}})\.[^/]+\.part", part.name)
+    if match is None or os.name != "posix" or match.group(2) != _host_tag():
+        return False
+    return not _pid_alive(int(match.group(1)))
+
+
+def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of earlier, killed writes to ``path`` (:func:`is_stale_part`); return them."""
+    final = Path(path)
+    removed = []
+    for part in temp_parts(final):
+        if is_stale_part(part, final.name):
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+                removed.append(part)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    An interrupted or failed write leaves no partial file at ``path``.
+    An interrupted or failed write leaves no partial file at ``path``. The temporary file is named
+    ``.{name}.{pid}-{host}.XXXXXXXX.part``; those of earlier writes to ``path`` whose process is gone
+    (killed with SIGKILL, a power cut) are removed first. A SIGINT/SIGTERM received under the CLI's
+    handlers (:mod:`sccluster._signals`) stops the rename even when a library swallowed its exception.
     """
+    from ._signals import check_interrupted
+
     final = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent or ".")
+    for part in remove_stale_parts(final):
+        logger.info("removed %s, the temporary file of an earlier interrupted write", part)
+    prefix = f".{final.name}.{os.getpid()}-{_host_tag()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=final.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates the file 0600; give the output the usual permissions (0666 minus umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
     try:
+        # mkstemp creates the file 0600; give the output the usual permissions (0666 minus umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
+        check_interrupted()
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

@@ -10,20 +10,24 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
-from ._cli_run import RESERVED_PARAMS
+# Only light modules here: numpy, torch and the rest load inside main(), where a Ctrl-C is handled.
+from . import _signals
+from ._cli_params import parse_params, parse_value
 from ._errors import InputError, TrainingError
-from ._utils import MAX_SEED, resolve_seed
 from ._version import __version__
-from .models import DEFAULT_METHOD
 
-#: Method of ``sccluster demo`` and ``sccluster cluster`` when ``--method`` is not given.
-DEMO_METHOD = DEFAULT_METHOD
+__all__ = ["build_parser", "main", "parse_params", "parse_value"]
+
+#: Method of ``sccluster demo`` and ``sccluster cluster`` when ``--method`` is not given
+#: (``sccluster.models.DEFAULT_METHOD``, not imported here to keep this module light).
+DEMO_METHOD = "bgformer"
 #: The fair baseline the demo also runs on the same cells, for comparison.
 DEMO_COMPARE = "leiden"
 #: Output file of ``sccluster demo`` when ``-o`` is not given.
@@ -56,6 +60,8 @@ def _n_clusters(text: str) -> int | None:
 
 
 def _seed(text: str) -> int:
+    from ._utils import MAX_SEED, resolve_seed
+
     try:
         return resolve_seed(int(text))  # the library's own range check (InputError is a ValueError)
     except ValueError:
@@ -72,39 +78,6 @@ def _positive_int(text: str) -> int:
         msg = f"expected a positive integer, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
-
-
-def parse_value(text: str) -> Any:
-    """Parse a ``--param`` value: bool, None, int, float, else the string itself."""
-    low = text.strip().lower()
-    if low in ("true", "yes"):
-        return True
-    if low in ("false", "no"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """Turn ``["lr=1e-3", "max_epochs=5"]`` into ``{"lr": 0.001, "max_epochs": 5}``."""
-    params: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or not name.isidentifier():
-            msg = f"--param expects NAME=VALUE (for example --param max_epochs=50), got {item!r}"
-            raise InputError(msg)
-        if name in RESERVED_PARAMS:
-            msg = f"set {name} with {RESERVED_PARAMS[name]}, not with --param"
-            raise InputError(msg)
-        params[name] = parse_value(value)
-    return params
 
 
 def _common() -> argparse.ArgumentParser:
@@ -133,6 +106,8 @@ def _add_clustering_options(p: argparse.ArgumentParser, *, default_method: str) 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sccluster`` argument parser."""
+    from .models import DEFAULT_METHOD
+
     common = _common()
     parser = _Parser(prog="sccluster", parents=[common],
                      description="Cluster single-cell RNA-seq raw counts (AnnData in, AnnData out).")
@@ -149,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="obs column of reference labels, used only to score the finished result")
     p.add_argument("--labels-csv", default=None, metavar="PATH", help="also write a CSV of cell -> cluster")
     p.add_argument("--layer", default=None, metavar="NAME", help="layer holding the raw counts (default: X)")
+    p.add_argument("--transpose", action="store_true",
+                   help="IN is a csv/tsv/txt table of genes x cells (genes in the first column): flip it on reading")
     p.add_argument("--batch-key", default=None, metavar="KEY",
                    help="obs column naming each cell's batch (donor, sample, condition), so that batches do not "
                    "become clusters (--method bgformer, siamese or leiden; kmeans has no batch correction)")
@@ -220,7 +197,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         label_key=args.label_key, labels_csv=args.labels_csv, layer=args.layer,
         n_top_genes=args.n_top_genes, key_added=args.key_added, params=parse_params(args.param),
         n_seeds=args.n_seeds, dry_run=args.dry_run, memory_check=not args.skip_memory_check,
-        batch_key=args.batch_key,
+        batch_key=args.batch_key, transpose=args.transpose,
     )
 
 
@@ -251,6 +228,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         _check_obs_key(adata, args.key, "--key")
         if args.label_key is not None:
             _check_obs_key(adata, args.label_key, "--label-key")
+        if args.annotation_key is not None and args.annotation_key not in adata.uns:
+            keys = ", ".join(map(str, adata.uns)) or "none"
+            msg = (
+                f"annotation_key {args.annotation_key!r} is not an entry of uns; available uns entries: {keys}; "
+                "choose one of them for --annotation-key, or leave the option out"
+            )
+            raise InputError(msg)
         from .pl import report
 
         path = report(adata, out, key=args.key, label_key=args.label_key, annotation_key=args.annotation_key)
@@ -297,6 +281,9 @@ def _configure_output(verbosity: int) -> None:
     settings.verbosity = verbosity
     _configure_logging()
     warnings.showwarning = _show_warning
+    from .io._text import OrientationWarning
+
+    warnings.simplefilter("ignore", OrientationWarning)  # the reader also logs it: print it once
     if verbosity >= 3:
         return
     if verbosity == 0:
@@ -312,8 +299,84 @@ def _one_line(text: object) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``sccluster`` command line; return the exit code."""
-    parser = build_parser()
+    """Run the ``sccluster`` command line; return the exit code.
+
+    SIGINT and SIGTERM, at any moment, end in one line ``error: interrupted ...`` and exit code 130 or
+    143, with no output file and no temporary file left, unless every output was already complete (then
+    one line says so and the exit code is 0).
+    """
+    with _signals.handle_signals():
+        outputs: list[_Output] = []
+        try:
+            return _run(argv, outputs)
+        except KeyboardInterrupt as exc:
+            _signals.stop_raising()  # a second Ctrl-C must not cut the clean-up short
+            return _interrupted(exc, outputs)
+
+
+class _Output:
+    """An output file of the command, with what was at its path before the command ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path).expanduser()
+        self.before = self._identity()
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    @property
+    def written(self) -> bool:
+        """Whether this run put a (complete: renamed into place) file at the path."""
+        now = self._identity()
+        return now is not None and now != self.before
+
+
+def _outputs_of(args: argparse.Namespace) -> list[_Output]:
+    paths = [getattr(args, name, None) for name in ("output", "labels_csv", "save_model")]
+    return [_Output(p) for p in paths if p]
+
+
+def _interrupted(exc: KeyboardInterrupt, outputs: list[_Output]) -> int:
+    signum = getattr(exc, "signum", None) or _signals.received() or signal.SIGINT
+    name = signal.Signals(signum).name
+    if outputs:  # (none before the arguments are parsed: nothing to import then, the imports may be half done)
+        with contextlib.suppress(Exception):
+            from ._utils import remove_stale_parts
+
+            for out in outputs:  # temporary files of this run (its process is alive: removed by name), and stale ones
+                _remove_own_parts(out.path)
+                remove_stale_parts(out.path)
+    written = [out for out in outputs if out.written]
+    if outputs and len(written) == len(outputs):
+        paths = ", ".join(str(out.path) for out in written)
+        sys.stderr.write(f"warning: interrupted ({name}) after the output was complete: {paths}\n")
+        return 0
+    removed = []
+    for out in written:  # all or nothing: no partial set of results under a failed exit code
+        with contextlib.suppress(OSError):
+            out.path.unlink()
+            removed.append(str(out.path))
+    what = f"removed {', '.join(removed)} so that no partial result remains" if removed else "no output was written"
+    sys.stderr.write(f"error: interrupted ({name}); {what}\n")
+    return 128 + int(signum)
+
+
+def _remove_own_parts(path: Path) -> None:
+    from ._utils import temp_parts
+
+    mine = f".{path.name}.{os.getpid()}-"
+    for part in temp_parts(path):
+        if part.name.startswith(mine):
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+
+def _run(argv: Sequence[str] | None, outputs: list[_Output]) -> int:
+    parser = build_parser()  # imports the models (seconds): a Ctrl-C here is handled by main
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
@@ -323,22 +386,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     verbose = getattr(args, "verbose", False)
     _configure_output(0 if getattr(args, "quiet", False) else 3 if verbose else 2)
+    outputs.extend(_outputs_of(args))
     try:
         return args.func(args)
     except InputError as err:
+        _signals.stop_raising()
         sys.stderr.write(f"error: {_one_line(err)}\n")
         return 2
     except TrainingError as err:
+        _signals.stop_raising()
         sys.stderr.write(f"error: training failed: {_one_line(err)}\n")
         return 1
     except BrokenPipeError:  # output piped into a command that stopped reading (e.g. `| head`)
         with contextlib.suppress(OSError, ValueError):  # silence the flush at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted; no partial output was written\n")
-        return 130
     except Exception as err:  # noqa: BLE001 - the CLI turns every failure into one line
+        _signals.stop_raising()
         if verbose:
             traceback.print_exc()
         hint = "" if verbose else "; rerun with -v for the traceback"

@@ -16,7 +16,10 @@ def _matrix(adata, layer: str | None):
     if layer is None or layer == "X":
         return adata.X, "X"
     if layer not in adata.layers:
-        msg = f"layer {layer!r} not found; available layers: {', '.join(adata.layers) or 'none'}"
+        msg = (
+            f"layer {layer!r} not found; available layers: {', '.join(adata.layers) or 'none'}; name one of them "
+            "(--layer), or leave it out to read X"
+        )
         raise InputError(msg)
     return adata.layers[layer], f"layers[{layer!r}]"
 

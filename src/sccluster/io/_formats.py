@@ -74,6 +74,12 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         mtx_files(path)  # raises when it is not a 10x folder
         return "10x_mtx"
+    if path.name.startswith(".") and path.name.endswith(".part"):
+        msg = (
+            f"{str(path)!r} is the temporary file of an unfinished write (a run interrupted or still running), "
+            "not a result; read the finished output file, or rerun the command that writes it"
+        )
+        raise InputError(msg)
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]

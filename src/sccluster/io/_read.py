@@ -15,7 +15,8 @@ from .._errors import InputError
 from ._counts import is_raw_counts
 from ._formats import detect_format, normalise_format, short_reason
 from ._readers import read_10x_h5, read_10x_mtx, read_h5ad, read_loom
-from ._text import read_text
+from ._structure import check_sparse_structure
+from ._text import OrientationWarning, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,26 @@ def _load(path: Path, fmt: str, backed: str | None, transpose: bool | None):
     if fmt == "loom":
         return read_loom(path), None
     return read_text(path, fmt, transpose)
+
+
+def _unreadable(path: Path, fmt: str, err: BaseException) -> InputError:
+    msg = (
+        f"could not read {str(path)!r} as {_LABELS[fmt]} ({short_reason(err)}); "
+        "check that the file is complete and in that format (re-export or re-download a damaged file)"
+    )
+    return InputError(msg)
+
+
+def _check_structure(adata, path: Path) -> None:
+    """Check the sparse matrices just read (``X`` streamed when backed, in-memory layers)."""
+    try:
+        check_sparse_structure(adata.X, where="X", source=str(path))
+        for name, matrix in adata.layers.items():
+            check_sparse_structure(matrix, where=f"layers[{name!r}]", source=str(path))
+    except (InputError, MemoryError):
+        raise
+    except Exception as err:  # h5py could not read a damaged chunk of a backed file
+        raise _unreadable(path, "h5ad", err) from err
 
 
 def _make_names_unique(adata) -> None:
@@ -99,8 +120,9 @@ def read(
         Force a format (``"h5ad"``, ``"10x_h5"``, ``"10x_mtx"``, ``"loom"``, ``"csv"``, ``"tsv"``,
         ``"txt"``) instead of guessing it from the extension.
     transpose
-        Text tables only. ``True`` reads a genes x cells table; ``None`` warns when the table looks
-        transposed (see :mod:`sccluster.io._text`); ``False`` reads it as is, without the check.
+        Text tables only. ``True`` reads a genes x cells table (``--transpose`` of the command line);
+        ``None`` warns once (a log message at level WARNING and an ``OrientationWarning``) when the table
+        looks transposed (see :mod:`sccluster.io._text`); ``False`` reads it as is, without the check.
     share_counts
         When ``X`` holds raw counts (in memory), ``layers["counts"]`` is a copy of ``X`` by default.
         ``True`` stores the same matrix object instead (no extra memory), but then any in-place
@@ -116,7 +138,8 @@ def read(
     Raises
     ------
     InputError
-        Missing file, unknown format, unreadable or corrupt file, empty matrix, missing layer.
+        Missing file, unknown format, unreadable or corrupt file (also a sparse matrix whose indices or
+        ``indptr`` are inconsistent), empty matrix, missing layer.
     """
     if backed not in (None, "r"):
         msg = f"backed={backed!r} is not allowed (the input file is never modified); use backed='r' or None"
@@ -133,7 +156,10 @@ def read(
         msg = f"backed='r' works only for .h5ad files, not {_LABELS[fmt]}; use backed=None"
         raise InputError(msg)
     if transpose and fmt not in _TEXT:
-        msg = f"transpose=True is only for csv/tsv/txt tables, not {_LABELS[fmt]}; transpose the AnnData instead"
+        msg = (
+            f"transpose=True is only for csv/tsv/txt tables, not {_LABELS[fmt]} (always read as cells x genes); "
+            "leave out transpose=True (--transpose)"
+        )
         raise InputError(msg)
 
     try:
@@ -143,14 +169,16 @@ def read(
     except (InputError, MemoryError):
         raise
     except Exception as err:  # any library error on a bad file becomes one clear line
-        msg = (
-            f"could not read {str(p)!r} as {_LABELS[fmt]} ({short_reason(err)}); "
-            "check that the file is complete and in that format"
-        )
-        raise InputError(msg) from err
+        raise _unreadable(p, fmt, err) from err
+    try:
+        _check_structure(adata, p)
+    except BaseException:
+        if adata.isbacked:
+            adata.file.close()
+        raise
     if orientation_warning:
         logger.warning(orientation_warning)
-        warnings.warn(orientation_warning, UserWarning, stacklevel=2)
+        warnings.warn(orientation_warning, OrientationWarning, stacklevel=2)
 
     if adata.n_obs == 0 or adata.n_vars == 0:
         if adata.isbacked:
@@ -161,16 +189,25 @@ def read(
     if not adata.isbacked and adata.X is not None:
         adata.X = _as_csr_float32(adata.X)
     if layer is not None and layer != "X" and layer not in adata.layers:
-        msg = f"layer {layer!r} not found in {p.name}; available layers: {', '.join(adata.layers) or 'none'}"
+        msg = (
+            f"layer {layer!r} not found in {p.name}; available layers: {', '.join(adata.layers) or 'none'}; name one "
+            "of them (--layer), or leave it out to read X"
+        )
         raise InputError(msg)
 
-    x_raw = adata.X is not None and is_raw_counts(adata)
+    try:  # a backed file is read here for the first time: a damaged chunk fails here
+        x_raw = adata.X is not None and is_raw_counts(adata)
+        layer_raw = None if layer is None else bool(is_raw_counts(adata, layer))
+    except (InputError, MemoryError):
+        raise
+    except Exception as err:
+        raise _unreadable(p, fmt, err) from err
     if x_raw and not adata.isbacked and "counts" not in adata.layers:
         adata.layers["counts"] = adata.X if share_counts else adata.X.copy()
     info = {"source": str(p), "format": fmt, "X_is_raw_counts": bool(x_raw)}
     if layer is not None:
         info["counts_layer"] = layer
-        info["layer_is_raw_counts"] = bool(is_raw_counts(adata, layer))
+        info["layer_is_raw_counts"] = layer_raw
     adata.uns["sccluster_io"] = info
     logger.info("read %d cells x %d genes from %s (%s)", adata.n_obs, adata.n_vars, p, fmt)
     if not x_raw and layer is None:

@@ -25,6 +25,10 @@ from .._errors import InputError
 
 logger = logging.getLogger(__name__)
 
+class OrientationWarning(UserWarning):
+    """A text table looks like genes x cells (the reader logs the same message at level WARNING)."""
+
+
 #: Rows parsed (and densified) at once.
 TEXT_CHUNK_ROWS = 2000
 
@@ -120,7 +124,8 @@ def read_text(path: Path, fmt: str, transpose: bool | None):
         msg = (
             f"{path.name}: the table looks like genes x cells ({X.shape[0]} rows named like "
             f"{rows[0]!r}, {X.shape[1]} columns named like {columns[0]!r}), but cells x genes is expected; "
-            "pass transpose=True (--transpose) to flip it, or transpose=False to silence this warning"
+            "flip it with transpose=True in scc.read (--transpose on the command line), or pass transpose=False "
+            "to read it as it is without this check"
         )
     X.sort_indices()
     adata = ad.AnnData(X=X, obs=pd.DataFrame(index=pd.Index(rows)), var=pd.DataFrame(index=pd.Index(columns)))
