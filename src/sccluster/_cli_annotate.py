@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from ._errors import InputError
+from .cli import _positive_int, _seed
 
 #: Genes per group printed by ``sccluster markers`` (the CSV has all ``--n-genes``).
 PRINTED_GENES = 8
@@ -32,7 +33,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--n-genes", type=_positive_int, default=25, metavar="N",
                    help="genes per group kept in the table (default: 25)")
     p.add_argument("--method", default="wilcoxon", choices=METHODS, help="test (default: wilcoxon)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the per-group subsample (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the per-group subsample (default: 0)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.csv",
                    help="write the table (group, rank, gene, score, logfoldchange, pval, pval_adj, frac_in, "
                    "frac_out) as CSV, atomically")
@@ -54,32 +55,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                    help="key of the results (default: cell_type; an existing obs column of that name is replaced)")
     p.add_argument("--ignore-case", action="store_true",
                    help="match marker genes to the data's gene names ignoring case")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the background gene sets (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the background gene sets (default: 0)")
     p.set_defaults(func=_cmd_annotate)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a positive integer, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    from ._utils import MAX_SEED
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        msg = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _read(path: str, groupby: str):

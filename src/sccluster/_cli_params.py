@@ -2,7 +2,7 @@
 
 :func:`check_model_params` runs before any file is read: unknown names, values of the wrong type (from
 the model's signature), the model's own checks of its hyperparameters when it has a hook for them
-(methods ``validate_params`` / ``check_params`` / ``_check_params`` / ``_config``, or a module function
+(methods ``validate_params`` / ``check_params`` / ``_check_params``, or a module function
 ``check_params(model)``), and ``device``. Each message says what is wrong and what to do.
 """
 
@@ -24,7 +24,7 @@ RESERVED_PARAMS = {
     "n_clusters": "--n-clusters", "random_state": "--seed", "n_top_genes": "--n-top-genes", "batch_key": "--batch-key",
 }
 #: Methods of a model that check its hyperparameters without data (the first one found is called).
-_HOOKS = ("validate_params", "check_params", "_check_params", "_config")
+_HOOKS = ("validate_params", "check_params", "_check_params")
 
 
 def parse_value(text: str) -> Any:

@@ -10,6 +10,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -230,3 +231,23 @@ def progress(iterable=None, **kwargs):
         kwargs.setdefault("maxinterval", max(PIPE_UPDATE_S, kwargs["mininterval"]))
         kwargs.setdefault("ascii", True)
     return tqdm(iterable, **kwargs)
+
+
+def load_torch_file(path: str | os.PathLike, kind: str, remedy: str) -> Any:
+    """The object in a file written with ``torch.save`` (unpickled: load only files you trust).
+
+    :class:`InputError` in one line when the file is missing, a folder, or not readable by ``torch.load``;
+    ``kind`` names the file in the message ("model file") and ``remedy`` says what to do when it is unreadable.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        msg = f"{kind} {str(path)!r} {what}; check the path"
+        raise InputError(msg)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not such a file"
+        msg = f"{str(path)!r} is not a readable sccluster {kind} ({type(err).__name__}); {remedy}"
+        raise InputError(msg) from None

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._errors import InputError
-from .._utils import atomic_path, check_output_path, resolve_device, resolve_seed, seeded_torch
+from .._utils import atomic_path, check_output_path, load_torch_file, resolve_device, resolve_seed, seeded_torch
 from .._validation import check_adata, check_n_clusters
 from .._version import __version__
 
@@ -333,18 +333,7 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     Raises :class:`InputError` when the file is missing, is not an sccluster model file, or was written in
     another model format.
     """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory, not a model file" if path.is_dir() else "does not exist"
-        msg = f"model file {str(path)!r} {what}; check the path"
-        raise InputError(msg)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a model file"
-        msg = f"{str(path)!r} is not a readable sccluster model file ({type(err).__name__}); save it again with model.save()"
-        raise InputError(msg) from None
+    payload = load_torch_file(path, "model file", "save it again with model.save()")
     if not isinstance(payload, dict) or "format" not in payload or "class" not in payload:
         msg = f"{str(path)!r} is not an sccluster model file; save it again with model.save()"
         raise InputError(msg)

@@ -87,6 +87,19 @@ class BGFormer(DeepClusterModel):
 
         return BGFormerNet(**arch, gamma=self.params_["gamma"], vq_weight=self.params_["vq_weight"])
 
+    def validate_params(self) -> None:
+        """Check the hyperparameters as set now, without data; :class:`InputError` names a bad one and its range."""
+        super().validate_params()
+        self._check_fit_cells(self.max_fit_cells)
+
+    def _check_fit_cells(self, max_fit_cells: int) -> None:
+        if self.n_clusters is not None and self.n_clusters > max_fit_cells:
+            msg = (
+                f"n_clusters={self.n_clusters} is more than max_fit_cells={max_fit_cells}, the cells the "
+                "centres are initialised on; raise max_fit_cells or ask for fewer clusters"
+            )
+            raise InputError(msg)
+
     def _fit(self, adata, *, layer: str | None) -> None:
         import torch
 
@@ -95,12 +108,7 @@ class BGFormer(DeepClusterModel):
 
         cfg = self._config()
         inp, opt, head = cfg.input, cfg.optimisation, cfg.clustering
-        if self.n_clusters is not None and self.n_clusters > inp.max_fit_cells:
-            msg = (
-                f"n_clusters={self.n_clusters} is more than max_fit_cells={inp.max_fit_cells}, the cells the "
-                "centres are initialised on; raise max_fit_cells or ask for fewer clusters"
-            )
-            raise InputError(msg)
+        self._check_fit_cells(inp.max_fit_cells)
         device = resolve_device(self.device)
         seed = self.seed_
         rng, gen = make_generators(seed)  # torch's global generator: seeded by ClusterModel.fit

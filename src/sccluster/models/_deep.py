@@ -28,6 +28,10 @@ class DeepClusterModel(ClusterModel):
     supports_save: ClassVar[bool] = True
     config_class: ClassVar[type[ModelConfig]]
 
+    def validate_params(self) -> None:
+        """Check the hyperparameters as set now, without data; :class:`InputError` names a bad one and its range."""
+        self.config_class.from_params(self.get_params())
+
     def _config(self) -> Any:
         """The configuration of the current fit (from ``params_``); :class:`InputError` for a bad value."""
         return self.config_class.from_params(self.params_)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import InputError
-from .._utils import atomic_path, check_output_path, resolve_seed
+from .._utils import atomic_path, check_output_path, load_torch_file, resolve_seed
 from .._validation import check_adata
 from .._version import __version__
 from ..data import read_batches
@@ -249,17 +249,7 @@ class LabelTransfer:
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> LabelTransfer:
         """Load a transfer model written by :meth:`save` (the file is unpickled: load only files you trust)."""
-        import torch
-
-        path = Path(path)
-        if not path.is_file():
-            msg = f"transfer model file {str(path)!r} does not exist; check the path"
-            raise InputError(msg)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a transfer model file"
-            msg = f"{str(path)!r} is not a readable sccluster transfer model ({type(err).__name__}); save it again"
-            raise InputError(msg) from None
+        payload = load_torch_file(path, "transfer model file", "fit and save it again with LabelTransfer.save()")
         if not isinstance(payload, dict) or payload.get("transfer_format") != TRANSFER_FORMAT:
             msg = f"{str(path)!r} is not a label-transfer model of this sccluster {__version__}; fit and save it again"
             raise InputError(msg)
