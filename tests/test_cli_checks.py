@@ -50,6 +50,10 @@ _BEFORE_READING = {  # extra options -> texts of the error line (what is wrong, 
     "slash_key": (["--key-added", "a/b"], ["contains '/'", "choose a name without '/'"]),
     "too_many_for_max_fit_cells": (["--n-clusters", "50", "--param", "max_fit_cells=20"],
                                    ["raise max_fit_cells or ask for fewer clusters"]),
+    "leiden_resolution": (["--method", "leiden", "--param", "resolution=-1"],
+                          ["resolution must be a positive number or 'auto'", "resolution defaults to 'auto'"]),
+    "leiden_neighbors": (["--method", "leiden", "--param", "n_neighbors=1"], ["n_neighbors must be an integer >= 2"]),
+    "kmeans_value": (["--method", "kmeans", "--param", "n_init=0"], ["n_init must be an integer >= 1"]),
 }  # fmt: skip
 
 

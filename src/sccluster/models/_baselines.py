@@ -133,9 +133,15 @@ class LeidenBaseline(ClusterModel):
         self.n_top_genes = n_top_genes
         self.batch_key = batch_key
 
-    def _fit(self, adata, *, layer: str | None) -> None:
+    def validate_params(self) -> None:
+        """Check the hyperparameters as set now, without data; :class:`InputError` names a bad one and its range."""
         check_resolution(self.resolution)
         check_number("n_neighbors", self.n_neighbors, 2, integer=True)
+        check_number("n_pcs", self.n_pcs, 1, integer=True)
+        check_number("n_top_genes", self.n_top_genes, 1, integer=True)
+
+    def _fit(self, adata, *, layer: str | None) -> None:
+        self.validate_params()
         batches = None if self.batch_key is None else read_batches(adata, self.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
         codes = None if batches is None else batches.codes
@@ -283,9 +289,15 @@ class KMeansBaseline(ClusterModel):
         logger.info("kmeans: chose k=%d by the silhouette (%.3f)", best, scores[best])
         return best
 
-    def _fit(self, adata, *, layer: str | None) -> None:
+    def validate_params(self) -> None:
+        """Check the hyperparameters as set now, without data; :class:`InputError` names a bad one and its range."""
         check_number("n_init", self.n_init, 1, integer=True)
         check_choice("k_selection", self.k_selection, K_SELECTIONS)
+        check_number("n_pcs", self.n_pcs, 1, integer=True)
+        check_number("n_top_genes", self.n_top_genes, 1, integer=True)
+
+    def _fit(self, adata, *, layer: str | None) -> None:
+        self.validate_params()
         self.k_table_: list[dict] = []
         emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
         self.embedding_ = emb
