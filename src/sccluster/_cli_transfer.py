@@ -89,7 +89,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ._utils import check_output_path
     from ._cli_params import parse_params
     from .tl import LabelTransfer
-    from .tl._transfer import shared_genes, write_transfer
+    from .tl._transfer import write_transfer
 
     start = time.perf_counter()
     if args.model is not None:
@@ -135,23 +135,13 @@ def run_transfer(args: argparse.Namespace) -> int:
             transfer = LabelTransfer.load(args.model)
             query = io.read(query_path, transpose=flip[query_path])
             n_ref = transfer.n_reference_
+            result = transfer.predict(query)
         else:
             reference = io.read(ref_path, transpose=flip[ref_path])
             query = io.read(query_path, transpose=flip[query_path])
-            from .tl._transfer import reference_labels
-
             _check_obs_key(reference, args.label_key, "--label-key")
-            reference_labels(reference, args.label_key)
-            if args.batch_key is not None:
-                from .data import read_batches
-
-                read_batches(reference, args.batch_key, warn=False)
-                read_batches(query, args.batch_key, categories=[])
-            genes = shared_genes(reference, query)
             n_ref = reference.n_obs
-        if args.model is None:
-            transfer.fit(reference, genes=None if len(genes) == reference.n_vars else genes)
-        result = transfer.predict(query)
+            result = transfer.fit_predict(reference, query)
     write_transfer(query, result, transfer, key)
     io.write_h5ad(query, out, inputs=inputs)
     if save is not None:

@@ -12,13 +12,14 @@ import logging
 import numpy as np
 
 from .._errors import InputError
-from ..data import BatchCodes, CountSource, Scaler, read_batches
+from ..data import BatchCodes, read_batches
 from ..metrics import silhouette
-from ..pp import pca_embedding, select_genes
+from ..pp import pca_embedding
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, subsample_index, subsample_rows
 from ._leiden import knn_graph, leiden
 from ._params import check_choice, check_number
+from ._pca_embedder import PCAEmbedder
 from ._stability import MAX_STABILITY_CELLS, choose_k, choose_resolution
 
 logger = logging.getLogger(__name__)
@@ -48,30 +49,6 @@ def pca_of(adata, *, layer: str | None, n_pcs: int, n_top_genes: int, seed: int)
         # a copy: the model's embedding_ (and tl.cluster's obsm output) must not alias the user's X_pca
         return np.array(adata.obsm["X_pca"][:, :n_pcs], dtype=np.float32, order="C", copy=True)
     return pca_embedding(adata, n_comps=int(n_pcs), n_top_genes=n_top_genes, layer=layer, random_state=seed)
-
-
-#: Most cells the PCA of :func:`batch_scaled_pca` is fitted on (as :func:`sccluster.pp.pca_embedding`).
-PCA_MAX_CELLS = 50_000
-
-
-def batch_scaled_pca(adata, batches: BatchCodes, *, layer: str | None, n_pcs: int, n_top_genes: int,
-                     seed: int) -> np.ndarray:  # fmt: skip
-    """PCA of the highly variable genes z-scored with each cell's own batch statistics, ``(n_obs, n_pcs)``.
-
-    Log-normalised counts of :func:`sccluster.pp.select_genes` genes, z-scored per batch and clipped at 10
-    (:class:`sccluster.data.Scaler` with batch codes, streamed), a randomized PCA fitted on at most
-    :data:`PCA_MAX_CELLS` cells (seeded subsample) and every cell projected by chunks; scores are divided
-    by the root mean variance of the components (:func:`fit_projector`), which no kNN graph notices.
-    ``obsm["X_pca"]`` is not used: it was scaled with the pooled statistics.
-    """
-    from ._siamese_features import fit_projector, project_all
-
-    check_number("n_pcs", n_pcs, 1, integer=True)
-    genes = select_genes(adata, n_top_genes, layer=layer)
-    source = CountSource(adata, genes=genes, layer=layer, batch_codes=batches.codes)
-    scaler = Scaler.fit(source, batch_codes=batches.codes, n_batches=batches.n_batches)
-    projector = fit_projector(source, scaler, int(n_pcs), seed, max_cells=PCA_MAX_CELLS)
-    return project_all(source, scaler, projector)
 
 
 class LeidenBaseline(ClusterModel):
@@ -104,7 +81,7 @@ class LeidenBaseline(ClusterModel):
         the pipeline above, results unchanged). Every cell needs a value and every batch at least 2 cells;
         one batch is allowed (with a warning) but has no effect. Given: the PCA is computed (never taken
         from ``obsm["X_pca"]``) on the highly variable genes z-scored with each batch's own statistics
-        (:func:`batch_scaled_pca`), and each cell's neighbours in the kNN graph are drawn from every
+        (:class:`PCAEmbedder`), and each cell's neighbours in the kNN graph are drawn from every
         batch: its ``n_neighbors - 1`` others (scanpy counts the cell itself) shared out as
         ``(n_neighbors - 1) // n_batches`` nearest cells in each batch, at least 1, weighted by scanpy's
         UMAP connectivities (in the spirit of BBKNN; :class:`sccluster.graph.BalancedNeighborIndex`). The
@@ -180,8 +157,8 @@ class LeidenBaseline(ClusterModel):
         """The embedding the kNN graph is built on: the PCA (per-batch scaled with ``batch_key``)."""
         if batches is None:
             return pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
-        return batch_scaled_pca(adata, batches, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes,
-                                seed=self.seed_)  # fmt: skip
+        return PCAEmbedder(n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, random_state=self.seed_).fit_batches(
+            adata, batches, layer=layer).embedding_  # per-batch z-scored HVGs, never the pooled obsm["X_pca"]
 
     @staticmethod
     def _search_resolution(run, target: int, start: float) -> float:

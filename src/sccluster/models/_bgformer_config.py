@@ -7,12 +7,8 @@ from dataclasses import dataclass
 from .._errors import InputError
 from ..ot import DEFAULT_MOMENTUM
 from ..train import Schedule
-from ._config import Annotated, Interval, Literal, ModelConfig
+from ._config import Annotated, Interval, Literal, ModelConfig, NonNegative, PositiveInt
 from ._init_clusters import RESOLUTION
-
-PositiveInt = Annotated[int, Interval(1, integer=True)]
-NonNegative = Annotated[float, Interval(0.0)]
-
 
 @dataclass(frozen=True)
 class Architecture:

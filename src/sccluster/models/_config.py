@@ -51,6 +51,11 @@ class Interval:
         )
 
 
+#: Field types shared by the models' configs: an integer >= 1, a number >= 0.
+PositiveInt = Annotated[int, Interval(1, integer=True)]
+NonNegative = Annotated[float, Interval(0.0)]
+
+
 def _allows_none(hint: Any) -> bool:
     return get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._utils import resolve_seed
 from .._validation import check_adata
-from ..data import CountSource, Scaler, read_batches
+from ..data import BatchCodes, CountSource, Scaler, read_batches
 from ..data._batches import source_for_new_cells
 from ..pp import select_genes
 from ._params import check_number
@@ -59,10 +59,14 @@ class PCAEmbedder:
     def fit(self, adata, *, layer: str | None = None) -> PCAEmbedder:
         """Fit the gene statistics and loadings on ``adata`` and set ``embedding_`` (its cells' scores)."""
         check_adata(adata)
+        batches = None if self.batch_key is None else read_batches(adata, self.batch_key)
+        return self.fit_batches(adata, batches, layer=layer)
+
+    def fit_batches(self, adata, batches: BatchCodes | None, *, layer: str | None = None) -> PCAEmbedder:
+        """:meth:`fit` with the batches already read (``None``: no batch covariate)."""
         check_number("n_pcs", self.n_pcs, 1, integer=True)
         check_number("n_top_genes", self.n_top_genes, 1, integer=True)
         seed = resolve_seed(self.random_state)
-        batches = None if self.batch_key is None else read_batches(adata, self.batch_key)
         self.genes_ = list(select_genes(adata, int(self.n_top_genes), layer=layer))
         codes = None if batches is None else batches.codes
         source = CountSource(adata, genes=self.genes_, layer=layer, batch_codes=codes)

@@ -6,12 +6,8 @@ from dataclasses import dataclass
 
 from ..ot import DEFAULT_ESTIMATE, DEFAULT_MOMENTUM, DEFAULT_N_ITERS, DEFAULT_POWER, Estimate
 from ..train import Schedule
-from ._config import Annotated, Interval, Literal, ModelConfig
+from ._config import Annotated, Interval, Literal, ModelConfig, NonNegative, PositiveInt
 from ._init_clusters import RESOLUTION, Init
-
-PositiveInt = Annotated[int, Interval(1, integer=True)]
-NonNegative = Annotated[float, Interval(0.0)]
-
 
 @dataclass(frozen=True)
 class Graph:

@@ -191,6 +191,20 @@ class LabelTransfer:
                     self.classifier_.temperature, self.novelty_.threshold, int(held.sum()))  # fmt: skip
         return self
 
+    def fit_predict(self, reference, query, *, layer: str | None = None) -> TransferResult:
+        """:meth:`fit` on the genes ``reference`` shares with ``query``, then :meth:`predict` the query.
+
+        The reference's labels and the batch column of both are checked before any fitting.
+        """
+        check_adata(reference, "reference")
+        check_adata(query, "query")
+        reference_labels(reference, self.label_key)  # label errors before any work
+        if self.batch_key is not None:
+            read_batches(query, self.batch_key, categories=[])  # the query needs the column too
+        genes = shared_genes(reference, query)
+        self.fit(reference, layer=layer, genes=None if len(genes) == reference.n_vars else genes)
+        return self.predict(query, layer=layer)
+
     def _new_model(self, n_classes: int, seed: int):
         kwargs = dict(self.model_kwargs)
         if self.method == PCAEmbedder.name:
@@ -439,12 +453,7 @@ def transfer_labels(
     transfer = LabelTransfer(label_key, method=method, batch_key=batch_key, min_confidence=min_confidence,
                              novelty_alpha=novelty_alpha, representation=representation,
                              random_state=random_state, **model_kwargs)  # fmt: skip
-    reference_labels(reference, label_key)  # label errors before any work
-    if batch_key is not None:
-        read_batches(query, batch_key, categories=[])  # the query needs the column too
-    genes = shared_genes(reference, query)
-    transfer.fit(reference, layer=layer, genes=None if len(genes) == reference.n_vars else genes)
-    result = transfer.predict(query, layer=layer)
+    result = transfer.fit_predict(reference, query, layer=layer)
     if copy:
         query = query.to_memory() if query.isbacked else query.copy()
     write_transfer(query, result, transfer, key_added)
