@@ -4,15 +4,22 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sccluster-installed
 
-.PHONY: demo test install clean distclean
+.PHONY: demo test lint install clean distclean
 
 ## Cluster the bundled demo subset and print cells, clusters found, ARI/NMI/ACC and time.
 demo: $(STAMP)
 	$(BIN)/sccluster demo
 
-## Run the default test suite (slow tests skipped; add --runslow to include them).
-test: $(STAMP)
+## Lint, format check, types and the layers contract, then the default test suite (slow tests skipped;
+## `$(BIN)/python -m pytest --runslow` includes them).
+test: lint
 	$(BIN)/python -m pytest -q
+
+## The static checks alone (the same as .pre-commit-config.yaml runs).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 install: $(STAMP)
 

@@ -274,7 +274,7 @@ def decode_partition(text) -> list[int]:
     if not isinstance(text, str):
         return list(text)
     if text.startswith(PARTITION_PREFIX):
-        raw = zlib.decompress(base64.b64decode(text[len(PARTITION_PREFIX):]))
+        raw = zlib.decompress(base64.b64decode(text[len(PARTITION_PREFIX) :]))
         return np.frombuffer(raw, dtype="<u2").astype(int).tolist()
     return json.loads(text)
 
@@ -322,7 +322,9 @@ def commits_line(rows) -> str:
     import pandas as pd
 
     names = [r.get("git_commit") for r in rows]
-    commits = pd.Series(["unknown" if c is None or c != c else str(c) for c in names], dtype=object)  # c != c: NaN
+    commits = pd.Series(
+        ["unknown" if c is None or c != c else str(c) for c in names], dtype=object
+    )  # c != c: NaN
     counts = commits.value_counts(sort=False)
     parts = [f"`{c}` ({n} run{'s' if n != 1 else ''})" for c, n in counts.items()]
     if len(parts) > 1:

@@ -82,7 +82,7 @@ def sccluster_version() -> str:
     """Version of the sccluster that is installed (read without importing it)."""
     try:
         ns: dict[str, str] = {}
-        exec((REPO_ROOT / "src" / "sccluster" / "_version.py").read_text(), ns)  # noqa: S102
+        exec((REPO_ROOT / "src" / "sccluster" / "_version.py").read_text(), ns)
         return ns["__version__"]
     except (OSError, KeyError):
         return _version("sccluster")

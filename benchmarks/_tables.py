@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from _common import fmt_mean_std, fmt_num
 
 METRICS = ("ari", "nmi", "acc")
@@ -31,7 +30,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     for key, grp in runs.groupby(KEYS, sort=False):
         ok = grp[grp["status"] == "ok"]
         bad = grp[~grp["status"].isin(["ok", "na"])]
-        row = dict(zip(KEYS, key))
+        row = dict(zip(KEYS, key, strict=True))
         row.update(
             n_cells=grp["n_cells"].max(),
             true_k=grp["true_k"].max(),
@@ -161,7 +160,7 @@ def scale_ratios(
                     )
     sizes = sorted(results["size"].unique())
     for pipe in _ordered(results, "pipeline"):
-        for small, big in zip(sizes[:-1], sizes[1:]):
+        for small, big in zip(sizes[:-1], sizes[1:], strict=True):
             if pipe in t and small in t.index and big in t.index:
                 a, b = t.loc[small, pipe], t.loc[big, pipe]
                 if np.isfinite(a) and np.isfinite(b):
@@ -202,7 +201,9 @@ def scale_ari_changes(results: pd.DataFrame) -> pd.DataFrame:
         base = col.index.min()
         for size, value in col.items():
             if size != base:
-                rows.append({"pipeline": pipe, "size": int(size), "base_size": int(base), "delta": value - col[base]})
+                rows.append(
+                    {"pipeline": pipe, "size": int(size), "base_size": int(base), "delta": value - col[base]}
+                )
     return pd.DataFrame(rows, columns=["pipeline", "size", "base_size", "delta"])
 
 
@@ -213,7 +214,11 @@ def _scale_status(grp: pd.DataFrame) -> str:
     parts = []
     for _, r in bad.iterrows():
         step = r.get("last_step")
-        parts.append(f"{r['status']}, after `{step}`" if isinstance(step, str) and step else f"{r['status']}, before any step")
+        parts.append(
+            f"{r['status']}, after `{step}`"
+            if isinstance(step, str) and step
+            else f"{r['status']}, before any step"
+        )
     failed = "; ".join(dict.fromkeys(parts))
     return failed if len(bad) == len(grp) else f"{len(grp) - len(bad)}/{len(grp)} ok; {failed}"
 

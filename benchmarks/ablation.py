@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
-import run as R  # noqa: E402
+import _common as C
+import _provenance as P
+import run as R
 
 # variant name -> (what replaces the component, constructor switches)
 VARIANTS: dict[str, dict[str, tuple[str, dict]]] = {
@@ -78,7 +78,9 @@ def ablation_table(df, method: str, datasets: list[str]) -> str:
     import numpy as np
 
     lines = [
-        "| variant | replaced by | " + " | ".join(f"{d} ARI" for d in datasets) + " | mean ARI | Δ vs full | runs ok |",
+        "| variant | replaced by | "
+        + " | ".join(f"{d} ARI" for d in datasets)
+        + " | mean ARI | Δ vs full | runs ok |",
         "|---|---|" + "---|" * len(datasets) + "---|---|---|",
     ]
     notes = []
@@ -100,7 +102,8 @@ def ablation_table(df, method: str, datasets: list[str]) -> str:
         delta = "" if name == "full model" or not np.isfinite(mean) else f"{mean - full_mean:+.3f}"
         n_ok = int((runs["status"] == "ok").sum())
         lines.append(
-            f"| {name} | {replacement or '–'} | " + " | ".join(cells)
+            f"| {name} | {replacement or '–'} | "
+            + " | ".join(cells)
             + f" | {C.fmt_num(mean, 3)} | {delta} | {n_ok}/{len(runs)} |"
         )
     return "\n".join(lines + (["", *notes] if notes else []))
@@ -134,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"## Ablation: {args.method}",
                 "",
                 *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
-                f"- Raw rows: `{rel}`"
-                + (f"; full-model rows reused from `{args.reuse}`" if reused else ""),
+                f"- Raw rows: `{rel}`" + (f"; full-model rows reused from `{args.reuse}`" if reused else ""),
                 C.commits_line(rows),
                 f"- k {args.k_mode}; ARI mean ± std over seeds {', '.join(map(str, args.seeds))}. "
                 "Each variant turns one component off and keeps every other setting at its default.",

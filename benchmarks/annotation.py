@@ -26,11 +26,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
+import _common as C
+import _provenance as P
 
 DATASETS = ("baron_human_pancreas", "kang_pbmc_stim", "pbmc68k_reduced")
-MARKER_SET = {"baron_human_pancreas": "human_pancreas", "kang_pbmc_stim": "human_pbmc", "pbmc68k_reduced": "human_pbmc"}
+MARKER_SET = {
+    "baron_human_pancreas": "human_pancreas",
+    "kang_pbmc_stim": "human_pbmc",
+    "pbmc68k_reduced": "human_pbmc",
+}
 UNASSIGNED = "unassigned"
 #: Each dataset's label -> the shipped set's cell-type name (None: the set has no such type, the right call is
 #: "unassigned"). Written from the label and set names alone, before the benchmark was run.
@@ -87,7 +91,9 @@ def score(dataset: str, partition: str, data_dir: Path) -> dict:
         raise SystemExit(f"error: a {dataset} partition has {len(clusters)} cells, the data {data.n_obs}")
     scc.pp.prepare(data)
     if data.n_obs != len(clusters):
-        raise SystemExit(f"error: pp.prepare removed cells of {dataset}; the stored partitions no longer align")
+        raise SystemExit(
+            f"error: pp.prepare removed cells of {dataset}; the stored partitions no longer align"
+        )
     data.obs["cluster"] = [str(c) for c in clusters]
     data.obs["cluster"] = data.obs["cluster"].astype("category")
     scc.tl.annotate(data, MARKER_SET[dataset], groupby="cluster", key_added="annotation")

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-from _provenance import default_data_dir  # noqa: E402
-from summary import load_runs  # noqa: E402
+import _common as C
+from _provenance import default_data_dir
+from summary import load_runs
 
-from sccluster.metrics import batch_entropy, single_batch_clusters  # noqa: E402
+from sccluster.metrics import batch_entropy, single_batch_clusters
 
 
 def table(csvs: list[Path], datasets: list[str], data_dir: Path, batch_col: str) -> str:
@@ -37,7 +37,10 @@ def table(csvs: list[Path], datasets: list[str], data_dir: Path, batch_col: str)
 
     runs = load_runs(csvs)
     runs = runs[runs["dataset"].isin(datasets) & runs["partition"].notna()]
-    batches = {d: ad.read_h5ad(data_dir / f"{d}.h5ad", backed="r").obs[batch_col].astype(str).to_numpy() for d in datasets}
+    batches = {
+        d: ad.read_h5ad(data_dir / f"{d}.h5ad", backed="r").obs[batch_col].astype(str).to_numpy()
+        for d in datasets
+    }
     head = "| method | k | dataset | seeds | ARI | k found | single-batch clusters | batch entropy |"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for (variant, k_mode, dataset), g in runs.groupby(["variant", "k_mode", "dataset"], sort=True):

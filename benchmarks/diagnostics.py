@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
+import _common as C
+import _provenance as P
 
 WIDE_GRID = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0)
 N_NEIGHBORS = 15
@@ -70,7 +70,7 @@ def knn_sets(x: np.ndarray, k: int = N_NEIGHBORS) -> np.ndarray:
 def knn_overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Mean Jaccard index of the rows' neighbour sets ``a`` and ``b`` (each ``(n, k)``)."""
     k = a.shape[1]
-    inter = np.array([len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b)])
+    inter = np.array([len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b, strict=True)])
     return float(np.mean(inter / (2 * k - inter)))
 
 
@@ -89,7 +89,9 @@ def min_type_recall(labels: np.ndarray, clusters: np.ndarray) -> float:
     tab = pd.crosstab(labels, clusters)
     purity = tab / tab.sum(axis=0)  # share of each cluster that is each type
     recall = tab / tab.sum(axis=1).to_numpy()[:, None]
-    best = [(recall.loc[t][purity.loc[t] > 0.5]).max() if (purity.loc[t] > 0.5).any() else 0.0 for t in tab.index]
+    best = [
+        (recall.loc[t][purity.loc[t] > 0.5]).max() if (purity.loc[t] > 0.5).any() else 0.0 for t in tab.index
+    ]
     return float(np.min(best))
 
 
@@ -160,7 +162,10 @@ def summary_table(csv_path: Path) -> str:
     import pandas as pd
 
     df = pd.read_csv(csv_path)
-    df["embedding"] = [m if e in ("pca", "pretrained") else f"{m} ({e})" for m, e in zip(df["method"], df["embedding"])]
+    df["embedding"] = [
+        m if e in ("pca", "pretrained") else f"{m} ({e})"
+        for m, e in zip(df["method"], df["embedding"], strict=True)
+    ]
     means = df.groupby(["dataset", "embedding"], sort=True)[LABEL_FREE + SCORED + ["true_k"]].mean()
     n = df.groupby(["dataset", "embedding"]).size()
     head = ["dataset", "embedding", "seeds", "k auto / true", "kNN overlap with PCA", "effective dim",
@@ -184,12 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["pca", "bgformer", "siamese"])
     p.add_argument("--datasets", nargs="+", default=None, help="dataset names (required unless --from-csv)")
-    p.add_argument("--from-csv", type=Path, default=None, help="print the Markdown summary of a CSV, run nothing")
+    p.add_argument(
+        "--from-csv", type=Path, default=None, help="print the Markdown summary of a CSV, run nothing"
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--csv", type=Path, default=None)
-    p.add_argument("--embeddings", type=Path, default=None, help="saved k-auto embeddings (run.py --save-embeddings)")
+    p.add_argument(
+        "--embeddings", type=Path, default=None, help="saved k-auto embeddings (run.py --save-embeddings)"
+    )
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     if args.from_csv:
@@ -219,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                             "path": str(data_dir / f"{name}.h5ad"), "embeddings": args.embeddings}  # fmt: skip
                     row = diagnose(spec)
                     source = "pca" if method == "pca" else ("final" if args.embeddings else "pretrained")
-                    row.update(method=method, params=ps, dataset=name, seed=seed, git_commit=commit, embedding=source)
+                    row.update(
+                        method=method, params=ps, dataset=name, seed=seed, git_commit=commit, embedding=source
+                    )
                     writer.writerow(row)
                     fh.flush()
                     print(f"{method} {name} seed {seed}: done in {row['time_s']} s", flush=True)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
+import _common as C
+import _provenance as P
 
 #: Shares of the planted types: five common ones, then rare types at 5 %, 2 % and 1 % of the cells.
 PROPORTIONS = (0.24, 0.2, 0.18, 0.16, 0.14, 0.05, 0.02, 0.01)
@@ -90,15 +90,20 @@ def summary_table(csv_path: Path) -> str:
     df = pd.read_csv(csv_path)
     shares = pd.DataFrame([json.loads(x) for x in df["recall_by_type"]])
     types = list(shares.columns)
-    sizes = {t: round(p * 100, 1) for t, p in zip(types, PROPORTIONS)}
-    head = ["method", "k", "seeds", "k found", "ARI* (mean ± std)"] + [f"{sizes[t]:g} %" for t in types] + ["smallest found (cells)"]
+    sizes = {t: round(p * 100, 1) for t, p in zip(types, PROPORTIONS, strict=True)}
+    head = (
+        ["method", "k", "seeds", "k found", "ARI* (mean ± std)"]
+        + [f"{sizes[t]:g} %" for t in types]
+        + ["smallest found (cells)"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     df = pd.concat([df.reset_index(drop=True), shares], axis=1)
     for (method, k_mode), g in df.groupby(["method", "k_mode"], sort=False):
         found = [f"{int((g[t] > 0).sum())}/{len(g)}" for t in types]
         smallest = pd.to_numeric(g["smallest_found"], errors="coerce")
         lines.append(
-            f"| {method} | {k_mode} | {len(g)} | {g['k_found'].mean():.1f} | {g['ari'].mean():.3f} ± {g['ari'].std():.3f} | " + " | ".join(found)
+            f"| {method} | {k_mode} | {len(g)} | {g['k_found'].mean():.1f} | {g['ari'].mean():.3f} ± {g['ari'].std():.3f} | "
+            + " | ".join(found)
             + f" | {smallest.min():.0f} (median {smallest.median():.0f}) |"
         )
     return "\n".join(lines) + (
@@ -109,7 +114,9 @@ def summary_table(csv_path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--from-csv", type=Path, default=None, help="print the Markdown summary of a CSV, run nothing")
+    p.add_argument(
+        "--from-csv", type=Path, default=None, help="print the Markdown summary of a CSV, run nothing"
+    )
     p.add_argument("--methods", nargs="+", default=["leiden", "kmeans", "bgformer", "siamese"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--k", choices=["given", "auto", "both"], default="both")

@@ -39,14 +39,38 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
-import run as R  # noqa: E402
+import _common as C
+import _provenance as P
+import run as R
 
-COLUMNS = ["dataset", "seed", "n_cells", "n_genes", "k", "ari", "nmi", "acc", "init_ari", "init_nmi", "init_acc",
-           "cluster_epochs", "time_s", "git_commit"]
-RECIPE = {"hidden": (256, 64), "latent": 32, "sigma": 2.5, "batch_size": 256, "pretrain_epochs": 300,
-          "pretrain_lr": 1e-3, "gamma": 1.0, "tol": 1e-3, "max_epochs": 2000, "kmeans_n_init": 20}
+COLUMNS = [
+    "dataset",
+    "seed",
+    "n_cells",
+    "n_genes",
+    "k",
+    "ari",
+    "nmi",
+    "acc",
+    "init_ari",
+    "init_nmi",
+    "init_acc",
+    "cluster_epochs",
+    "time_s",
+    "git_commit",
+]
+RECIPE = {
+    "hidden": (256, 64),
+    "latent": 32,
+    "sigma": 2.5,
+    "batch_size": 256,
+    "pretrain_epochs": 300,
+    "pretrain_lr": 1e-3,
+    "gamma": 1.0,
+    "tol": 1e-3,
+    "max_epochs": 2000,
+    "kmeans_n_init": 20,
+}
 
 
 def build_net(n_genes: int):
@@ -60,9 +84,16 @@ def build_net(n_genes: int):
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = nn.Sequential(nn.Linear(n_genes, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(),
-                                         nn.Linear(h2, RECIPE["latent"]))
-            self.decoder = nn.Sequential(nn.Linear(RECIPE["latent"], h2), nn.ReLU(), nn.Linear(h2, h1), nn.ReLU())
+            self.encoder = nn.Sequential(
+                nn.Linear(n_genes, h1),
+                nn.ReLU(),
+                nn.Linear(h1, h2),
+                nn.ReLU(),
+                nn.Linear(h2, RECIPE["latent"]),
+            )
+            self.decoder = nn.Sequential(
+                nn.Linear(RECIPE["latent"], h2), nn.ReLU(), nn.Linear(h2, h1), nn.ReLU()
+            )
             self.mean = nn.Linear(h1, n_genes)
             self.disp = nn.Linear(h1, n_genes)
             self.pi = nn.Linear(h1, n_genes)
@@ -121,7 +152,9 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
         keep &= gene_mask(adata, select_genes)
     genes = list(adata.var_names[keep])
     # the authors select genes first, then normalise: the library size counts the genes kept only
-    library = np.concatenate([np.asarray(block[:, keep].sum(axis=1)).ravel() for _, _, block in full.iter_chunks()])
+    library = np.concatenate(
+        [np.asarray(block[:, keep].sum(axis=1)).ravel() for _, _, block in full.iter_chunks()]
+    )
     source = CountSource(adata, genes=genes, size_factors=size_factors_from_totals(library))
     scaler = Scaler.fit(source, max_value=None)
     net = build_net(len(genes))
@@ -165,8 +198,14 @@ def fit_recipe(adata, k: int, seed: int, select_genes: int = 0) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return {"labels": last, "init_labels": init_labels, "epochs": epochs, "n_genes": len(genes),
-            "centers": net.mu.detach().numpy().copy(), "init_centers": init_centers}
+    return {
+        "labels": last,
+        "init_labels": init_labels,
+        "epochs": epochs,
+        "n_genes": len(genes),
+        "centers": net.mu.detach().numpy().copy(),
+        "init_centers": init_centers,
+    }
 
 
 def run_one(path: Path, seed: int, select_genes: int = 0, select_above: int | None = None) -> dict:
@@ -185,14 +224,26 @@ def run_one(path: Path, seed: int, select_genes: int = 0, select_above: int | No
     secs = time.perf_counter() - start
     final = evaluate(truth, out["labels"])
     init = evaluate(truth, out["init_labels"])
-    return {"dataset": path.stem, "seed": seed, "n_cells": adata.n_obs, "n_genes": out["n_genes"], "k": k,
-            **{m: final[m] for m in ("ari", "nmi", "acc")}, **{f"init_{m}": init[m] for m in ("ari", "nmi", "acc")},
-            "cluster_epochs": out["epochs"], "time_s": secs, "git_commit": P.git_commit()}
+    return {
+        "dataset": path.stem,
+        "seed": seed,
+        "n_cells": adata.n_obs,
+        "n_genes": out["n_genes"],
+        "k": k,
+        **{m: final[m] for m in ("ari", "nmi", "acc")},
+        **{f"init_{m}": init[m] for m in ("ari", "nmi", "acc")},
+        "cluster_epochs": out["epochs"],
+        "time_s": secs,
+        "git_commit": P.git_commit(),
+    }
 
 
 def table(df) -> str:
-    lines = ["| dataset | cells | genes | k | ARI | NMI | ACC | ARI of the initial k-means | clustering epochs | "
-             "time (s) | runs |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | cells | genes | k | ARI | NMI | ACC | ARI of the initial k-means | clustering epochs | "
+        "time (s) | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, g in df.groupby("dataset", sort=True):
         lines.append(
             f"| {name} | {int(g.n_cells.iloc[0]):,} | {int(g.n_genes.iloc[0]):,} | {int(g.k.iloc[0])} | "
@@ -201,8 +252,10 @@ def table(df) -> str:
             f"{g.cluster_epochs.max()}) | {g.time_s.mean():.0f} | {len(g)} |"
         )
     means = df.groupby("dataset")[["ari", "nmi", "acc", "init_ari"]].mean().mean()
-    lines.append(f"| **mean over datasets** |  |  |  | **{means.ari:.3f}** | **{means.nmi:.3f}** | "
-                 f"**{means.acc:.3f}** | {means.init_ari:.3f} |  |  |  |")
+    lines.append(
+        f"| **mean over datasets** |  |  |  | **{means.ari:.3f}** | **{means.nmi:.3f}** | "
+        f"**{means.acc:.3f}** | {means.init_ari:.3f} |  |  |  |"
+    )
     return "\n".join(lines)
 
 
@@ -212,10 +265,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["all"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--select-genes", type=int, default=0, metavar="N",
-                   help="keep the N most variable genes of files with more than N genes (default 0: all)")
-    p.add_argument("--select-above", type=int, default=None, metavar="M",
-                   help="apply --select-genes only to files with more than M genes")
+    p.add_argument(
+        "--select-genes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the N most variable genes of files with more than N genes (default 0: all)",
+    )
+    p.add_argument(
+        "--select-above",
+        type=int,
+        default=None,
+        metavar="M",
+        help="apply --select-genes only to files with more than M genes",
+    )
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
     C.add_output_args(p, "reference-scdeepcluster", "docs/benchmarks/experiments.md")
@@ -232,16 +295,27 @@ def main(argv: list[str] | None = None) -> int:
             for f in files:
                 rows.append(run_one(f, seed, args.select_genes, args.select_above))
                 r = rows[-1]
-                print(f"{f.stem} seed {seed}: ARI {r['ari']:.3f} (k-means init {r['init_ari']:.3f}), "
-                      f"{r['cluster_epochs']} clustering epochs, {r['time_s']:.0f} s", file=sys.stderr)
+                print(
+                    f"{f.stem} seed {seed}: ARI {r['ari']:.3f} (k-means init {r['init_ari']:.3f}), "
+                    f"{r['cluster_epochs']} clustering epochs, {r['time_s']:.0f} s",
+                    file=sys.stderr,
+                )
                 pd.DataFrame(rows, columns=COLUMNS).to_csv(csv_path, index=False)
         df = pd.DataFrame(rows, columns=COLUMNS)
     text = table(df)
     if not args.no_markdown:
-        body = "\n".join(["## Reference: scDeepCluster's published recipe, last partition (no labels)", "",
-                          *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
-                          f"- Raw rows: `{csv_path}`", C.commits_line(df.to_dict("records")),
-                          "- k given; mean ± std over seeds.", "", text])
+        body = "\n".join(
+            [
+                "## Reference: scDeepCluster's published recipe, last partition (no labels)",
+                "",
+                *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
+                f"- Raw rows: `{csv_path}`",
+                C.commits_line(df.to_dict("records")),
+                "- k given; mean ± std over seeds.",
+                "",
+                text,
+            ]
+        )
         C.replace_section(args.markdown, section, body)
     print(text)
     return 0

@@ -34,10 +34,9 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
-
-from _tables import aggregate, markdown_table  # noqa: E402
+import _common as C
+import _provenance as P
+from _tables import aggregate, markdown_table
 
 CSV_COLUMNS = [
     "method",
@@ -72,8 +71,9 @@ def run_single(spec: dict, result_path: str) -> None:
     """Child process: one (method, dataset, seed, k-mode) run; writes its result JSON."""
     out: dict = {"status": "ok"}
     try:
-        import sccluster as scc
         from peers import method_class  # sccluster's methods, or a peer such as scvi-tools
+
+        import sccluster as scc
 
         scc.settings.verbosity = 1
 
@@ -299,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_embeddings:
         args.save_embeddings.mkdir(parents=True, exist_ok=True)
     specs = plan_runs(
-        args.methods, files, args.seeds, K_MODES[args.k_mode], params, not args.no_warmup, args.save_embeddings
+        args.methods,
+        files,
+        args.seeds,
+        K_MODES[args.k_mode],
+        params,
+        not args.no_warmup,
+        args.save_embeddings,
     )
     import pandas as pd
 
@@ -335,14 +341,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         df = (
             df.assign(
-                _o=[order[(m, k, d)] for m, k, d in zip(df["method"], df["k_mode"], df["dataset"])],
+                _o=[
+                    order[(m, k, d)]
+                    for m, k, d in zip(df["method"], df["k_mode"], df["dataset"], strict=True)
+                ],
                 _s=pd.to_numeric(df["seed"]),
             )
             .sort_values(["_o", "_s"], kind="stable")
             .drop(columns=["_o", "_s"])
         )
     check_unique(df)
-    df["method"] = [C.variant_label(m, p) for m, p in zip(df["method"], df["params"])]
+    df["method"] = [C.variant_label(m, p) for m, p in zip(df["method"], df["params"], strict=True)]
     table = markdown_table(aggregate(df))
     if not args.no_markdown:
         body = "\n".join(

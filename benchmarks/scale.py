@@ -39,10 +39,9 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
-
-from _tables import scale_ratios, scale_table  # noqa: E402
+import _common as C
+import _provenance as P
+from _tables import scale_ratios, scale_table
 
 LABEL_KEY = "cell_type"
 SCANPY, NOSCALE = "scanpy", "scanpy (no scale)"
@@ -92,6 +91,7 @@ def child_make(spec: dict, result_path: str) -> None:
 def child_method(spec: dict, result_path: str) -> None:
     """read -> prepare -> fit -> write, with a step marker after each."""
     import pandas as pd
+
     import sccluster as scc
     from sccluster.models import get_model_class
 
@@ -152,6 +152,7 @@ def _tiny():
 def child_scanpy(spec: dict, result_path: str) -> None:
     """The standard scanpy pipeline (with or without ``scale``), a step marker after each step."""
     import anndata as ad
+
     import sccluster as scc
 
     seed = spec["seed"]
@@ -263,14 +264,25 @@ def run_pipeline(args, size: int, path: Path, pipeline: str, seed: int, method: 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--methods", "--method", nargs="+", default=["bgformer"], help="sccluster methods ('none' for scanpy only)"
+        "--methods",
+        "--method",
+        nargs="+",
+        default=["bgformer"],
+        help="sccluster methods ('none' for scanpy only)",
     )
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--source", default="pbmc_4k_top2000", help="dataset name in --data-dir")
     p.add_argument(
-        "--seeds", "--seed", nargs="+", type=int, default=[0], help="seeds of the pipelines (one run per seed)"
+        "--seeds",
+        "--seed",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="seeds of the pipelines (one run per seed)",
     )
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the upsampling (the same data for every seed)")
+    p.add_argument(
+        "--data-seed", type=int, default=0, help="seed of the upsampling (the same data for every seed)"
+    )
     p.add_argument(
         "--baseline-seeds",
         nargs="+",
@@ -285,7 +297,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="k_mode",
         help="n_clusters=None (auto, default, like Leiden) or the number of label categories",
     )
-    p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE", help="method hyperparameter")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="METHOD:NAME=VALUE", help="method hyperparameter"
+    )
     p.add_argument("--baseline", choices=["scanpy", "none"], default="scanpy")
     p.add_argument("--no-noscale", action="store_true", help="skip the scanpy pipeline without scale")
     p.add_argument("--data-dir", type=Path, default=None, help="default: sccluster.settings.datasetdir")
@@ -374,14 +388,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plan_runs(
-    sizes: list[int], method_pipelines: list[str], seeds: list[int], baselines: list[str], baseline_seeds: list[int]
+    sizes: list[int],
+    method_pipelines: list[str],
+    seeds: list[int],
+    baselines: list[str],
+    baseline_seeds: list[int],
 ) -> list[tuple[int, int, str]]:
     """``(size, seed, pipeline)`` in run order: by size, then seed; methods before the scanpy baselines."""
     return [
         (size, seed, pipe)
         for size in sizes
         for seed in sorted(set(seeds) | set(baseline_seeds))
-        for pipe in [p for p in method_pipelines if seed in seeds] + [p for p in baselines if seed in baseline_seeds]
+        for pipe in [p for p in method_pipelines if seed in seeds]
+        + [p for p in baselines if seed in baseline_seeds]
     ]
 
 
@@ -420,6 +439,7 @@ def _setting(args, method: str | None) -> dict:
 
 def _same_setting(row: dict, args, method: str | None) -> bool:
     """Whether a resumed row ran with this invocation's method, k mode, parameters and data seed."""
+
     def norm(value) -> str:
         if value is None or value != value:  # missing (NaN) in the CSV
             return ""

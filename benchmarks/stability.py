@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
-import run as R  # noqa: E402
+import _common as C
+import _provenance as P
+import run as R
 
 COLUMNS = ["dataset", "variant", "params", "seed", "n_clusters", "time_s", "labels", "git_commit"]
 
@@ -81,19 +81,31 @@ def from_run_csv(df, method: str, datasets: list[str], seeds: list[int], k_mode:
     R.check_unique(runs)
     has = runs["partition"].notna() if "partition" in runs else pd.Series(False, index=runs.index)
     for _, r in runs[~has].iterrows():
-        print(f"warning: {r['dataset']} seed {r['seed']} ({C.params_label(r['params']) or 'default'}) has no "
-              "partition in the CSV (run by an older run.py); left out", file=sys.stderr)
+        print(
+            f"warning: {r['dataset']} seed {r['seed']} ({C.params_label(r['params']) or 'default'}) has no "
+            "partition in the CSV (run by an older run.py); left out",
+            file=sys.stderr,
+        )
     runs = runs[has]
     if runs.empty:
-        sys.exit(f"error: the CSV holds no finished k-{k_mode} run of {method!r} with its partition for the "
-                 "datasets and seeds named; rerun them with this version of run.py")
+        sys.exit(
+            f"error: the CSV holds no finished k-{k_mode} run of {method!r} with its partition for the "
+            "datasets and seeds named; rerun them with this version of run.py"
+        )
     params = runs["params"].fillna("").astype(str)
-    return pd.DataFrame({
-        "dataset": runs["dataset"], "variant": [C.params_label(p) or "default" for p in params],
-        "params": params, "seed": runs["seed"], "time_s": runs["time_s"],
-        "n_clusters": runs["true_k" if k_mode == "given" else "k_found"],
-        "labels": runs["partition"], "git_commit": runs["git_commit"],
-    }, columns=COLUMNS)
+    return pd.DataFrame(
+        {
+            "dataset": runs["dataset"],
+            "variant": [C.params_label(p) or "default" for p in params],
+            "params": params,
+            "seed": runs["seed"],
+            "time_s": runs["time_s"],
+            "n_clusters": runs["true_k" if k_mode == "given" else "k_found"],
+            "labels": runs["partition"],
+            "git_commit": runs["git_commit"],
+        },
+        columns=COLUMNS,
+    )
 
 
 def agreement_table(df) -> str:
@@ -104,8 +116,10 @@ def agreement_table(df) -> str:
 
     variants = list(dict.fromkeys(df["variant"]))
     datasets = list(dict.fromkeys(df["dataset"]))
-    lines = ["| dataset | " + " | ".join(f"{v}: seed-to-seed ARI" for v in variants) + " |",
-             "|---|" + "---|" * len(variants)]
+    lines = [
+        "| dataset | " + " | ".join(f"{v}: seed-to-seed ARI" for v in variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
     means: dict[str, list[float]] = {}
     for d in datasets:
         cells = []
@@ -134,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--variant", action="append", default=[], metavar="NAME:PARAM=VALUE,...")
-    p.add_argument("--k", choices=["given", "auto"], default="given",
-                   help="n_clusters = the number of label categories (given) or None (auto)")
+    p.add_argument(
+        "--k",
+        choices=["given", "auto"],
+        default="given",
+        help="n_clusters = the number of label categories (given) or None (auto)",
+    )
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--from-csv", type=Path, default=None, help="only render the table of this CSV")
     C.add_output_args(p, "<method>-stability", "docs/benchmarks/experiments.md")
@@ -153,17 +171,34 @@ def main(argv: list[str] | None = None) -> int:
         commit, rows = P.git_commit(), []
         for f, (name, params), seed in itertools.product(files, variants, args.seeds):
             labels, k, secs = fit_labels(args.method, f, params, seed, args.k)
-            rows.append({"dataset": f.stem, "variant": name, "params": json.dumps(params, sort_keys=True),
-                         "seed": seed, "n_clusters": k, "time_s": secs, "labels": C.encode_partition(labels),
-                         "git_commit": commit})
+            rows.append(
+                {
+                    "dataset": f.stem,
+                    "variant": name,
+                    "params": json.dumps(params, sort_keys=True),
+                    "seed": seed,
+                    "n_clusters": k,
+                    "time_s": secs,
+                    "labels": C.encode_partition(labels),
+                    "git_commit": commit,
+                }
+            )
             print(f"{f.stem} {name} seed {seed}: {secs:.0f} s", file=sys.stderr)
             pd.DataFrame(rows, columns=COLUMNS).to_csv(csv_path, index=False)
         df = pd.DataFrame(rows, columns=COLUMNS)
     table = agreement_table(df)
     if not args.no_markdown:
-        body = "\n".join([f"## Seed-to-seed agreement: {args.method}", "",
-                          *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
-                          f"- Raw rows: `{csv_path}`", C.commits_line(df.to_dict("records")), "", table])
+        body = "\n".join(
+            [
+                f"## Seed-to-seed agreement: {args.method}",
+                "",
+                *P.provenance_lines(sys.argv if argv is None else [__file__, *argv]),
+                f"- Raw rows: `{csv_path}`",
+                C.commits_line(df.to_dict("records")),
+                "",
+                table,
+            ]
+        )
         C.replace_section(args.markdown, section, body)
     print(table)
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import variant_label  # noqa: E402
+from _common import variant_label
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CSVS = [RESULTS / "baselines.csv", RESULTS / "bgformer.csv", RESULTS / "siamese.csv"]
@@ -41,7 +41,9 @@ def load_runs(paths: list[Path]) -> pd.DataFrame:
     """The successful runs of the CSVs, with ``variant`` = method plus its non-default parameters."""
     runs = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     runs = runs[runs["status"] == "ok"].copy()
-    runs["variant"] = [variant_label(m, p) for m, p in zip(runs["method"], runs["params"].fillna("{}"))]
+    runs["variant"] = [
+        variant_label(m, p) for m, p in zip(runs["method"], runs["params"].fillna("{}"), strict=True)
+    ]
     for col in ["seed", "true_k", "k_found", "ari", "nmi", "time_s"]:
         runs[col] = pd.to_numeric(runs[col], errors="coerce")
     return runs
@@ -93,7 +95,11 @@ def per_dataset_markdown(runs: pd.DataFrame, k_mode: str) -> str:
         cells = [dataset, *(f"{v:.3f}" for v in r), *(f"{r[c] - r[bar]:+.3f}" for c in deep_cols)]
         lines.append("| " + " | ".join(cells) + " |")
     mean = table.mean()
-    cells = ["**mean**", *(f"**{v:.3f}**" for v in mean), *(f"**{mean[c] - mean[bar]:+.3f}**" for c in deep_cols)]
+    cells = [
+        "**mean**",
+        *(f"**{v:.3f}**" for v in mean),
+        *(f"**{mean[c] - mean[bar]:+.3f}**" for c in deep_cols),
+    ]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -122,7 +128,11 @@ def user_table(runs: pd.DataFrame, timing: pd.DataFrame | None, scale: pd.DataFr
         cells.append("–" if r is None else f"{r['k_off']:.1f}")
         small = pd.DataFrame() if timing is None else timing[timing["variant"] == auto]
         cells += _time_mem(small)
-        big = pd.DataFrame() if scale is None else scale[(scale["pipeline"] == pipeline) & (scale["n_cells"] == 1_000_000)]
+        big = (
+            pd.DataFrame()
+            if scale is None
+            else scale[(scale["pipeline"] == pipeline) & (scale["n_cells"] == 1_000_000)]
+        )
         cells += _time_mem(big) if len(big) else ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

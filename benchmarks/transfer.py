@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _provenance as P  # noqa: E402
+import _common as C
+import _provenance as P
 
 PAGE = "docs/benchmarks/transfer.md"
 RESULTS = C.REPO_ROOT / "benchmarks" / "results"
@@ -101,7 +101,7 @@ def scores(truth: np.ndarray, labels: np.ndarray, predicted: np.ndarray, confide
         "pct_unknown": float(100 * np.mean(labels == "unknown")),
         "ece": ece(confidence, predicted == truth),
         "accuracy_predicted": float(np.mean(predicted == truth)),
-        "f1_by_type": json.dumps({str(t): round(float(f), 4) for t, f in zip(types, per_type)}),
+        "f1_by_type": json.dumps({str(t): round(float(f), 4) for t, f in zip(types, per_type, strict=True)}),
     }
 
 
@@ -180,7 +180,9 @@ def classify_one(dataset: str, method: str, representation: str, seed: int, data
     else:
         lt = LabelTransfer("cell_type", method=method, batch_key=keep[0] if keep else None,
                            representation=representation, random_state=seed)  # fmt: skip
-        model = lt._new_model(len(np.unique(labels)), seed)  # k = the number of types, as the paper's protocol
+        model = lt._new_model(
+            len(np.unique(labels)), seed
+        )  # k = the number of types, as the paper's protocol
         emb = np.asarray(model.fit(data).embedding_, dtype=np.float32)  # no labels
         for train, test in splits:
             clf = CalibratedClassifier.fit(emb[train], labels[train], seed=seed)
@@ -222,7 +224,9 @@ def transfer_one(pair: tuple, method: str, representation: str, seed: int, data_
     return row, truth, (novelty if novelty is not None else np.zeros(len(truth))), out
 
 
-def novelty_one(pair: tuple, held_out: str, method: str, representation: str, seed: int, data_dir: Path) -> dict:
+def novelty_one(
+    pair: tuple, held_out: str, method: str, representation: str, seed: int, data_dir: Path
+) -> dict:
     from sklearn.metrics import roc_auc_score
 
     row, truth, novelty, out = transfer_one(pair, method, representation, seed, data_dir, drop_type=held_out)
@@ -253,9 +257,13 @@ def run_task(task: str, args) -> None:
     if task == "classify":
         for seed in args.seeds:
             for ds in args.datasets or CLASSIFY_DATASETS:
-                jobs += [dict(dataset=ds, method=m, representation=r, seed=seed) for m, r in embeddings]
+                jobs += [
+                    {"dataset": ds, "method": m, "representation": r, "seed": seed} for m, r in embeddings
+                ]
                 if "celltypist-recipe" in args.methods and seed == args.seeds[0]:  # deterministic: once
-                    jobs.append(dict(dataset=ds, method="celltypist-recipe", representation="", seed=seed))
+                    jobs.append(
+                        {"dataset": ds, "method": "celltypist-recipe", "representation": "", "seed": seed}
+                    )
     else:
         all_pairs = pairs(args.data_dir)
         chosen = {k: v for k, v in all_pairs.items() if task == "transfer" or k.startswith("kang")}
@@ -264,11 +272,14 @@ def run_task(task: str, args) -> None:
                 types = sorted(set(load(pair[0], args.data_dir).obs["cell_type"].astype(str)))
                 for m, r in embeddings:
                     if task == "transfer":
-                        jobs.append(dict(pair=name, method=m, representation=r, seed=seed))
+                        jobs.append({"pair": name, "method": m, "representation": r, "seed": seed})
                     else:
-                        jobs += [dict(pair=name, held_out=t, method=m, representation=r, seed=seed) for t in types]
+                        jobs += [
+                            {"pair": name, "held_out": t, "method": m, "representation": r, "seed": seed}
+                            for t in types
+                        ]
                 if task == "transfer":
-                    jobs += [dict(pair=name, method=b, representation="", seed=seed) for b in BASELINES
+                    jobs += [{"pair": name, "method": b, "representation": "", "seed": seed} for b in BASELINES
                              if b in args.methods and (b == "knn-pca" or seed == args.seeds[0])]  # fmt: skip
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS[task], extrasaction="ignore")
@@ -278,7 +289,9 @@ def run_task(task: str, args) -> None:
             if tuple(str(job[k]) for k in keys) in done:
                 continue
             if task == "classify":
-                row = classify_one(job["dataset"], job["method"], job["representation"], job["seed"], args.data_dir)
+                row = classify_one(
+                    job["dataset"], job["method"], job["representation"], job["seed"], args.data_dir
+                )
             elif task == "transfer":
                 row = transfer_one(all_pairs[job["pair"]], job["method"], job["representation"], job["seed"],
                                    args.data_dir)[0]  # fmt: skip
@@ -294,7 +307,11 @@ def run_task(task: str, args) -> None:
 # --------------------------------------------------------------------------- report
 def _variant(row) -> str:
     rep = row["representation"]
-    return row["method"] if not isinstance(rep, str) or not rep or rep == "encoder" else f"{row['method']} ({rep})"
+    return (
+        row["method"]
+        if not isinstance(rep, str) or not rep or rep == "encoder"
+        else f"{row['method']} ({rep})"
+    )
 
 
 def report(args) -> str:
@@ -329,8 +346,13 @@ def report(args) -> str:
             lines.append(f"| {variant} | {g['accuracy'].mean():.3f} | {g['macro_f1'].mean():.3f} | "
                          f"{g['pct_unknown'].mean():.1f} | {g['ece'].mean():.3f} | {g['accuracy_predicted'].mean():.3f} "
                          f"| {seeds} |")  # fmt: skip
-        lines += ["", "Per pair (macro-F1, mean ± std over seeds):", "",
-                  "| method | " + " | ".join(df["pair"].unique()) + " |", "|---|" + "---|" * df["pair"].nunique()]
+        lines += [
+            "",
+            "Per pair (macro-F1, mean ± std over seeds):",
+            "",
+            "| method | " + " | ".join(df["pair"].unique()) + " |",
+            "|---|" + "---|" * df["pair"].nunique(),
+        ]
         for variant, g in df.groupby("variant", sort=False):
             lines.append(f"| {variant} | " + " | ".join(C.fmt_mean_std(g[g["pair"] == p]["macro_f1"])
                                                        for p in df["pair"].unique()) + " |")  # fmt: skip
@@ -347,10 +369,18 @@ def report(args) -> str:
             lines.append(f"| {variant} | {pair} | {g['held_out'].nunique()} | {C.fmt_mean_std(per_seed['auroc'])} | "
                          f"{C.fmt_mean_std(per_seed['unknown_held_out'])} | {C.fmt_mean_std(per_seed['unknown_others'])} "
                          f"| {g['seed'].nunique()} |")  # fmt: skip
-        lines += ["", "AUROC per held-out type (mean over seeds):", "", "| method | pair | " + "type: AUROC |", "|---|---|---|"]
+        lines += [
+            "",
+            "AUROC per held-out type (mean over seeds):",
+            "",
+            "| method | pair | " + "type: AUROC |",
+            "|---|---|---|",
+        ]
         for (variant, pair), g in df.groupby(["variant", "pair"], sort=False):
             per = g.groupby("held_out")["auroc"].mean()
-            lines.append(f"| {variant} | {pair} | " + ", ".join(f"{t} {v:.2f}" for t, v in per.items()) + " |")
+            lines.append(
+                f"| {variant} | {pair} | " + ", ".join(f"{t} {v:.2f}" for t, v in per.items()) + " |"
+            )
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
@@ -371,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         run_task(args.task, args)
         return 0
     body = "\n".join(P.provenance_lines(sys.argv)) + "\n\n" + report(args)
-    C.replace_section(args.markdown, "transfer-results", body, intro="# Classification, label transfer and novelty\n")
+    C.replace_section(
+        args.markdown, "transfer-results", body, intro="# Classification, label transfer and novelty\n"
+    )
     print(body)
     return 0
 

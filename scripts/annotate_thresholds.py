@@ -26,9 +26,15 @@ N_MARKED, N_CLUSTERS, SET_SIZE = 6, 8, 8
 
 rows = []
 for fc, seed in itertools.product(FOLD_CHANGES, SEEDS):
-    adata = scc.datasets.synthetic(n_cells=2000, n_genes=2000, n_clusters=N_CLUSTERS, n_markers=20,
-                                   fold_change=fc, proportions=[0.3, 0.2, 0.15, 0.1, 0.1, 0.08, 0.05, 0.02],
-                                   random_state=seed)
+    adata = scc.datasets.synthetic(
+        n_cells=2000,
+        n_genes=2000,
+        n_clusters=N_CLUSTERS,
+        n_markers=20,
+        fold_change=fc,
+        proportions=[0.3, 0.2, 0.15, 0.1, 0.1, 0.08, 0.05, 0.02],
+        random_state=seed,
+    )
     scc.pp.prepare(adata)
     adata.obs["cluster"] = adata.obs["cell_type"].astype(str)
     rng = np.random.default_rng(100 + seed)
@@ -36,8 +42,15 @@ for fc, seed in itertools.product(FOLD_CHANGES, SEEDS):
     decoys = rng.choice(np.arange(N_CLUSTERS * 20, 2000), size=(2, SET_SIZE), replace=False)
     sets.update({f"decoy_{d}": [f"gene_{g}" for g in decoys[d]] for d in range(2)})
     for alpha, min_score in itertools.product(ALPHAS, MIN_SCORES):
-        table = scc.tl.annotate(adata, sets, groupby="cluster", key_added="ann", alpha=alpha, min_score=min_score,
-                                random_state=seed)
+        table = scc.tl.annotate(
+            adata,
+            sets,
+            groupby="cluster",
+            key_added="ann",
+            alpha=alpha,
+            min_score=min_score,
+            random_state=seed,
+        )
         call = dict(zip(table["cluster"], table["cell_type"], strict=True))
         marked = [f"type_{k}" for k in range(N_MARKED)]
         unmarked = [f"type_{k}" for k in range(N_MARKED, N_CLUSTERS)]
@@ -50,10 +63,18 @@ for fc, seed in itertools.product(FOLD_CHANGES, SEEDS):
         })  # fmt: skip
 
 res = pd.DataFrame(rows)
-summary = res.groupby(["fc", "alpha", "min_score"]).agg(
-    correct=("correct", "mean"), false_calls=("false_calls", "sum"), unmarked_called=("unmarked_called", "sum"),
-    decoy_called=("decoy_called", "sum"),
-).reset_index()
-print(f"{len(SEEDS)} seeds; false_calls / unmarked_called / decoy_called are totals over the seeds "
-      f"({N_CLUSTERS * len(SEEDS)} clusters per row)")
+summary = (
+    res.groupby(["fc", "alpha", "min_score"])
+    .agg(
+        correct=("correct", "mean"),
+        false_calls=("false_calls", "sum"),
+        unmarked_called=("unmarked_called", "sum"),
+        decoy_called=("decoy_called", "sum"),
+    )
+    .reset_index()
+)
+print(
+    f"{len(SEEDS)} seeds; false_calls / unmarked_called / decoy_called are totals over the seeds "
+    f"({N_CLUSTERS * len(SEEDS)} clusters per row)"
+)
 print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

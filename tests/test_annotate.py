@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,17 +31,40 @@ SETS = {  # 6 of the 20 planted markers of clusters 0-3, plus a gene the data la
     "delta cell": [f"Mk3g{i}" for i in range(6)],
 }
 EXPECTED = {"0": "alpha cell", "1": "beta cell", "2": "gamma cell", "3": "delta cell", "4": "unassigned"}
-TABLE_COLUMNS = ["cluster", "n_cells", "cell_type", "best_match", "score", "z", "pval", "pval_adj", "runner_up",
-                 "runner_up_score", "margin", "n_markers", "n_found", "markers_found", "markers_missing"]
+TABLE_COLUMNS = [
+    "cluster",
+    "n_cells",
+    "cell_type",
+    "best_match",
+    "score",
+    "z",
+    "pval",
+    "pval_adj",
+    "runner_up",
+    "runner_up_score",
+    "margin",
+    "n_markers",
+    "n_found",
+    "markers_found",
+    "markers_missing",
+]
 
 
 def _planted(prepare: bool = True):
-    adata = scc.datasets.synthetic(n_cells=800, n_genes=300, n_clusters=N_PLANTED, n_markers=20, fold_change=4.0,
-                                   proportions=[0.3, 0.25, 0.2, 0.15, 0.1], random_state=3)
+    adata = scc.datasets.synthetic(
+        n_cells=800,
+        n_genes=300,
+        n_clusters=N_PLANTED,
+        n_markers=20,
+        fold_change=4.0,
+        proportions=[0.3, 0.25, 0.2, 0.15, 0.1],
+        random_state=3,
+    )
     names = [f"Mk{j // 20}g{j % 20}" if j < 20 * N_PLANTED else f"Gene{j}" for j in range(adata.n_vars)]
     adata.var_names = names
-    adata.obs["cluster"] = pd.Categorical(adata.obs["cell_type"].str.replace("type_", ""),
-                                          categories=[str(k) for k in range(N_PLANTED)])
+    adata.obs["cluster"] = pd.Categorical(
+        adata.obs["cell_type"].str.replace("type_", ""), categories=[str(k) for k in range(N_PLANTED)]
+    )
     del adata.obs["cell_type"]  # annotation never reads labels: the planted truth is only in EXPECTED
     if prepare:
         scc.pp.prepare(adata)
@@ -92,7 +116,9 @@ def test_annotate_names_each_planted_cluster(planted, caplog):
     assert list(table.columns) == TABLE_COLUMNS
     assert dict(zip(table["cluster"], table["cell_type"], strict=True)) == EXPECTED
     named = table[table["cell_type"] != "unassigned"]
-    assert (named["pval_adj"] <= 0.05).all() and (named["score"] > 0.5).all() and (named["margin"] > 0.5).all()
+    assert (
+        (named["pval_adj"] <= 0.05).all() and (named["score"] > 0.5).all() and (named["margin"] > 0.5).all()
+    )
     assert (named["cell_type"] == named["best_match"]).all()
     assert table.loc[table["cluster"] == "4", "pval_adj"].item() > 0.05
     # the per-cluster table is stored, the per-cell names and scores written, nothing else changed
@@ -151,8 +177,14 @@ def _write_formats(tmp_path) -> dict:
     files["json"] = tmp_path / "m.json"
     files["json"].write_text(json.dumps(SETS))
     files["json_nested"] = tmp_path / "m3.json"
-    files["json_nested"].write_text(json.dumps({"references": ["x"], "cell_types": {
-        t: {"cell_ontology_id": "CL:0", "markers": g} for t, g in SETS.items()}}))
+    files["json_nested"].write_text(
+        json.dumps(
+            {
+                "references": ["x"],
+                "cell_types": {t: {"cell_ontology_id": "CL:0", "markers": g} for t, g in SETS.items()},
+            }
+        )
+    )
     return files
 
 
@@ -230,7 +262,10 @@ def test_bad_marker_files(tmp_path, name, text, message):
 
 def test_raw_counts_are_refused_with_the_remedy():
     raw = _planted(prepare=False)
-    for call in (lambda: scc.tl.annotate(raw, SETS, groupby="cluster"), lambda: scc.tl.markers(raw, groupby="cluster")):
+    for call in (
+        lambda: scc.tl.annotate(raw, SETS, groupby="cluster"),
+        lambda: scc.tl.markers(raw, groupby="cluster"),
+    ):
         with pytest.raises(InputError, match=r"raw counts .* run scc.pp.prepare"):
             call()
     assert "cell_type" not in raw.obs and not raw.uns
@@ -260,9 +295,20 @@ def test_bh_adjust_matches_scipy():
 def test_markers_tidy_table_names_each_planted_clusters_genes(planted, tmp_path):
     before = _snapshot(planted)
     table = scc.tl.markers(planted, groupby="cluster", n_genes=5, max_cells_per_group=100)
-    assert list(table.columns) == ["group", "rank", "gene", "score", "logfoldchange", "pval", "pval_adj",
-                                   "frac_in", "frac_out"]
-    assert len(table) == 5 * N_PLANTED and list(table["group"].cat.categories) == [str(k) for k in range(N_PLANTED)]
+    assert list(table.columns) == [
+        "group",
+        "rank",
+        "gene",
+        "score",
+        "logfoldchange",
+        "pval",
+        "pval_adj",
+        "frac_in",
+        "frac_out",
+    ]
+    assert len(table) == 5 * N_PLANTED and list(table["group"].cat.categories) == [
+        str(k) for k in range(N_PLANTED)
+    ]
     for k in range(N_PLANTED):
         top = table[(table["group"] == str(k)) & (table["rank"] == 1)].iloc[0]
         assert top["gene"].startswith(f"Mk{k}g"), top["gene"]
@@ -285,8 +331,12 @@ def test_markers_subsample_is_seeded_and_bounded(planted):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"groupby": "nope"}, "no column 'nope'"), ({"n_genes": 0}, "n_genes"), ({"method": "logreg"}, "method must be"),
-     ({"max_cells_per_group": 1}, "max_cells_per_group")],
+    [
+        ({"groupby": "nope"}, "no column 'nope'"),
+        ({"n_genes": 0}, "n_genes"),
+        ({"method": "logreg"}, "method must be"),
+        ({"max_cells_per_group": 1}, "max_cells_per_group"),
+    ],
 )
 def test_markers_bad_arguments(planted, kwargs, message):
     with pytest.raises(InputError, match=message):
@@ -298,7 +348,7 @@ def test_shipped_marker_sets_load_with_their_references():
     sets = scc.tl.marker_sets()
     assert sets["name"].tolist() == ["human_pancreas", "human_pbmc", "mouse_pancreas", "mouse_pbmc"]
     for _, row in sets.iterrows():
-        doc = json.loads(open(row["path"], encoding="utf-8").read())
+        doc = json.loads(Path(row["path"]).read_text(encoding="utf-8"))
         assert doc["name"] == row["name"] and doc["species"] in row["name"]
         assert len(doc["references"]) >= 2 and all("(20" in r or "Satija" in r for r in doc["references"])
         markers = scc.tl.read_markers(row["name"])
@@ -349,8 +399,14 @@ def test_report_shows_the_annotation_table(planted, tmp_path):
 
 # --------------------------------------------------------------------------- CLI
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sccluster", *args], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ), check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "sccluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+        check=False,
+    )
 
 
 def _md5(path) -> str:
@@ -384,8 +440,18 @@ def test_cli_annotate(planted_file, tmp_path):
     digest = _md5(planted_file)
     markers = _write_formats(tmp_path)["gmt"]
     out = tmp_path / "out.h5ad"
-    proc = _cli("annotate", str(planted_file), "-o", str(out), "--markers", str(markers), "--groupby", "cluster",
-                "--key-added", "ann")
+    proc = _cli(
+        "annotate",
+        str(planted_file),
+        "-o",
+        str(out),
+        "--markers",
+        str(markers),
+        "--groupby",
+        "cluster",
+        "--key-added",
+        "ann",
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["cluster", "cells", "type"] and "runner-up" in lines[0]
@@ -397,22 +463,32 @@ def test_cli_annotate(planted_file, tmp_path):
     assert result.obs["ann"].astype(str).tolist() == result.obs["cluster"].map(EXPECTED).astype(str).tolist()
     assert "ann" in result.uns and "ann_score" in result.obs
     assert _md5(planted_file) == digest
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.h5ad", "out.h5ad", *[p.name for p in
-                                                                 _write_formats(tmp_path).values()]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.h5ad", "out.h5ad", *[p.name for p in _write_formats(tmp_path).values()]]
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["annotate", "{src}", "-o", "{tmp}/out.h5ad", "--markers", "human_pbmc", "--groupby", "cluster"],
-         "error: none of the 68 marker genes of shipped set 'human_pbmc'"),
-        (["annotate", "{src}", "-o", "{tmp}/out.h5ad", "--markers", "nope.gmt", "--groupby", "cluster"],
-         "error: markers 'nope.gmt' is neither a file nor a shipped marker set"),
-        (["annotate", "{src}", "-o", "{tmp}/out.h5ad", "--markers", "human_pbmc"],
-         "error: --groupby 'sccluster' is not a column of obs"),
+        (
+            ["annotate", "{src}", "-o", "{tmp}/out.h5ad", "--markers", "human_pbmc", "--groupby", "cluster"],
+            "error: none of the 68 marker genes of shipped set 'human_pbmc'",
+        ),
+        (
+            ["annotate", "{src}", "-o", "{tmp}/out.h5ad", "--markers", "nope.gmt", "--groupby", "cluster"],
+            "error: markers 'nope.gmt' is neither a file nor a shipped marker set",
+        ),
+        (
+            ["annotate", "{src}", "-o", "{tmp}/out.h5ad", "--markers", "human_pbmc"],
+            "error: --groupby 'sccluster' is not a column of obs",
+        ),
         (["annotate", "{src}", "-o", "{tmp}/out.csv", "--markers", "human_pbmc"], "must end in .h5ad"),
         (["annotate", "{src}", "-o", "{src}", "--markers", "human_pbmc"], "is the input file"),
-        (["markers", "{src}", "--groupby", "nope", "-o", "{tmp}/m.csv"], "error: --groupby 'nope' is not a column"),
+        (
+            ["markers", "{src}", "--groupby", "nope", "-o", "{tmp}/m.csv"],
+            "error: --groupby 'nope' is not a column",
+        ),
         (["markers", "{src}", "--groupby", "cluster", "-o", "{tmp}/m.txt"], "must end in .csv"),
     ],
 )

@@ -34,7 +34,11 @@ def test_weights_sum_to_one_over_anchors(attn):
 @pytest.mark.parametrize("module", ["attention", "block"])
 def test_cell_output_independent_of_batch_mates(module):
     torch.manual_seed(1)
-    mod = AnchorAttention(16, 5, n_heads=4, dropout=0.5) if module == "attention" else AnchorBlock(16, 5, dropout=0.5)
+    mod = (
+        AnchorAttention(16, 5, n_heads=4, dropout=0.5)
+        if module == "attention"
+        else AnchorBlock(16, 5, dropout=0.5)
+    )
     mod.eval()
     x = torch.randn(10, 16)
     full = mod(x)

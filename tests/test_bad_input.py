@@ -27,7 +27,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "default"}  # warnings must not turn into extra lines
     return subprocess.run(
         [sys.executable, "-m", "sccluster", *args],
-        capture_output=True, text=True, timeout=300, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
     )
 
 
@@ -183,7 +187,9 @@ def outcomes(small, tmp_path_factory):
         return {case: (fut.result(), *setups[case][1:], before[case]) for case, fut in futures.items()}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_ROOT_SKIP) if c == "no_permission" else c for c in _CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=_ROOT_SKIP) if c == "no_permission" else c for c in _CASES]
+)
 def test_bad_input_gives_one_error_line(case, outcomes):
     result, inp, out, expected, before = outcomes[case]
     _assert_clean_failure(result, inp, before, out)

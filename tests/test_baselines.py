@@ -12,7 +12,6 @@ from sccluster import InputError
 from sccluster.models import KMeansBaseline, LeidenBaseline, choose_resolution, get_model_class
 
 
-
 def _truth(adata):
     return adata.obs["cell_type"].to_numpy()
 

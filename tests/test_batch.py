@@ -30,13 +30,28 @@ from sccluster.models._leiden import knn_graph as leiden_graph
 
 # the small test network of test_bgformer.py, with more pretraining: the batch effect makes the planted
 # types harder to reconstruct (at 300 steps one dataset of three was still mixed after pretraining)
-SMALL = dict(
-    n_anchors=16, n_layers=2, n_heads=2, d_model=64, n_latent=16, batch_size=128, lr=3e-3,
-    pretrain_steps=500, cluster_steps=60, device="cpu",
-)
+SMALL = {
+    "n_anchors": 16,
+    "n_layers": 2,
+    "n_heads": 2,
+    "d_model": 64,
+    "n_latent": 16,
+    "batch_size": 128,
+    "lr": 3e-3,
+    "pretrain_steps": 500,
+    "cluster_steps": 60,
+    "device": "cpu",
+}
 TINY = {**SMALL, "pretrain_steps": 5, "cluster_steps": 2}
 # test_siamese.py's fast SiameseClu
-SIAMESE = {"pretrain_steps": 60, "cluster_steps": 40, "batch_size": 128, "n_hidden": 64, "n_pcs": 20, "device": "cpu"}
+SIAMESE = {
+    "pretrain_steps": 60,
+    "cluster_steps": 40,
+    "batch_size": 128,
+    "n_hidden": 64,
+    "n_pcs": 20,
+    "device": "cpu",
+}
 SIAMESE_TINY = {**SIAMESE, "pretrain_steps": 5, "cluster_steps": 2}
 
 
@@ -87,7 +102,9 @@ def test_synthetic_batches_and_defaults_unchanged():
     # the batches come from a stream of their own: same types, and only the counts' means change
     np.testing.assert_array_equal(_codes(batched, "cell_type"), _codes(plain, "cell_type"))
     assert batched.obs["batch"].value_counts().tolist() == [100, 100, 100]
-    assert pd.crosstab(batched.obs["cell_type"], batched.obs["batch"]).to_numpy().min() > 20  # types in all batches
+    assert (
+        pd.crosstab(batched.obs["cell_type"], batched.obs["batch"]).to_numpy().min() > 20
+    )  # types in all batches
     none = synthetic(n_cells=300, n_genes=100, n_clusters=3, n_batches=2, batch_shift=0.0, random_state=1)
     assert (none.X != plain.X).nnz == 0  # no shift: the same counts
     with pytest.raises(ValueError, match="n_batches"):
@@ -97,7 +114,9 @@ def test_synthetic_batches_and_defaults_unchanged():
 # --------------------------------------------------------------------------- validation
 @pytest.fixture
 def small():
-    adata = synthetic(n_cells=60, n_genes=40, n_clusters=2, n_markers=5, n_batches=2, batch_shift=1.0, random_state=0)
+    adata = synthetic(
+        n_cells=60, n_genes=40, n_clusters=2, n_markers=5, n_batches=2, batch_shift=1.0, random_state=0
+    )
     adata.obs["donor"] = adata.obs["batch"].astype(str).to_numpy()
     return adata
 
@@ -110,13 +129,33 @@ def _set(adata, values):
 @pytest.mark.parametrize(
     ("edit", "key", "match"),
     [
-        (lambda a: a, "nope", r"batch_key 'nope' is not a column of obs; available obs columns: 'cell_type', 'batch'"),
+        (
+            lambda a: a,
+            "nope",
+            r"batch_key 'nope' is not a column of obs; available obs columns: 'cell_type', 'batch'",
+        ),
         (lambda a: a, 3, "must be the name of an obs column"),
         (lambda a: _set(a, np.full(a.n_obs, np.nan)), "donor", r"has no values \(all 60 missing\)"),
-        (lambda a: _set(a, [None, None, None] + ["d1"] * 57), "donor", r"missing for 3 of 60 cells; fill them in"),
-        (lambda a: _set(a, ["d0"] + ["d1"] * 59), "donor", r"batch 'd0' of obs\['donor'\] has 1 cell, but every batch needs at least 2"),
-        (lambda a: _set(a, ["a", "b"] + ["d1"] * 58), "donor", r"batch 'a' .* has 1 cell \(and 1 more batches\)"),
-        (lambda a: _set(a, [f"c{i}" for i in range(60)]), "donor", r"60 distinct values for 60 cells, so it names cells"),
+        (
+            lambda a: _set(a, [None, None, None] + ["d1"] * 57),
+            "donor",
+            r"missing for 3 of 60 cells; fill them in",
+        ),
+        (
+            lambda a: _set(a, ["d0"] + ["d1"] * 59),
+            "donor",
+            r"batch 'd0' of obs\['donor'\] has 1 cell, but every batch needs at least 2",
+        ),
+        (
+            lambda a: _set(a, ["a", "b"] + ["d1"] * 58),
+            "donor",
+            r"batch 'a' .* has 1 cell \(and 1 more batches\)",
+        ),
+        (
+            lambda a: _set(a, [f"c{i}" for i in range(60)]),
+            "donor",
+            r"60 distinct values for 60 cells, so it names cells",
+        ),
     ],
 )
 def test_bad_batches_are_one_line_input_errors(small, edit, key, match):
@@ -133,8 +172,12 @@ def test_bad_batches_are_one_line_input_errors(small, edit, key, match):
 
 def test_more_batches_than_cells_is_an_input_error():
     adata = synthetic(n_cells=4, n_genes=20, n_clusters=2, n_markers=5, random_state=0)
-    adata.obs["donor"] = pd.Categorical(["a", "b", "c", "d"], categories=[f"d{i}" for i in range(9)] + list("abcd"))
-    with pytest.raises(InputError, match="4 distinct values for 4 cells") as err:  # unused categories are dropped
+    adata.obs["donor"] = pd.Categorical(
+        ["a", "b", "c", "d"], categories=[f"d{i}" for i in range(9)] + list("abcd")
+    )
+    with pytest.raises(
+        InputError, match="4 distinct values for 4 cells"
+    ) as err:  # unused categories are dropped
         read_batches(adata, "donor")
     assert "\n" not in str(err.value)
 
@@ -207,11 +250,15 @@ def test_with_batch_key_clusters_are_the_types_and_mix_batches(with_key, data):
     train, _ = data
     assert with_key.n_clusters_ == 4  # k estimated: the 4 types, not types x batches
     assert ari(_codes(train, "cell_type"), with_key.labels_) >= 0.9
-    assert _batch_shares(with_key.labels_, _codes(train, "batch")).max() < 0.7  # every cluster mixes the batches
+    assert (
+        _batch_shares(with_key.labels_, _codes(train, "batch")).max() < 0.7
+    )  # every cluster mixes the batches
     assert with_key.batches_ == ["batch_0", "batch_1"]
     assert with_key.net_.decoder.n_batches == 2 and with_key.scaler_.batch_mean.shape == (2, 200)
     # training cells predicted again are scaled with their batch's training statistics: same embedding
-    np.testing.assert_allclose(with_key.transform(train[:40].copy()), with_key.embedding_[:40], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        with_key.transform(train[:40].copy()), with_key.embedding_[:40], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_unseen_batch_at_predict_embeds_and_warns(with_key, data, caplog):
@@ -280,14 +327,21 @@ def test_without_batch_key_training_is_unchanged():
         pretrain_steps=20, cluster_steps=5, device="cpu",
     ).fit(adata)  # fmt: skip
     assert not any("batch" in name for name in model.net_.state_dict())
-    assert model.net_.decoder.hidden[0].weight.shape == (32, 8) and model.net_.decoder.mean.weight.shape == (60, 32)
+    assert model.net_.decoder.hidden[0].weight.shape == (32, 8) and model.net_.decoder.mean.weight.shape == (
+        60,
+        32,
+    )
     assert model.scaler_.batch_mean is None and model.batches_ is None
     expected_embedding = [
         [-0.242242, -0.734548, -0.451136, -0.46005, 0.081532, 0.503133, -1.062554, 2.365864],
         [0.070402, -0.965426, -0.179951, -0.981768, 1.061913, 0.348665, -1.194871, 1.841037],
     ]
     np.testing.assert_allclose(model.embedding_[:2], expected_embedding, atol=1e-3)
-    expected_q = [[0.242356, 0.280361, 0.477282], [0.521074, 0.233504, 0.245422], [0.459178, 0.352172, 0.188649]]
+    expected_q = [
+        [0.242356, 0.280361, 0.477282],
+        [0.521074, 0.233504, 0.245422],
+        [0.459178, 0.352172, 0.188649],
+    ]
     np.testing.assert_allclose(model.soft_assignments_[:3], expected_q, atol=1e-3)
     assert np.bincount(model.labels_).tolist() == [102, 95, 43]
     assert model.labels_[:20].tolist() == [2, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 2, 0, 1, 0, 0, 1, 0, 1]
@@ -306,7 +360,9 @@ def test_tl_cluster_records_batches(data):
 
 
 def test_tl_cluster_kmeans_has_no_batch_correction_and_says_so(data):
-    with pytest.raises(InputError, match="method 'kmeans' does not take batch_key .*'bgformer', 'leiden', 'siamese'") as err:
+    with pytest.raises(
+        InputError, match="method 'kmeans' does not take batch_key .*'bgformer', 'leiden', 'siamese'"
+    ) as err:
         scc.tl.cluster(data[0].copy(), method="kmeans", batch_key="batch")
     assert "\n" not in str(err.value)
 
@@ -316,7 +372,9 @@ def test_tl_cluster_records_batches_for_siamese_and_leiden(data, method, params)
     adata = data[0].copy()
     scc.tl.cluster(adata, method=method, n_clusters=4, batch_key="batch", **params)
     info = adata.uns["sccluster"]
-    assert info["method"] == method and info["batch_key"] == "batch" and info["params"]["batch_key"] == "batch"
+    assert (
+        info["method"] == method and info["batch_key"] == "batch" and info["params"]["batch_key"] == "batch"
+    )
     assert info["n_batches"] == 2 and info["batch_sizes"].tolist() == [300, 300]
     assert 0 <= info["n_single_batch_clusters"] <= info["n_clusters"]
 
@@ -360,7 +418,10 @@ def test_cli_batch_key_end_to_end(batched_file, tmp_path):
     [
         (["--batch-key", "nope"], "--batch-key 'nope' is not a column of obs"),
         (["--batch-key", "empty"], "obs['empty'] has no values"),
-        (["--batch-key", "batch", "--method", "kmeans"], "--method kmeans does not take --batch-key (it has no batch correction)"),
+        (
+            ["--batch-key", "batch", "--method", "kmeans"],
+            "--method kmeans does not take --batch-key (it has no batch correction)",
+        ),
         (["--batch-key", "batch", "--key-added", "batch"], "--batch-key and --key-added are both 'batch'"),
         (["--param", "batch_key=batch"], "set batch_key with --batch-key"),
     ],
@@ -381,7 +442,11 @@ def test_balanced_neighbors_take_the_nearest_cells_of_every_batch():
     x = rng.normal(size=(len(codes), 6)).astype(np.float32) + 6.0 * codes[:, None]  # batches far apart
     assert graph.per_batch_neighbors(15, np.bincount(codes)).tolist() == [5, 5, 3]
     idx, dist = graph.BalancedNeighborIndex(x, codes, 15).self_neighbors()
-    assert idx.shape == (134, 13) and np.all(np.diff(dist, axis=1) >= 0) and not (idx == np.arange(134)[:, None]).any()
+    assert (
+        idx.shape == (134, 13)
+        and np.all(np.diff(dist, axis=1) >= 0)
+        and not (idx == np.arange(134)[:, None]).any()
+    )
     d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d2, np.inf)
     for i in (0, 60, 132):  # brute force: the 5, 5 and 3 nearest cells of each batch
@@ -395,13 +460,19 @@ def test_balanced_neighbors_take_the_nearest_cells_of_every_batch():
         assert set(codes[adj[i].indices]) == {0, 1, 2}
     np.testing.assert_allclose(sigma, dist[:, -1])
     plain, _ = graph.knn_graph(x, 15)
-    assert max(len(set(codes[plain[i].indices])) for i in range(50)) == 1  # without batches: its own batch only
+    assert (
+        max(len(set(codes[plain[i].indices])) for i in range(50)) == 1
+    )  # without batches: its own batch only
     conn = leiden_graph(x, 0, 16, batch_codes=codes).obsp["connectivities"]  # Leiden's graph, the same rule
     assert all(set(codes[conn[i].indices]) == {0, 1, 2} for i in range(len(codes)))
-    one, _ = graph.knn_graph(x, 15, batch_codes=np.zeros(len(codes), dtype=np.int64))  # one batch: the plain graph
+    one, _ = graph.knn_graph(
+        x, 15, batch_codes=np.zeros(len(codes), dtype=np.int64)
+    )  # one batch: the plain graph
     assert (one != plain).nnz == 0
     q_idx, q_dist = graph.BalancedNeighborIndex(x, codes, 15).query(x[:3] + 0.01)  # new points: the same rule
-    assert q_idx.shape == (3, 13) and all(np.bincount(codes[row], minlength=3).tolist() == [5, 5, 3] for row in q_idx)
+    assert q_idx.shape == (3, 13) and all(
+        np.bincount(codes[row], minlength=3).tolist() == [5, 5, 3] for row in q_idx
+    )
 
 
 # --------------------------------------------------------------------------- SiameseClu
@@ -457,7 +528,9 @@ def test_siamese_save_load_keeps_batches(siamese_with, data, tmp_path):
     loaded = SiameseClu.load(path, device="cpu")
     assert loaded.get_params()["batch_key"] == "batch" and loaded.batches_ == siamese_with.batches_
     np.testing.assert_array_equal(loaded.batch_codes_, siamese_with.batch_codes_)
-    np.testing.assert_array_equal(loaded.predict(train[:200].copy()), siamese_with.predict(train[:200].copy()))
+    np.testing.assert_array_equal(
+        loaded.predict(train[:200].copy()), siamese_with.predict(train[:200].copy())
+    )
     np.testing.assert_array_equal(loaded.predict(new), siamese_with.predict(new))
 
 
@@ -497,11 +570,19 @@ def test_siamese_without_batch_key_training_is_unchanged():
         [0.337585, 0.162665, -0.164991, -0.115211, 0.010048, -0.457955, 0.439064, 0.613495],
     ]
     np.testing.assert_allclose(model.embedding_[:2], expected_embedding, atol=1e-3)
-    expected_q = [[0.360366, 0.258353, 0.381281], [0.341618, 0.261984, 0.396398], [0.406292, 0.298016, 0.295692]]
+    expected_q = [
+        [0.360366, 0.258353, 0.381281],
+        [0.341618, 0.261984, 0.396398],
+        [0.406292, 0.298016, 0.295692],
+    ]
     np.testing.assert_allclose(model.soft_assignments_[:3], expected_q, atol=1e-3)
     assert np.bincount(model.labels_).tolist() == [99, 82, 59]
     assert model.labels_[:20].tolist() == [2, 2, 0, 0, 1, 2, 1, 2, 2, 0, 1, 2, 0, 2, 1, 0, 0, 0, 0, 1]
-    expected_new = [[0.35932, 0.260141, 0.380539], [0.341559, 0.263691, 0.394751], [0.405952, 0.297772, 0.296276]]
+    expected_new = [
+        [0.35932, 0.260141, 0.380539],
+        [0.341559, 0.263691, 0.394751],
+        [0.405952, 0.297772, 0.296276],
+    ]
     np.testing.assert_allclose(model.predict_proba(adata[:3].copy()), expected_new, atol=1e-3)
 
 
@@ -512,18 +593,27 @@ def test_leiden_batch_key_finds_the_types_not_the_batches(seed):
     types, batches = _codes(adata, "cell_type"), _codes(adata, "batch")
     plain = LeidenBaseline(random_state=0).fit(adata.copy())  # resolution "auto"
     assert _batch_shares(plain.labels_, batches).max() > 0.9 and ari(types, plain.labels_) < 0.7
-    model = LeidenBaseline(random_state=0, batch_key="batch").fit(adata.copy())  # resolution "auto", balanced graphs
+    model = LeidenBaseline(random_state=0, batch_key="batch").fit(
+        adata.copy()
+    )  # resolution "auto", balanced graphs
     # ARI 1.0, 1.0 (seed 1: plus one cluster of a single cell at the resolution chosen, 2.0) and 1.0
     sizes = np.bincount(model.labels_)
     assert (sizes >= 6).sum() == 4 and ari(types, model.labels_) >= 0.9
-    assert _batch_shares(model.labels_, batches)[sizes >= 6].max() < 0.7 and model.batches_ == ["batch_0", "batch_1"]
-    given = LeidenBaseline(4, random_state=0, batch_key="batch").fit(adata.copy())  # bisection, balanced graph
+    assert _batch_shares(model.labels_, batches)[sizes >= 6].max() < 0.7 and model.batches_ == [
+        "batch_0",
+        "batch_1",
+    ]
+    given = LeidenBaseline(4, random_state=0, batch_key="batch").fit(
+        adata.copy()
+    )  # bisection, balanced graph
     assert given.n_clusters_ == 4 and ari(types, given.labels_) >= 0.9
 
 
 def test_leiden_batch_key_ignores_pooled_x_pca(data):
     adata = data[0].copy()
-    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 50), dtype=np.float32)  # scaled with pooled statistics: not used
+    adata.obsm["X_pca"] = np.zeros(
+        (adata.n_obs, 50), dtype=np.float32
+    )  # scaled with pooled statistics: not used
     model = LeidenBaseline(4, random_state=0, batch_key="batch", n_pcs=10).fit(adata)
     assert model.embedding_.shape == (600, 10) and np.abs(model.embedding_).sum() > 0
 

@@ -255,7 +255,9 @@ def test_scale_table_aggregates_seeds():
     assert vs[1_000_000] == pytest.approx(2000 / 1700)
     table = _tables.scale_table(res, ratios)
     row = next(ln for ln in table.splitlines() if ln.startswith("| 10,000 | sccluster bgformer |"))
-    assert row == "| 10,000 | sccluster bgformer | 0, 1 | 20.0 ± 14.1 | 500 | 0.600 ± 0.141 | 7.0 (6–8) | ok |"
+    assert (
+        row == "| 10,000 | sccluster bgformer | 0, 1 | 20.0 ± 14.1 | 500 | 0.600 ± 0.141 | 7.0 (6–8) | ok |"
+    )
     changes = _tables.scale_ari_changes(res).set_index(["pipeline", "size"])["delta"]
     assert changes[("sccluster bgformer", 1_000_000)] == pytest.approx(0.0)
     assert ("scanpy", 1_000_000) not in changes.index  # scanpy never finished at 1M
@@ -393,7 +395,9 @@ def test_resume_keeps_only_finished_rows_of_the_planned_grid(tmp_path):
     kept = bench_run.done_rows(csv_path, specs)
     assert [(r["seed"], r["ari"]) for r in kept] == [("0", "0.9")]
     # a row timed without the warm-up fit is not the run a warm-up spec asks for, and the other way round
-    cold = bench_run.plan_runs(["kmeans"], [tmp_path / "tiny.h5ad"], [0], ["given"], {"kmeans": {}}, warmup=False)
+    cold = bench_run.plan_runs(
+        ["kmeans"], [tmp_path / "tiny.h5ad"], [0], ["given"], {"kmeans": {}}, warmup=False
+    )
     assert bench_run.done_rows(csv_path, cold) == []
 
 
@@ -405,7 +409,9 @@ def test_resume_leaves_the_rows_of_other_runs_in_the_csv(tmp_path, monkeypatch):
         writer = csv.DictWriter(fh, fieldnames=bench_run.CSV_COLUMNS)
         writer.writeheader()
         writer.writerow({**base, "method": "kmeans", "params": "{}"})
-    specs = bench_run.plan_runs(["leiden"], [tmp_path / "tiny.h5ad"], [0], ["auto"], {"leiden": {"resolution": 1.0}})
+    specs = bench_run.plan_runs(
+        ["leiden"], [tmp_path / "tiny.h5ad"], [0], ["auto"], {"leiden": {"resolution": 1.0}}
+    )
     monkeypatch.setattr(bench_run, "execute", lambda spec, **kw: {**base, "method": spec["method"],
                                                                   "params": '{"resolution": 1.0}'})  # fmt: skip
     rows = bench_run.run_grid(specs, csv_path, tmp_path, None, resume=True)
@@ -416,15 +422,27 @@ def test_resume_leaves_the_rows_of_other_runs_in_the_csv(tmp_path, monkeypatch):
 def test_from_csv_refuses_repeated_runs_and_names_every_commit(tmp_path):
     import _common
 
-    row = {"method": "kmeans", "dataset": "d", "k_mode": "given", "seed": 0, "params": "{}", "status": "ok",
-           "ari": 0.5, "nmi": 0.5, "acc": 0.5, "git_commit": "aaaaaaa"}
+    row = {
+        "method": "kmeans",
+        "dataset": "d",
+        "k_mode": "given",
+        "seed": 0,
+        "params": "{}",
+        "status": "ok",
+        "ari": 0.5,
+        "nmi": 0.5,
+        "acc": 0.5,
+        "git_commit": "aaaaaaa",
+    }
     frame = pd.DataFrame([row, {**row, "ari": 0.9, "git_commit": "bbbbbbb"}])
     with pytest.raises(SystemExit, match="repeat a run"):
         bench_run.check_unique(frame)
-    bench_run.check_unique(frame.assign(params=['{}', '{"n_init": 3}']))  # other parameters: another run
+    bench_run.check_unique(frame.assign(params=["{}", '{"n_init": 3}']))  # other parameters: another run
     line = _common.commits_line(frame.to_dict("records"))
     assert "more than one commit" in line and "`aaaaaaa` (1 run)" in line and "`bbbbbbb` (1 run)" in line
-    picked = bench_run.select_rows(frame.assign(seed=[0, 4]).to_dict("records"), ["kmeans"], ["given"], [0, 1, 2])
+    picked = bench_run.select_rows(
+        frame.assign(seed=[0, 4]).to_dict("records"), ["kmeans"], ["given"], [0, 1, 2]
+    )
     assert [r["git_commit"] for r in picked] == ["aaaaaaa"]
     assert _common.params_label('{"n_init": 3, "a": true}') == "a=true, n_init=3"
 
@@ -436,11 +454,25 @@ def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
     for params, base in (("{}", 0.6), ('{"use_sinkhorn": false}', 0.5)):
         for d, shift in (("d1", 0.0), ("d2", 0.2)):
             for seed in range(3):
-                rows.append({"method": "siamese", "dataset": d, "k_mode": "given", "seed": seed, "warmup_s": 2.0,
-                             "params": params, "status": "ok", "ari": base + shift + 0.01 * seed, "note": ""})
+                rows.append(
+                    {
+                        "method": "siamese",
+                        "dataset": d,
+                        "k_mode": "given",
+                        "seed": seed,
+                        "warmup_s": 2.0,
+                        "params": params,
+                        "status": "ok",
+                        "ari": base + shift + 0.01 * seed,
+                        "note": "",
+                    }
+                )
     table = ablation.ablation_table(pd.DataFrame(rows), "siamese", ["d1", "d2"])
     assert "| full model | – | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.710 |  | 6/6 |" in table
-    assert "| - Sinkhorn | DEC target instead of the OT target | 0.510 ± 0.010 | 0.710 ± 0.010 | 0.610 | -0.100 | 6/6 |" in table
+    assert (
+        "| - Sinkhorn | DEC target instead of the OT target | 0.510 ± 0.010 | 0.710 ± 0.010 | 0.610 | -0.100 | 6/6 |"
+        in table
+    )
     assert "| - adaptive fusion | plain mean of the two embeddings | – | – | – |  | 0/0 |" in table
     # a failed run is counted and listed, never silently left out
     rows[-1].update(status="timeout", ari=None, note="ran 3600 s")
@@ -449,9 +481,13 @@ def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
     assert "- - Sinkhorn, d2, seed 2: timeout ran 3600 s" in table
     # only the full model's rows (no parameters) of an earlier run.py CSV are reused
     path = tmp_path / "main.csv"
-    pd.DataFrame([{**r, "params": "{}"} for r in rows[:3]] + [{**rows[0], "params": '{"x": 1}'}]).to_csv(path, index=False)
+    pd.DataFrame([{**r, "params": "{}"} for r in rows[:3]] + [{**rows[0], "params": '{"x": 1}'}]).to_csv(
+        path, index=False
+    )
     specs = bench_run.plan_runs(["siamese"], [Path("d1.h5ad")], [0, 1, 2], ["given"], {"siamese": {}})
-    specs += bench_run.plan_runs(["siamese"], [Path("d1.h5ad")], [0], ["given"], {"siamese": {"use_sinkhorn": False}})
+    specs += bench_run.plan_runs(
+        ["siamese"], [Path("d1.h5ad")], [0], ["given"], {"siamese": {"use_sinkhorn": False}}
+    )
     reused = ablation.reuse_rows(path, specs)
     assert sorted(int(r["seed"]) for r in reused) == [0, 1, 2] and all(r["params"] == "{}" for r in reused)
 
@@ -459,11 +495,14 @@ def test_ablation_table_and_full_model_rows_are_reused(tmp_path):
 def test_scale_harness_seeds_resume_and_render(tmp_path):
     """scale.py end to end on a tiny source: one row per seed; --resume runs only the new seed."""
     import scale as bench_scale
+
     from sccluster.datasets import synthetic
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    synthetic(n_cells=120, n_genes=60, n_clusters=3, n_markers=10, random_state=2).write_h5ad(data_dir / "tiny.h5ad")
+    synthetic(n_cells=120, n_genes=60, n_clusters=3, n_markers=10, random_state=2).write_h5ad(
+        data_dir / "tiny.h5ad"
+    )
     md = tmp_path / "BENCHMARKS.md"
     csv_path = tmp_path / "scale.csv"
     common = [
@@ -473,8 +512,15 @@ def test_scale_harness_seeds_resume_and_render(tmp_path):
     ]  # fmt: skip
     assert bench_scale.main([*common, "--seeds", "0", "1"]) == 0
     first = pd.read_csv(csv_path)
-    assert list(zip(first["pipeline"], first["seed"])) == [("sccluster kmeans", 0), ("sccluster kmeans", 1)]
-    assert (first["status"] == "ok").all() and (first["n_cells"] == 240).all() and (first["data_seed"] == 0).all()
+    assert list(zip(first["pipeline"], first["seed"], strict=True)) == [
+        ("sccluster kmeans", 0),
+        ("sccluster kmeans", 1),
+    ]
+    assert (
+        (first["status"] == "ok").all()
+        and (first["n_cells"] == 240).all()
+        and (first["data_seed"] == 0).all()
+    )
     assert (first["ari"] > 0.5).all()
 
     assert bench_scale.main([*common, "--seeds", "0", "1", "2", "--resume"]) == 0
@@ -510,7 +556,9 @@ def test_children_see_only_the_counts():
     import scipy.sparse as sp
 
     X = sp.random(5, 4, density=0.5, format="csr", random_state=0)
-    obs = pd.DataFrame({"cell_type": list("aabbc"), "label_int": [0, 0, 1, 1, 2]}, index=[f"c{i}" for i in range(5)])
+    obs = pd.DataFrame(
+        {"cell_type": list("aabbc"), "label_int": [0, 0, 1, 1, 2]}, index=[f"c{i}" for i in range(5)]
+    )
     src = ad.AnnData(X, obs=obs, uns={"published_results": {"ari": 0.8}}, obsm={"X_pca": np.zeros((5, 2))})
     labels, data = _common.counts_only(src, "cell_type")
     assert list(labels) == list("aabbc")
@@ -538,6 +586,7 @@ def test_scale_resume_reuses_a_row_only_for_the_same_setting():
 def test_reference_recipe_recovers_planted_clusters_and_renders(synthetic_adata, tmp_path, monkeypatch):
     """The scDeepCluster reference: planted clusters found from the counts alone; table from its CSV."""
     import reference_scdeepcluster as ref
+
     from sccluster.metrics import ari
 
     monkeypatch.setitem(ref.RECIPE, "pretrain_epochs", 100)
@@ -557,9 +606,26 @@ def test_reference_recipe_recovers_planted_clusters_and_renders(synthetic_adata,
     synthetic_adata.write_h5ad(path)
     row = ref.run_one(path, 0, select_genes=50, select_above=500)  # 200 genes: not above 500, all kept
     assert row["n_genes"] == 200 and row["k"] == 4 and row["ari"] >= 0.9 and set(row) == set(ref.COLUMNS)
-    rows = [{"dataset": d, "seed": s, "n_cells": 600, "n_genes": 200, "k": 4, "ari": a + 0.1 * s, "nmi": 0.5,
-             "acc": 0.5, "init_ari": 0.4, "init_nmi": 0.4, "init_acc": 0.4, "cluster_epochs": 10 + s,
-             "time_s": 5.0, "git_commit": "abc1234"} for d, a in (("d1", 0.5), ("d2", 0.7)) for s in range(3)]
+    rows = [
+        {
+            "dataset": d,
+            "seed": s,
+            "n_cells": 600,
+            "n_genes": 200,
+            "k": 4,
+            "ari": a + 0.1 * s,
+            "nmi": 0.5,
+            "acc": 0.5,
+            "init_ari": 0.4,
+            "init_nmi": 0.4,
+            "init_acc": 0.4,
+            "cluster_epochs": 10 + s,
+            "time_s": 5.0,
+            "git_commit": "abc1234",
+        }
+        for d, a in (("d1", 0.5), ("d2", 0.7))
+        for s in range(3)
+    ]
     pd.DataFrame(rows, columns=ref.COLUMNS).to_csv(tmp_path / "ref.csv", index=False)
     md = tmp_path / "B.md"
     md.write_text("# B\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -16,10 +18,18 @@ from sccluster.models import BGFormer, get_model_class
 from sccluster.models._bgformer_data import Validation
 from sccluster.nn import BGFormerNet, EarlyStopping, TargetSnapshot
 
-SMALL = dict(
-    n_anchors=16, n_layers=2, n_heads=2, d_model=64, n_latent=16, batch_size=128, lr=3e-3,
-    pretrain_steps=300, cluster_steps=60, device="cpu",
-)
+SMALL = {
+    "n_anchors": 16,
+    "n_layers": 2,
+    "n_heads": 2,
+    "d_model": 64,
+    "n_latent": 16,
+    "batch_size": 128,
+    "lr": 3e-3,
+    "pretrain_steps": 300,
+    "cluster_steps": 60,
+    "device": "cpu",
+}
 
 
 pytestmark = pytest.mark.usefixtures("warnings_only")  # conftest.py: verbosity 1 for the module
@@ -399,6 +409,8 @@ def test_learning_rate_schedule(data, schedule, monkeypatch):
         assert set(rates) == {SMALL["lr"]}
     else:
         for stage in (rates[:n_pre], rates[n_pre:]):
-            assert stage[0] == pytest.approx(SMALL["lr"]) and stage[len(stage) // 2] == pytest.approx(SMALL["lr"] / 2)
-            assert stage[-1] < 0.01 * SMALL["lr"] and all(a > b for a, b in zip(stage, stage[1:]))
+            assert stage[0] == pytest.approx(SMALL["lr"]) and stage[len(stage) // 2] == pytest.approx(
+                SMALL["lr"] / 2
+            )
+            assert stage[-1] < 0.01 * SMALL["lr"] and all(a > b for a, b in pairwise(stage))
     assert ari(truth, model.labels_) >= (0.9 if schedule == "constant" else 0.5)

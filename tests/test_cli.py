@@ -24,7 +24,12 @@ def _restore_verbosity():
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "sccluster", *args],
-        capture_output=True, text=True, timeout=600, cwd=cwd, env=dict(os.environ), check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=dict(os.environ),
+        check=False,
     )
 
 
@@ -48,12 +53,30 @@ def _runs(tmp_path_factory):
     demo_out, out, csv = folder / "demo.h5ad", folder / "out.h5ad", folder / "labels.csv"
     argvs = {
         "demo": ["demo", "-o", str(demo_out), "--method", "kmeans"],
-        "quiet": ["-q", "cluster", str(demo_path()), "-o", str(out), "--method", "kmeans", "--seed", "0",
-                  "--label-key", "cell_type", "--labels-csv", str(csv)],
+        "quiet": [
+            "-q",
+            "cluster",
+            str(demo_path()),
+            "-o",
+            str(out),
+            "--method",
+            "kmeans",
+            "--seed",
+            "0",
+            "--label-key",
+            "cell_type",
+            "--labels-csv",
+            str(csv),
+        ],
     }
     procs = {
-        name: subprocess.Popen([sys.executable, "-m", "sccluster", *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        name: subprocess.Popen(
+            [sys.executable, "-m", "sccluster", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
         for name, argv in argvs.items()
     }
     results = {}
@@ -82,8 +105,11 @@ def test_demo_prints_summary_and_writes_clusters(demo_run):
     ari = float(re.search(r"ARI\s+(-?[0-9.]+)", text).group(1))
     assert 0.2 < ari <= 1.0  # k-means on the demo is far better than chance
     # the fair baseline on the same cells, in the same summary
-    other = re.search(r"compare\s+leiden \(resolution chosen by stability\) on the same cells: ARI (0\.\d+), "
-                      r"NMI 0\.\d+, (\d+) clusters, [0-9.]+ s", text)
+    other = re.search(
+        r"compare\s+leiden \(resolution chosen by stability\) on the same cells: ARI (0\.\d+), "
+        r"NMI 0\.\d+, (\d+) clusters, [0-9.]+ s",
+        text,
+    )
     assert other and 0.2 < float(other.group(1)) <= 1.0, text
     adata = _read(out)
     assert "sccluster" in adata.obs
@@ -179,8 +205,16 @@ def test_datasets_lists_benchmarks(capsys):
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("3", 3), ("-2", -2), ("1e-3", 1e-3), ("0.5", 0.5), ("true", True), ("False", False),
-     ("none", None), ("cosine", "cosine")],
+    [
+        ("3", 3),
+        ("-2", -2),
+        ("1e-3", 1e-3),
+        ("0.5", 0.5),
+        ("true", True),
+        ("False", False),
+        ("none", None),
+        ("cosine", "cosine"),
+    ],
 )
 def test_param_values(text, value):
     parsed = cli.parse_params([f"x={text}"])["x"]
@@ -250,8 +284,23 @@ def test_cli_runs_deep_models(method, tmp_path):
     src, out, csv = tmp_path / "in.h5ad", tmp_path / "out.h5ad", tmp_path / "labels.csv"
     synthetic(n_cells=300, n_genes=100, n_clusters=3, random_state=1).write_h5ad(src)
     params = [arg for p in _SMALL_MODEL_PARAMS[method] for arg in ("--param", p)]
-    proc = _cli("cluster", str(src), "-o", str(out), "--method", method, "--n-clusters", "3", "--seed", "0",
-                "--label-key", "cell_type", "--labels-csv", str(csv), *params)
+    proc = _cli(
+        "cluster",
+        str(src),
+        "-o",
+        str(out),
+        "--method",
+        method,
+        "--n-clusters",
+        "3",
+        "--seed",
+        "0",
+        "--label-key",
+        "cell_type",
+        "--labels-csv",
+        str(csv),
+        *params,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert re.search(r"ARI\s+0\.9\d\d|ARI\s+1\.000", proc.stdout), proc.stdout
@@ -271,8 +320,20 @@ def test_cli_consensus_over_seeds(tmp_path):
 
     src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
     synthetic(n_cells=300, n_genes=100, n_clusters=3, random_state=1).write_h5ad(src)
-    proc = _cli("cluster", str(src), "-o", str(out), "--method", "kmeans", "--n-clusters", "3", "--n-seeds", "3",
-                "--label-key", "cell_type")
+    proc = _cli(
+        "cluster",
+        str(src),
+        "-o",
+        str(out),
+        "--method",
+        "kmeans",
+        "--n-clusters",
+        "3",
+        "--n-seeds",
+        "3",
+        "--label-key",
+        "cell_type",
+    )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"seeds\s+3 \(consensus; mean ARI between seeds 1\.000", proc.stdout), proc.stdout
     result = ad.read_h5ad(out)

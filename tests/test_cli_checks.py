@@ -60,7 +60,9 @@ _BEFORE_READING = {  # extra options -> texts of the error line (what is wrong, 
 @pytest.mark.parametrize("case", list(_BEFORE_READING))
 def test_checked_before_reading(case, capsys, tmp_path):
     extra, texts = _BEFORE_READING[case]
-    line = _error(capsys, ["cluster", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "out.h5ad"), *extra])
+    line = _error(
+        capsys, ["cluster", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "out.h5ad"), *extra]
+    )
     assert "not found" not in line
     for text in texts:
         assert text in line, line

@@ -36,9 +36,13 @@ def test_scaler_matches_dense_reference(synthetic_adata):
 
 def test_batches_cover_every_cell_once_and_shuffle_is_seeded(synthetic_adata):
     src = CountSource(synthetic_adata)
-    seen = np.concatenate([b.index for b in src.iter_batches(100, shuffle=True, rng=np.random.default_rng(0))])
+    seen = np.concatenate(
+        [b.index for b in src.iter_batches(100, shuffle=True, rng=np.random.default_rng(0))]
+    )
     assert sorted(seen.tolist()) == list(range(synthetic_adata.n_obs))
-    again = np.concatenate([b.index for b in src.iter_batches(100, shuffle=True, rng=np.random.default_rng(0))])
+    again = np.concatenate(
+        [b.index for b in src.iter_batches(100, shuffle=True, rng=np.random.default_rng(0))]
+    )
     np.testing.assert_array_equal(seen, again)
     b = src.batch(np.array([5, 1, 3]))
     np.testing.assert_array_equal(b.counts, synthetic_adata.X[[5, 1, 3]].toarray())
@@ -63,7 +67,9 @@ def test_backed_source_streams_same_values(synthetic_adata, tmp_path):
         np.testing.assert_allclose(src_b.size_factors, src_m.size_factors)
         idx = np.array([599, 3, 250, 4])
         np.testing.assert_array_equal(src_b.batch(idx).counts, src_m.batch(idx).counts)
-        order = np.concatenate([b.index for b in src_b.iter_batches(64, shuffle=True, rng=np.random.default_rng(1))])
+        order = np.concatenate(
+            [b.index for b in src_b.iter_batches(64, shuffle=True, rng=np.random.default_rng(1))]
+        )
         assert sorted(order.tolist()) == list(range(synthetic_adata.n_obs))
         subset = np.arange(0, synthetic_adata.n_obs, 3)
         rng = np.random.default_rng(2)

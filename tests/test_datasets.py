@@ -40,7 +40,7 @@ def row_hashes(X: sp.csr_matrix) -> list[str]:
     X.sort_indices()
     return [
         hashlib.md5(X.indices[s:e].tobytes() + X.data[s:e].tobytes()).hexdigest()
-        for s, e in zip(X.indptr[:-1], X.indptr[1:])
+        for s, e in zip(X.indptr[:-1], X.indptr[1:], strict=True)
     ]
 
 
@@ -195,15 +195,18 @@ def test_upsample_uses_counts_layer_and_backed_input(source, tmp_path):
 def test_upsample_leaves_the_source_untouched():
     # integer counts with unsorted column indices (as adata[:, genes].copy() leaves them), and duplicates
     X = sp.csr_matrix(
-        (np.array([1, 2, 3, 4, 5], dtype=np.int64), np.array([2, 0, 1, 0, 0], dtype=np.int32),
-         np.array([0, 2, 3, 5], dtype=np.int32)),
+        (
+            np.array([1, 2, 3, 4, 5], dtype=np.int64),
+            np.array([2, 0, 1, 0, 0], dtype=np.int32),
+            np.array([0, 2, 3, 5], dtype=np.int32),
+        ),
         shape=(3, 3),
     )
     src = ad.AnnData(X, obs=pd.DataFrame({"cell_type": ["a"] * 3}, index=["c0", "c1", "c2"]))
     arrays = [X.data.copy(), X.indices.copy(), X.indptr.copy()]
     up = upsample(src, 4, seed=0)
     assert up.n_obs == 4
-    for before, after in zip(arrays, [src.X.data, src.X.indices, src.X.indptr]):
+    for before, after in zip(arrays, [src.X.data, src.X.indices, src.X.indptr], strict=True):
         np.testing.assert_array_equal(before, after)
 
 

@@ -133,7 +133,7 @@ def test_neighbor_index_matches_brute_force_and_is_reusable(exact_max):
     truth = np.argsort(d_all, axis=1)[:, :10]
     idx, dist = index.query(q, 10)
     assert idx.shape == dist.shape == (40, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, truth)])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, truth, strict=True)])
     assert recall >= (1.0 if exact_max else 0.9)
     np.testing.assert_allclose(dist, np.take_along_axis(d_all, idx, axis=1), rtol=1e-4, atol=1e-4)
     assert np.all(np.diff(dist, axis=1) >= -1e-6)  # nearest first

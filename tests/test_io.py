@@ -87,7 +87,7 @@ def write_mtx_dir(adata, folder: Path, *, gz: bool = True, legacy: bool = False,
         fh.write("".join(f"{b}\n" for b in adata.obs_names))
     feature_file = f"genes.tsv{suffix}" if legacy else f"features.tsv{suffix}"
     with opener(folder / feature_file, "wt") as fh:
-        for i, n in zip(ids, names):
+        for i, n in zip(ids, names, strict=True):
             fh.write(f"{i}\t{n}\n" if legacy else f"{i}\t{n}\tGene Expression\n")
 
 

@@ -17,12 +17,12 @@ def _brute_force_acc(y_true, y_pred) -> float:
     # every injective map from clusters to classes (or classes to clusters, whichever is smaller)
     if len(clusters) <= len(classes):
         for perm in itertools.permutations(classes, len(clusters)):
-            mapping = dict(zip(clusters, perm))
-            best = max(best, sum(mapping[p] == t for t, p in zip(y_true, y_pred)))
+            mapping = dict(zip(clusters, perm, strict=True))
+            best = max(best, sum(mapping[p] == t for t, p in zip(y_true, y_pred, strict=True)))
     else:
         for perm in itertools.permutations(clusters, len(classes)):
-            mapping = dict(zip(perm, classes))
-            best = max(best, sum(mapping.get(p) == t for t, p in zip(y_true, y_pred)))
+            mapping = dict(zip(perm, classes, strict=True))
+            best = max(best, sum(mapping.get(p) == t for t, p in zip(y_true, y_pred, strict=True)))
     return best / len(y_true)
 
 
@@ -51,7 +51,11 @@ def test_perfect_and_shuffled():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 5, size=500)
     out = metrics.evaluate(y, (y + 3) % 5)
-    assert out["ari"] == pytest.approx(1.0) and out["nmi"] == pytest.approx(1.0) and out["acc"] == pytest.approx(1.0)
+    assert (
+        out["ari"] == pytest.approx(1.0)
+        and out["nmi"] == pytest.approx(1.0)
+        and out["acc"] == pytest.approx(1.0)
+    )
     assert out["n_clusters"] == 5 and out["n_classes"] == 5
     shuffled = metrics.evaluate(y, rng.permutation(y))
     assert abs(shuffled["ari"]) < 0.05 and shuffled["acc"] < 0.4

@@ -34,14 +34,24 @@ def test_tensor_layers_never_import_anndata(layer):
     for path in folder.rglob("*.py"):
         mods = _imports(path)
         assert not any(m.split(".")[0] in {"anndata", "scanpy"} for m in mods), path
-        assert not any(m.startswith("..") and m.split(".")[2:3] in (["models"], ["tl"], ["io"], ["pp"]) for m in mods), path
+        assert not any(
+            m.startswith("..") and m.split(".")[2:3] in (["models"], ["tl"], ["io"], ["pp"]) for m in mods
+        ), path
         if layer != "train":  # the training loop sits above nn and ot, below models
             assert not any(m.startswith("..") and m.split(".")[2:3] == ["train"] for m in mods), path
 
 
 def test_no_global_numpy_rng_in_library():
-    banned = ("np.random.seed(", "np.random.rand(", "np.random.randn(", "np.random.randint(",
-              "np.random.choice(", "np.random.permutation(", "np.random.shuffle(", "np.random.normal(")
+    banned = (
+        "np.random.seed(",
+        "np.random.rand(",
+        "np.random.randn(",
+        "np.random.randint(",
+        "np.random.choice(",
+        "np.random.permutation(",
+        "np.random.shuffle(",
+        "np.random.normal(",
+    )
     for path in SRC.rglob("*.py"):
         text = path.read_text()
         for b in banned:

@@ -16,8 +16,17 @@ import sccluster as scc
 from sccluster import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-HEADINGS = ["Run summary", "Parameters", "UMAP", "Cluster sizes", "Marker genes", "Annotation",
-            "Agreement with labels", "Training curves", "Seed stability"]
+HEADINGS = [
+    "Run summary",
+    "Parameters",
+    "UMAP",
+    "Cluster sizes",
+    "Marker genes",
+    "Annotation",
+    "Agreement with labels",
+    "Training curves",
+    "Seed stability",
+]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -51,15 +60,26 @@ def trained(_trained_base):
 
 def _stability_entry(adata, key="sccluster"):
     cats = [str(c) for c in adata.obs[key].cat.categories]
-    return {"n_seeds": 5, "mean_pairwise_ari": 0.87, "clusters": np.asarray(cats),
-            "cluster_agreement": np.linspace(0.4, 1.0, len(cats))}
+    return {
+        "n_seeds": 5,
+        "mean_pairwise_ari": 0.87,
+        "clusters": np.asarray(cats),
+        "cluster_agreement": np.linspace(0.4, 1.0, len(cats)),
+    }
 
 
 def _slots(adata) -> tuple:
     """What a plotting function must leave unchanged."""
     info = adata.uns.get("sccluster", {})
-    return (adata.shape, list(adata.obs.columns), list(adata.obsm), list(adata.uns), list(adata.layers),
-            sorted(info), adata.obs["sccluster"].tolist() if "sccluster" in adata.obs else None)
+    return (
+        adata.shape,
+        list(adata.obs.columns),
+        list(adata.obsm),
+        list(adata.uns),
+        list(adata.layers),
+        sorted(info),
+        adata.obs["sccluster"].tolist() if "sccluster" in adata.obs else None,
+    )
 
 
 def _no_pyplot_figures():
@@ -113,8 +133,10 @@ def test_contingency_puts_matched_pairs_on_the_diagonal():
     # clusters 0, 1, 2 are mostly labels C, A, B; label D is small and unmatched; a few cells are mixed
     clusters = ["0"] * 50 + ["1"] * 30 + ["2"] * 20
     labels = ["C"] * 45 + ["D"] * 5 + ["A"] * 28 + ["B"] * 2 + ["B"] * 19 + ["A"]
-    obs = pd.DataFrame({"sccluster": pd.Categorical(clusters, categories=["0", "1", "2"]), "truth": labels},
-                       index=[f"c{i}" for i in range(100)])
+    obs = pd.DataFrame(
+        {"sccluster": pd.Categorical(clusters, categories=["0", "1", "2"]), "truth": labels},
+        index=[f"c{i}" for i in range(100)],
+    )
     adata = ad.AnnData(obs=obs)
     fig = scc.pl.contingency(adata, "truth")
     ax = fig.axes[0]
@@ -143,8 +165,9 @@ def test_embedding_computes_a_umap_on_a_subsample(clustered, tmp_path):
 def test_embedding_reuses_an_existing_umap(clustered):
     clustered.obsm["X_umap"] = np.random.default_rng(0).normal(size=(clustered.n_obs, 2)).astype(np.float32)
     before = _slots(clustered)
-    fig = scc.pl.embedding(clustered, color="sccluster_confidence" if "sccluster_confidence" in clustered.obs
-                           else "size_factors")
+    fig = scc.pl.embedding(
+        clustered, color="sccluster_confidence" if "sccluster_confidence" in clustered.obs else "size_factors"
+    )
     assert "obsm['X_umap']" in _titles(fig)
     assert "subsample" not in _titles(fig)
     assert _slots(clustered) == before
@@ -185,7 +208,8 @@ def test_training(trained, tmp_path):
 def test_training_splits_phases_without_a_step_column(trained):
     n = 9
     trained.uns["sccluster"]["history"] = {
-        "phase": np.r_[np.zeros(5), np.ones(4)], "loss": np.linspace(3.0, 1.0, n),
+        "phase": np.r_[np.zeros(5), np.ones(4)],
+        "loss": np.linspace(3.0, 1.0, n),
         "cluster": np.r_[np.full(5, np.nan), np.linspace(0.5, 0.2, 4)],
     }
     fig = scc.pl.training(trained)
@@ -285,8 +309,9 @@ def test_report_has_every_section_and_is_self_contained(trained, tmp_path):
     adata = _full_report_data(trained)
     before = _slots(adata)
     out = tmp_path / "report.html"
-    path = scc.pl.report(adata, out, label_key="cell_type", annotation_key="annotation",
-                         title="PBMC <b>run</b> & co")
+    path = scc.pl.report(
+        adata, out, label_key="cell_type", annotation_key="annotation", title="PBMC <b>run</b> & co"
+    )
     assert path == out
     assert _slots(adata) == before
     text = out.read_text(encoding="utf-8")
@@ -314,8 +339,14 @@ def test_report_shows_only_sections_with_data(clustered, tmp_path):
 
 # --------------------------------------------------------------------------- CLI
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sccluster", *args], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ), check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "sccluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+        check=False,
+    )
 
 
 def test_cli_report(trained, tmp_path):
@@ -324,8 +355,9 @@ def test_cli_report(trained, tmp_path):
     src = tmp_path / "clustered.h5ad"
     adata.write_h5ad(src)
     out = tmp_path / "report.html"
-    proc = _cli("report", str(src), "-o", str(out), "--label-key", "cell_type",
-                "--annotation-key", "annotation")
+    proc = _cli(
+        "report", str(src), "-o", str(out), "--label-key", "cell_type", "--annotation-key", "annotation"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     text = out.read_text(encoding="utf-8")
@@ -361,8 +393,10 @@ def _in_process_cli():
     ("argv", "message"),
     [
         ("{src} -o {tmp}/report.html --key nope", "error: --key 'nope' is not a column of obs"),
-        ("{src} -o {tmp}/report.html --annotation-key nope",
-         "error: annotation_key 'nope' is not an entry of uns"),
+        (
+            "{src} -o {tmp}/report.html --annotation-key nope",
+            "error: annotation_key 'nope' is not an entry of uns",
+        ),
         ("{src} -o {tmp}", "is a directory"),
         ("{src} -o {tmp}/report.pdf", "must end in .html"),
         ("{tmp}/missing.h5ad -o {tmp}/report.html", "error: file not found"),
@@ -388,9 +422,20 @@ def _screenshot(chromium: str, page, shot) -> np.ndarray:
     from PIL import Image
 
     proc = subprocess.run(
-        [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", f"--screenshot={shot}",
-         "--window-size=1200,2000", f"file://{page}"],
-        capture_output=True, text=True, timeout=180, check=False,
+        [
+            chromium,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert shot.exists(), proc.stderr
     return np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
@@ -401,8 +446,12 @@ def test_report_renders_in_a_headless_browser(trained, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    out = scc.pl.report(_full_report_data(trained), tmp_path / "report.html", label_key="cell_type",
-                        annotation_key="annotation")
+    out = scc.pl.report(
+        _full_report_data(trained),
+        tmp_path / "report.html",
+        label_key="cell_type",
+        annotation_key="annotation",
+    )
     # the same page with its images removed: what the figures add must show in the screenshot
     stripped = tmp_path / "stripped.html"
     text = out.read_text(encoding="utf-8")

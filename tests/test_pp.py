@@ -12,7 +12,6 @@ import sccluster as scc
 from sccluster import InputError
 
 
-
 @pytest.fixture
 def small_adata():
     """300 cells x 400 genes (so HVG selection is not trivial)."""

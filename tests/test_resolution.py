@@ -140,7 +140,9 @@ def uneven():
     rng = np.random.default_rng(0)
     sizes = [400, 250, 120, 60, 300, 30, 90]
     centres = rng.normal(0, 6, (len(sizes), 10))
-    x = np.concatenate([c + rng.normal(0, 1, (s, 10)) for c, s in zip(centres, sizes)]).astype(np.float32)
+    x = np.concatenate([c + rng.normal(0, 1, (s, 10)) for c, s in zip(centres, sizes, strict=True)]).astype(
+        np.float32
+    )
     return x, np.repeat(np.arange(len(sizes)), sizes)
 
 

@@ -69,5 +69,7 @@ def test_run_refused_before_reading_when_memory_is_short(synthetic_adata, tmp_pa
     monkeypatch.setattr(scc.io, "read", lambda *a, **k: read_calls.append(a))
     assert cli.main(["cluster", str(path), "-o", str(out), "--method", "kmeans"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: expected peak memory") and "--skip-memory-check" in err[0]
+    assert (
+        len(err) == 1 and err[0].startswith("error: expected peak memory") and "--skip-memory-check" in err[0]
+    )
     assert not out.exists() and not read_calls

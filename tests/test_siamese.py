@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,14 @@ from sklearn.metrics import adjusted_rand_score
 import sccluster as scc
 from sccluster.models import SiameseClu, get_model_class
 
-FAST = {"pretrain_steps": 60, "cluster_steps": 40, "batch_size": 128, "n_hidden": 64, "n_pcs": 20, "device": "cpu"}
+FAST = {
+    "pretrain_steps": 60,
+    "cluster_steps": 40,
+    "batch_size": 128,
+    "n_hidden": 64,
+    "n_pcs": 20,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -115,7 +124,12 @@ def test_seed_determinism_and_no_cells_by_cells_tensor(_synthetic_base):
 def test_ablation_switches(_synthetic_base):
     params = {**FAST, "pretrain_steps": 40, "cluster_steps": 20}
     model = SiameseClu(
-        n_clusters=4, use_augmentation=False, use_correlation=False, use_fusion=False, use_sinkhorn=False, **params
+        n_clusters=4,
+        use_augmentation=False,
+        use_correlation=False,
+        use_fusion=False,
+        use_sinkhorn=False,
+        **params,
     ).fit(_synthetic_base.copy())
     assert model.n_clusters_ == 4
     assert "corr" not in model.history_[-1]
@@ -197,7 +211,9 @@ def test_undiffused_graph_features_are_rebuilt_exactly_for_new_cells(_synthetic_
 
 
 @pytest.mark.parametrize(("interval", "runs"), [(100, [5, 5, 2]), (2, [2] * 6)])
-def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(_synthetic_base, monkeypatch, interval, runs):
+def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(
+    _synthetic_base, monkeypatch, interval, runs
+):
     """P is computed from a frozen copy of the network, renewed with the graph views (once per epoch)
     or every ``target_interval`` steps if sooner; the copy never carries gradients."""
     from sccluster.nn import TargetSnapshot
@@ -217,7 +233,7 @@ def test_cluster_target_comes_from_a_snapshot_renewed_each_epoch(_synthetic_base
     params = {**FAST, "pretrain_steps": 10, "cluster_steps": 12, "target_interval": interval}
     model = SiameseClu(n_clusters=4, random_state=0, **params).fit(_synthetic_base.copy())
     lengths = [1]
-    for before, after in zip(copies, copies[1:]):
+    for before, after in pairwise(copies):
         if after is before:
             lengths[-1] += 1
         else:
@@ -261,7 +277,9 @@ def test_training_batches_never_repeat_a_cell(_synthetic_base, monkeypatch):
         return original(self, index)
 
     monkeypatch.setattr(CountSource, "batch", recording)
-    SiameseClu(n_clusters=4, random_state=0, **{**FAST, "pretrain_steps": 30, "cluster_steps": 10}).fit(_synthetic_base.copy())
+    SiameseClu(n_clusters=4, random_state=0, **{**FAST, "pretrain_steps": 30, "cluster_steps": 10}).fit(
+        _synthetic_base.copy()
+    )
     training = [idx for idx in seen if len(idx) == FAST["batch_size"]]
     assert len(training) >= 40
     assert all(len(np.unique(idx)) == len(idx) for idx in training)
@@ -315,7 +333,7 @@ def test_cosine_schedule_anneals_each_phase_and_recovers_planted_clusters(_synth
         assert first[0] == pytest.approx(1e-3)
         assert first[len(phase) // 2] == pytest.approx(0.5e-3)
         assert first[-1] < 0.01e-3
-        assert all(a > b for a, b in zip(first, first[1:]))
+        assert all(a > b for a, b in pairwise(first))
     assert all(len(r) == 2 and r[0] == r[1] for r in clu)  # the centres' group anneals with the network
     assert adjusted_rand_score(adata.obs["cell_type"].to_numpy(), model.labels_) >= 0.9
 

@@ -98,6 +98,8 @@ def test_sigterm_during_training(small, tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     stderr = lines.join()
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.returncode == 143, stderr
     _assert_one_error_line(stderr, "error: interrupted (SIGTERM); no output was written")
     assert not out.exists() and not csv.exists()
@@ -179,7 +181,7 @@ def write_runs(small, tmp_path_factory):
     result = subprocess.run([sys.executable, "-c", _SCRIPT, str(small), json.dumps(cases)], capture_output=True,
                             text=True, timeout=300, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return dict(zip(_WRITE_CASES, json.loads(result.stdout.strip().splitlines()[-1]))), outs
+    return dict(zip(_WRITE_CASES, json.loads(result.stdout.strip().splitlines()[-1]), strict=True)), outs
 
 
 @pytest.mark.parametrize("name", list(_WRITE_CASES))

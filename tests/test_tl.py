@@ -11,7 +11,6 @@ import sccluster as scc
 from sccluster import InputError
 
 
-
 def test_cluster_writes_every_slot(synthetic_adata):
     out = scc.tl.cluster(synthetic_adata, method="kmeans", n_clusters=4, n_pcs=20, random_state=3)
     assert out is None
@@ -100,7 +99,9 @@ def test_cluster_bad_input(synthetic_adata):
 
 def test_cluster_stores_the_training_history_as_columns(synthetic_adata, tmp_path):
     scc.pp.prepare(synthetic_adata)
-    scc.tl.cluster(synthetic_adata, method="bgformer", n_clusters=4, pretrain_steps=20, cluster_steps=10, device="cpu")
+    scc.tl.cluster(
+        synthetic_adata, method="bgformer", n_clusters=4, pretrain_steps=20, cluster_steps=10, device="cpu"
+    )
     hist = synthetic_adata.uns["sccluster"]["history"]
     assert {"stage", "step", "loss", "zinb"} <= set(hist)
     n = len(hist["step"])

@@ -3,6 +3,7 @@
 Usage, the scanpy way::
 
     import sccluster as scc
+
     adata = scc.read("data.h5ad")
     scc.pp.prepare(adata)
     scc.tl.cluster(adata, method="leiden")

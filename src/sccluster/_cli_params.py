@@ -8,6 +8,7 @@ the model's signature), the model's own checks of its hyperparameters when it ha
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import inspect
 import re
@@ -21,10 +22,36 @@ from ._errors import InputError
 
 #: Hyperparameters set by their own options, not by ``--param``.
 RESERVED_PARAMS = {
-    "n_clusters": "--n-clusters", "random_state": "--seed", "n_top_genes": "--n-top-genes", "batch_key": "--batch-key",
+    "n_clusters": "--n-clusters",
+    "random_state": "--seed",
+    "n_top_genes": "--n-top-genes",
+    "batch_key": "--batch-key",
 }
 #: Methods of a model that check its hyperparameters without data (the first one found is called).
 _HOOKS = ("validate_params", "check_params", "_check_params")
+
+
+def seed_arg(text: str) -> int:
+    """``--seed``: an integer the library accepts as a seed (0 to :data:`~sccluster._utils.MAX_SEED`)."""
+    from ._utils import MAX_SEED, resolve_seed
+
+    try:
+        return resolve_seed(int(text))  # the library's own range check (InputError is a ValueError)
+    except ValueError:
+        msg = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def positive_int_arg(text: str) -> int:
+    """An option that takes a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def parse_value(text: str) -> Any:
@@ -149,10 +176,14 @@ def _remedy(message: str, params: Mapping[str, Any], defaults: Mapping[str, Any]
     """``message`` of a model's check, with the ``--param`` values it is about and what to do."""
     named = [n for n in params if re.search(rf"\b{re.escape(n)}\b", message)]
     if not named:
-        return f"{message} (given {', '.join(_option(n, v) for n, v in params.items())})" if params else message
+        return (
+            f"{message} (given {', '.join(_option(n, v) for n, v in params.items())})" if params else message
+        )
     given = ", ".join(_option(n, params[n]) for n in named)
     default = "; ".join(f"{n} defaults to {defaults[n]!r}" for n in named if n in defaults)
-    return f"{given}: {message}; change the value or leave the option out" + (f" ({default})" if default else "")
+    return f"{given}: {message}; change the value or leave the option out" + (
+        f" ({default})" if default else ""
+    )
 
 
 def check_model_params(
@@ -201,7 +232,9 @@ def check_model_params(
     _check_types(params, hints, defaults, method)  # what the model does not check before fitting
 
 
-def _check_types(params: Mapping[str, Any], hints: Mapping[str, Any], defaults: Mapping[str, Any], method: str) -> None:
+def _check_types(
+    params: Mapping[str, Any], hints: Mapping[str, Any], defaults: Mapping[str, Any], method: str
+) -> None:
     for name, value in params.items():
         if name in hints and _accepts(value, hints[name]) is False:
             default = f" ({name} defaults to {defaults[name]!r})" if name in defaults else ""

@@ -218,7 +218,9 @@ def run_cluster(
             from .data import read_batches
 
             _check_obs_key(adata, batch_key, "--batch-key")
-            read_batches(adata, batch_key, warn=False)  # missing values, one-cell batches: an error before any work
+            read_batches(
+                adata, batch_key, warn=False
+            )  # missing values, one-cell batches: an error before any work
         if n_clusters is not None and n_clusters > adata.n_obs:
             msg = (
                 f"--n-clusters {n_clusters} is more than the {adata.n_obs:,} cells in the data; ask for at most "
@@ -255,11 +257,15 @@ def run_cluster(
     print(f"clusters  {info['n_clusters']} found ({requested})")
     if "stability" in info:
         st = info["stability"]
-        print(f"seeds     {st['n_seeds']} (consensus; mean ARI between seeds {st['mean_pairwise_ari']:.3f}, "
-              f"cells agreeing with every seed {float((adata.obs[f'{key_added}_agreement'] == 1).mean()):.1%})")
+        print(
+            f"seeds     {st['n_seeds']} (consensus; mean ARI between seeds {st['mean_pairwise_ari']:.3f}, "
+            f"cells agreeing with every seed {float((adata.obs[f'{key_added}_agreement'] == 1).mean()):.1%})"
+        )
     if "batch_key" in info:
-        print(f"batches   {info['n_batches']} in obs['{info['batch_key']}']; {info['n_single_batch_clusters']} of "
-              f"{info['n_clusters']} clusters have > 90 % of their cells from one batch")
+        print(
+            f"batches   {info['n_batches']} in obs['{info['batch_key']}']; {info['n_single_batch_clusters']} of "
+            f"{info['n_clusters']} clusters have > 90 % of their cells from one batch"
+        )
     if scores is not None:
         _print_scores(scores, adata.n_obs)
     total = time.perf_counter() - start
@@ -270,7 +276,9 @@ def run_cluster(
     return 0
 
 
-def _fit_and_score(adata, method: str, n_clusters: int | None, seed: int, label_key: str | None) -> dict[str, Any]:
+def _fit_and_score(
+    adata, method: str, n_clusters: int | None, seed: int, label_key: str | None
+) -> dict[str, Any]:
     """Fit ``method`` on the prepared ``adata`` (nothing is written to it); its k, time and scores."""
     import numpy as np
 

@@ -20,27 +20,59 @@ def add_transfer_parser(sub, common: argparse.ArgumentParser, *, seed_type, para
         "probabilities in obsm[KEY_proba]. With --model, classify QUERY with a saved transfer model instead "
         "(one positional file). The query's own labels, if any, are never read.",
     )  # fmt: skip
-    p.add_argument("files", nargs="+", metavar="REF QUERY", help="reference and query files (only QUERY with --model)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="output .h5ad (written atomically)")
-    p.add_argument("--label-key", default=None, metavar="KEY", help="obs column of the reference's cell types")
-    p.add_argument("--method", default="bgformer",
-                   help=f"embedding: {', '.join(transfer_methods())} (default: bgformer)")
-    p.add_argument("--batch-key", default=None, metavar="KEY",
-                   help="obs column of batches (donors, samples) in both files; a query batch not in the "
-                   "reference is scaled with its own gene statistics")
-    p.add_argument("--min-confidence", type=float, default=0.5, metavar="P",
-                   help="cells whose best type has a lower calibrated probability are 'unknown' (default: 0.5)")
-    p.add_argument("--novelty-alpha", type=float, default=0.01, metavar="A",
-                   help="share of held-out reference cells beyond the novelty threshold (default: 0.01)")
+    p.add_argument(
+        "files", nargs="+", metavar="REF QUERY", help="reference and query files (only QUERY with --model)"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT.h5ad", help="output .h5ad (written atomically)"
+    )
+    p.add_argument(
+        "--label-key", default=None, metavar="KEY", help="obs column of the reference's cell types"
+    )
+    p.add_argument(
+        "--method", default="bgformer", help=f"embedding: {', '.join(transfer_methods())} (default: bgformer)"
+    )
+    p.add_argument(
+        "--batch-key",
+        default=None,
+        metavar="KEY",
+        help="obs column of batches (donors, samples) in both files; a query batch not in the "
+        "reference is scaled with its own gene statistics",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="cells whose best type has a lower calibrated probability are 'unknown' (default: 0.5)",
+    )
+    p.add_argument(
+        "--novelty-alpha",
+        type=float,
+        default=0.01,
+        metavar="A",
+        help="share of held-out reference cells beyond the novelty threshold (default: 0.01)",
+    )
     p.add_argument("--seed", type=seed_type, default=0, help="random seed (default: 0)")
-    p.add_argument("--key-added", default="transferred_label", metavar="KEY",
-                   help="key of the results (default: transferred_label)")
-    p.add_argument("--save-model", default=None, metavar="MODEL.pt", help="also save the fitted transfer model")
-    p.add_argument("--model", default=None, metavar="MODEL.pt", help="classify QUERY with this saved transfer model")
+    p.add_argument(
+        "--key-added",
+        default="transferred_label",
+        metavar="KEY",
+        help="key of the results (default: transferred_label)",
+    )
+    p.add_argument(
+        "--save-model", default=None, metavar="MODEL.pt", help="also save the fitted transfer model"
+    )
+    p.add_argument(
+        "--model", default=None, metavar="MODEL.pt", help="classify QUERY with this saved transfer model"
+    )
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help=param_help)
-    p.add_argument("--transpose", action="store_true",
-                   help="the csv/tsv/txt tables among the files are genes x cells (genes in the first column): flip "
-                   "them on reading")
+    p.add_argument(
+        "--transpose",
+        action="store_true",
+        help="the csv/tsv/txt tables among the files are genes x cells (genes in the first column): flip "
+        "them on reading",
+    )
     p.set_defaults(func=run_transfer)
 
 
@@ -67,8 +99,8 @@ def _check_transfer_params(method: str, params: dict) -> None:
     """``--param`` of the embedding model, checked before any file is read (names, types, ranges)."""
     from ._cli_params import check_model_params, unknown_param_error
     from .models import get_model_class
-    from .tl import transfer_methods
     from .models._pca_embedder import PCAEmbedder
+    from .tl import transfer_methods
 
     if method not in transfer_methods():
         msg = f"--method {method} cannot transfer labels; choose one of {', '.join(transfer_methods())}"
@@ -85,9 +117,9 @@ def _check_transfer_params(method: str, params: dict) -> None:
 def run_transfer(args: argparse.Namespace) -> int:
     """Validate, read, fit (or load), classify, write and print a summary."""
     from . import io
+    from ._cli_params import parse_params
     from ._settings import settings
     from ._utils import check_output_path
-    from ._cli_params import parse_params
     from .tl import LabelTransfer
     from .tl._transfer import write_transfer
 
@@ -127,7 +159,9 @@ def run_transfer(args: argparse.Namespace) -> int:
                                  min_confidence=args.min_confidence, novelty_alpha=args.novelty_alpha,
                                  random_state=args.seed, **params)  # fmt: skip
     elif args.param:
-        msg = "--param sets the hyperparameters of a new model, not of a saved one (--model); leave --param out"
+        msg = (
+            "--param sets the hyperparameters of a new model, not of a saved one (--model); leave --param out"
+        )
         raise InputError(msg)
     flip = _transposed_tables((ref_path, query_path), args.transpose)
     with _held_logs(settings.verbosity < 3):
@@ -154,7 +188,11 @@ def run_transfer(args: argparse.Namespace) -> int:
     print(f"query     {query_path} ({query.n_obs:,} cells)")
     print(f"method    {transfer.method} (seed {transfer.seed_})")
     table = pd.DataFrame({"label": result.labels.astype(str), "confidence": result.confidence})
-    summary = table.groupby("label", sort=False)["confidence"].agg(["size", "mean"]).sort_values("size", ascending=False)
+    summary = (
+        table.groupby("label", sort=False)["confidence"]
+        .agg(["size", "mean"])
+        .sort_values("size", ascending=False)
+    )
     width = max(len(str(t)) for t in summary.index)
     print(f"labels    {'type':<{width}}  cells  mean confidence")
     for label, row in summary.iterrows():
@@ -165,4 +203,3 @@ def run_transfer(args: argparse.Namespace) -> int:
     print(f"time      {time.perf_counter() - start:.1f} s")
     print(f"output    {out} (labels in obs['{key}'])" + (f", model {save}" if save is not None else ""))
     return 0
-

@@ -46,7 +46,11 @@ def check_n_clusters(n_clusters, n_obs: int) -> None:
     """Raise :class:`InputError` unless ``n_clusters`` is None or an integer in ``[1, n_obs]``."""
     if n_clusters is None:
         return
-    if isinstance(n_clusters, (bool, np.bool_)) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+    if (
+        isinstance(n_clusters, (bool, np.bool_))
+        or not isinstance(n_clusters, (int, np.integer))
+        or n_clusters < 1
+    ):
         msg = f"n_clusters must be a positive integer or None, got {n_clusters!r}"
         raise InputError(msg)
     if n_clusters > n_obs:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 # Only light modules here: numpy, torch and the rest load inside main(), where a Ctrl-C is handled.
 from . import _signals
-from ._cli_params import parse_params, parse_value
+from ._cli_params import parse_params, parse_value, positive_int_arg, seed_arg
 from ._errors import InputError, TrainingError
 from ._version import __version__
 
@@ -59,49 +59,51 @@ def _n_clusters(text: str) -> int | None:
     return k
 
 
-def _seed(text: str) -> int:
-    from ._utils import MAX_SEED, resolve_seed
-
-    try:
-        return resolve_seed(int(text))  # the library's own range check (InputError is a ValueError)
-    except ValueError:
-        msg = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a positive integer, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _common() -> argparse.ArgumentParser:
     """-q/-v, accepted both before and after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="print only results and errors (no progress bars or log messages)")
-    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="print debug messages, third-party warnings and tracebacks")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print only results and errors (no progress bars or log messages)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print debug messages, third-party warnings and tracebacks",
+    )
     return common
 
 
 def _add_clustering_options(p: argparse.ArgumentParser, *, default_method: str) -> None:
     from .models import available_methods
 
-    p.add_argument("--method", default=default_method,
-                   help=f"clustering method: {', '.join(available_methods())} (default: {default_method})")
-    p.add_argument("--n-clusters", type=_n_clusters, default=None, metavar="auto|K",
-                   help="number of clusters, or 'auto' to estimate it without labels (default: auto)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
-    p.add_argument("--n-seeds", type=_positive_int, default=1, metavar="N",
-                   help="fit N seeds (SEED, SEED+1, ...) and keep their consensus, with each cell's agreement "
-                   "in obs['KEY_agreement'] (default: 1)")
+    p.add_argument(
+        "--method",
+        default=default_method,
+        help=f"clustering method: {', '.join(available_methods())} (default: {default_method})",
+    )
+    p.add_argument(
+        "--n-clusters",
+        type=_n_clusters,
+        default=None,
+        metavar="auto|K",
+        help="number of clusters, or 'auto' to estimate it without labels (default: auto)",
+    )
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--n-seeds",
+        type=positive_int_arg,
+        default=1,
+        metavar="N",
+        help="fit N seeds (SEED, SEED+1, ...) and keep their consensus, with each cell's agreement "
+        "in obs['KEY_agreement'] (default: 1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,68 +111,134 @@ def build_parser() -> argparse.ArgumentParser:
     from .models import DEFAULT_METHOD
 
     common = _common()
-    parser = _Parser(prog="sccluster", parents=[common],
-                     description="Cluster single-cell RNA-seq raw counts (AnnData in, AnnData out).")
+    parser = _Parser(
+        prog="sccluster",
+        parents=[common],
+        description="Cluster single-cell RNA-seq raw counts (AnnData in, AnnData out).",
+    )
     parser.add_argument("--version", action="version", version=f"sccluster {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("cluster", parents=[common], help="cluster a file of raw counts",
-                       description="Cluster the cells of IN and write OUT.h5ad with the clusters in "
-                       "obs[KEY], the embedding in obsm['X_KEY'] and run details in uns[KEY].")
+    p = sub.add_parser(
+        "cluster",
+        parents=[common],
+        help="cluster a file of raw counts",
+        description="Cluster the cells of IN and write OUT.h5ad with the clusters in "
+        "obs[KEY], the embedding in obsm['X_KEY'] and run details in uns[KEY].",
+    )
     p.add_argument("input", metavar="IN", help="raw counts: .h5ad, 10x .h5, 10x mtx folder, .loom, .csv/.tsv")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="output .h5ad (written atomically)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT.h5ad", help="output .h5ad (written atomically)"
+    )
     _add_clustering_options(p, default_method=DEFAULT_METHOD)
-    p.add_argument("--label-key", default=None, metavar="KEY",
-                   help="obs column of reference labels, used only to score the finished result")
+    p.add_argument(
+        "--label-key",
+        default=None,
+        metavar="KEY",
+        help="obs column of reference labels, used only to score the finished result",
+    )
     p.add_argument("--labels-csv", default=None, metavar="PATH", help="also write a CSV of cell -> cluster")
     p.add_argument("--layer", default=None, metavar="NAME", help="layer holding the raw counts (default: X)")
-    p.add_argument("--transpose", action="store_true",
-                   help="IN is a csv/tsv/txt table of genes x cells (genes in the first column): flip it on reading")
-    p.add_argument("--batch-key", default=None, metavar="KEY",
-                   help="obs column naming each cell's batch (donor, sample, condition), so that batches do not "
-                   "become clusters (--method bgformer, siamese or leiden; kmeans has no batch correction)")
-    p.add_argument("--n-top-genes", type=_positive_int, default=2000, metavar="N",
-                   help="number of highly variable genes (default: 2000)")
-    p.add_argument("--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="model hyperparameter, repeatable (e.g. --param max_epochs=50)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the expected peak memory and time of the run, and stop")
-    p.add_argument("--skip-memory-check", action="store_true",
-                   help="run even when the expected peak memory exceeds the memory available")
+    p.add_argument(
+        "--transpose",
+        action="store_true",
+        help="IN is a csv/tsv/txt table of genes x cells (genes in the first column): flip it on reading",
+    )
+    p.add_argument(
+        "--batch-key",
+        default=None,
+        metavar="KEY",
+        help="obs column naming each cell's batch (donor, sample, condition), so that batches do not "
+        "become clusters (--method bgformer, siamese or leiden; kmeans has no batch correction)",
+    )
+    p.add_argument(
+        "--n-top-genes",
+        type=positive_int_arg,
+        default=2000,
+        metavar="N",
+        help="number of highly variable genes (default: 2000)",
+    )
+    p.add_argument(
+        "--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="model hyperparameter, repeatable (e.g. --param max_epochs=50)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the expected peak memory and time of the run, and stop"
+    )
+    p.add_argument(
+        "--skip-memory-check",
+        action="store_true",
+        help="run even when the expected peak memory exceeds the memory available",
+    )
     p.set_defaults(func=_cmd_cluster)
 
-    p = sub.add_parser("demo", parents=[common], help="cluster the bundled demo data and score it",
-                       description="Cluster the bundled demo subset and print cells, clusters found, "
-                       f"ARI/NMI/ACC against obs['{DEMO_LABEL_KEY}'] and the time taken, beside the same scores "
-                       f"of {DEMO_COMPARE} (its resolution chosen by subsample stability) on the same cells.")
-    p.add_argument("-o", "--output", default=DEMO_OUTPUT, metavar="OUT.h5ad",
-                   help=f"output .h5ad (default: {DEMO_OUTPUT})")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="cluster the bundled demo data and score it",
+        description="Cluster the bundled demo subset and print cells, clusters found, "
+        f"ARI/NMI/ACC against obs['{DEMO_LABEL_KEY}'] and the time taken, beside the same scores "
+        f"of {DEMO_COMPARE} (its resolution chosen by subsample stability) on the same cells.",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=DEMO_OUTPUT,
+        metavar="OUT.h5ad",
+        help=f"output .h5ad (default: {DEMO_OUTPUT})",
+    )
     _add_clustering_options(p, default_method=DEMO_METHOD)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("evaluate", parents=[common], help="score a clustering stored in an .h5ad",
-                       description="Print ARI, NMI, ACC and the number of clusters of obs[PRED] against obs[TRUTH].")
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="score a clustering stored in an .h5ad",
+        description="Print ARI, NMI, ACC and the number of clusters of obs[PRED] against obs[TRUTH].",
+    )
     p.add_argument("file", metavar="FILE.h5ad", help="AnnData file holding both obs columns")
     p.add_argument("--truth", required=True, metavar="KEY", help="obs column of reference labels")
-    p.add_argument("--pred", default="sccluster", metavar="KEY", help="obs column of clusters (default: sccluster)")
+    p.add_argument(
+        "--pred", default="sccluster", metavar="KEY", help="obs column of clusters (default: sccluster)"
+    )
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("report", parents=[common], help="write an HTML report of a clustering",
-                       description="Write one self-contained HTML file (figures embedded, no JavaScript, "
-                       "nothing fetched from a network) about the clustering in obs[KEY] of CLUSTERED.h5ad: "
-                       "run summary and parameters, UMAP, cluster sizes, marker genes, training curves, seed "
-                       "stability and, with --label-key, agreement with reference labels.")
-    p.add_argument("input", metavar="CLUSTERED.h5ad",
-                   help="clustered AnnData (e.g. written by 'sccluster cluster')")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT.html",
-                   help="output .html (written atomically)")
-    p.add_argument("--label-key", default=None, metavar="KEY",
-                   help="obs column of reference labels to score the clustering against")
-    p.add_argument("--key", default="sccluster", metavar="KEY",
-                   help="key of the clustering (default: sccluster)")
-    p.add_argument("--annotation-key", default=None, metavar="KEY",
-                   help="uns entry holding a table (e.g. cluster annotations) to show in the report")
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="write an HTML report of a clustering",
+        description="Write one self-contained HTML file (figures embedded, no JavaScript, "
+        "nothing fetched from a network) about the clustering in obs[KEY] of CLUSTERED.h5ad: "
+        "run summary and parameters, UMAP, cluster sizes, marker genes, training curves, seed "
+        "stability and, with --label-key, agreement with reference labels.",
+    )
+    p.add_argument(
+        "input", metavar="CLUSTERED.h5ad", help="clustered AnnData (e.g. written by 'sccluster cluster')"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="REPORT.html", help="output .html (written atomically)"
+    )
+    p.add_argument(
+        "--label-key",
+        default=None,
+        metavar="KEY",
+        help="obs column of reference labels to score the clustering against",
+    )
+    p.add_argument(
+        "--key", default="sccluster", metavar="KEY", help="key of the clustering (default: sccluster)"
+    )
+    p.add_argument(
+        "--annotation-key",
+        default=None,
+        metavar="KEY",
+        help="uns entry holding a table (e.g. cluster annotations) to show in the report",
+    )
     p.set_defaults(func=_cmd_report)
 
     from ._cli_annotate import add_parsers as add_annotate_parsers
@@ -179,11 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ._cli_transfer import add_transfer_parser
 
-    add_transfer_parser(sub, common, seed_type=_seed,
-                        param_help="embedding model hyperparameter, repeatable (e.g. --param pretrain_steps=500)")
+    add_transfer_parser(
+        sub,
+        common,
+        seed_type=seed_arg,
+        param_help="embedding model hyperparameter, repeatable (e.g. --param pretrain_steps=500)",
+    )
 
-    p = sub.add_parser("datasets", parents=[common], help="list the benchmark datasets",
-                       description="List the benchmark datasets and the folder they are read from.")
+    p = sub.add_parser(
+        "datasets",
+        parents=[common],
+        help="list the benchmark datasets",
+        description="List the benchmark datasets and the folder they are read from.",
+    )
     p.set_defaults(func=_cmd_datasets)
     return parser
 
@@ -193,11 +269,22 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from ._cli_run import run_cluster
 
     return run_cluster(
-        args.input, args.output, method=args.method, n_clusters=args.n_clusters, seed=args.seed,
-        label_key=args.label_key, labels_csv=args.labels_csv, layer=args.layer,
-        n_top_genes=args.n_top_genes, key_added=args.key_added, params=parse_params(args.param),
-        n_seeds=args.n_seeds, dry_run=args.dry_run, memory_check=not args.skip_memory_check,
-        batch_key=args.batch_key, transpose=args.transpose,
+        args.input,
+        args.output,
+        method=args.method,
+        n_clusters=args.n_clusters,
+        seed=args.seed,
+        label_key=args.label_key,
+        labels_csv=args.labels_csv,
+        layer=args.layer,
+        n_top_genes=args.n_top_genes,
+        key_added=args.key_added,
+        params=parse_params(args.param),
+        n_seeds=args.n_seeds,
+        dry_run=args.dry_run,
+        memory_check=not args.skip_memory_check,
+        batch_key=args.batch_key,
+        transpose=args.transpose,
     )
 
 
@@ -205,8 +292,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ._cli_run import run_cluster
     from .datasets import demo_path
 
-    return run_cluster(demo_path(), args.output, method=args.method, n_clusters=args.n_clusters,
-                       seed=args.seed, label_key=DEMO_LABEL_KEY, n_seeds=args.n_seeds, compare=DEMO_COMPARE)
+    return run_cluster(
+        demo_path(),
+        args.output,
+        method=args.method,
+        n_clusters=args.n_clusters,
+        seed=args.seed,
+        label_key=DEMO_LABEL_KEY,
+        n_seeds=args.n_seeds,
+        compare=DEMO_COMPARE,
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -343,11 +438,15 @@ def _outputs_of(args: argparse.Namespace) -> list[_Output]:
 def _interrupted(exc: KeyboardInterrupt, outputs: list[_Output]) -> int:
     signum = getattr(exc, "signum", None) or _signals.received() or signal.SIGINT
     name = signal.Signals(signum).name
-    if outputs:  # (none before the arguments are parsed: nothing to import then, the imports may be half done)
+    if (
+        outputs
+    ):  # (none before the arguments are parsed: nothing to import then, the imports may be half done)
         with contextlib.suppress(Exception):
             from ._utils import remove_stale_parts
 
-            for out in outputs:  # temporary files of this run (its process is alive: removed by name), and stale ones
+            for out in (
+                outputs
+            ):  # temporary files of this run (its process is alive: removed by name), and stale ones
                 _remove_own_parts(out.path)
                 remove_stale_parts(out.path)
     written = [out for out in outputs if out.written]
@@ -360,7 +459,11 @@ def _interrupted(exc: KeyboardInterrupt, outputs: list[_Output]) -> int:
         with contextlib.suppress(OSError):
             out.path.unlink()
             removed.append(str(out.path))
-    what = f"removed {', '.join(removed)} so that no partial result remains" if removed else "no output was written"
+    what = (
+        f"removed {', '.join(removed)} so that no partial result remains"
+        if removed
+        else "no output was written"
+    )
     sys.stderr.write(f"error: interrupted ({name}); {what}\n")
     return 128 + int(signum)
 

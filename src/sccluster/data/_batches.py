@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._counts import CountSource
 from ._scaling import Scaler
 
@@ -90,7 +91,9 @@ def check_batch_key(adata, batch_key) -> None:
         raise InputError(msg)
 
 
-def read_batches(adata, batch_key: str, *, categories: Sequence[str] | None = None, warn: bool = True) -> BatchCodes:
+def read_batches(
+    adata, batch_key: str, *, categories: Sequence[str] | None = None, warn: bool = True
+) -> BatchCodes:
     """Read ``obs[batch_key]`` as one integer code per cell, with one-line :class:`InputError` on bad input.
 
     Parameters
@@ -151,7 +154,11 @@ def read_batches(adata, batch_key: str, *, categories: Sequence[str] | None = No
             )
             raise InputError(msg)
         if len(names) == 1 and warn:
-            logger.warning("batch_key %r: all cells are in one batch (%r), so batch_key has no effect", batch_key, names[0])
+            logger.warning(
+                "batch_key %r: all cells are in one batch (%r), so batch_key has no effect",
+                batch_key,
+                names[0],
+            )
         return BatchCodes(batch_key, [str(n) for n in names], codes, n_cells, len(names))
 
     known = [str(c) for c in categories]
@@ -165,8 +172,9 @@ def read_batches(adata, batch_key: str, *, categories: Sequence[str] | None = No
     return BatchCodes(batch_key, all_names, codes, np.bincount(codes, minlength=len(all_names)), len(known))
 
 
-def stratified_indices(codes: np.ndarray, base: np.ndarray, rng: np.random.Generator, *,
-                       min_per_batch: int = MIN_FIT_BATCH_CELLS) -> np.ndarray:
+def stratified_indices(
+    codes: np.ndarray, base: np.ndarray, rng: np.random.Generator, *, min_per_batch: int = MIN_FIT_BATCH_CELLS
+) -> np.ndarray:
     """``base`` (sorted cell positions) topped up so every batch has ``min(its size, min_per_batch)`` cells.
 
     For each batch with fewer of its cells in ``base``, cells of that batch not in ``base`` are drawn at
@@ -192,8 +200,9 @@ def stratified_indices(codes: np.ndarray, base: np.ndarray, rng: np.random.Gener
     return np.sort(np.concatenate([base, *extra]))
 
 
-def scaler_for_batches(scaler: Scaler, source: CountSource, batches: BatchCodes, *,
-                       min_cells: int = MIN_NEW_BATCH_CELLS) -> Scaler:
+def scaler_for_batches(
+    scaler: Scaler, source: CountSource, batches: BatchCodes, *, min_cells: int = MIN_NEW_BATCH_CELLS
+) -> Scaler:
     """The training ``scaler`` extended to the batches of new data that were not seen in training.
 
     A new batch with at least ``min_cells`` cells in ``source`` is z-scored with its own statistics
@@ -210,13 +219,18 @@ def scaler_for_batches(scaler: Scaler, source: CountSource, batches: BatchCodes,
     own = np.flatnonzero(sizes >= min_cells)
     if own.size:
         rows = np.flatnonzero(np.isin(batches.codes, batches.n_known + own))
-        fitted = Scaler.fit(source, max_value=scaler.max_value, indices=rows, batch_codes=batches.codes,
-                            n_batches=batches.n_batches)
+        fitted = Scaler.fit(
+            source,
+            max_value=scaler.max_value,
+            indices=rows,
+            batch_codes=batches.codes,
+            n_batches=batches.n_batches,
+        )
         mean[own] = fitted.batch_mean[batches.n_known + own]
         std[own] = fitted.batch_std[batches.n_known + own]
     described = ", ".join(
         f"{name!r} ({int(n)} cells: {'own' if n >= min_cells else 'pooled training'} statistics)"
-        for name, n in zip(new[:5], sizes[:5])
+        for name, n in zip(new[:5], sizes[:5], strict=True)
     ) + (f", ... ({len(new)} in all)" if len(new) > 5 else "")
     logger.warning(
         "batch_key %r: %d batch%s not seen in training: %s; a new batch is scaled with its own gene statistics "
@@ -227,8 +241,14 @@ def scaler_for_batches(scaler: Scaler, source: CountSource, batches: BatchCodes,
 
 
 def source_for_new_cells(
-    adata, *, genes: Sequence[str], layer: str | None, reference_total: float, scaler: Scaler,
-    batch_key: str | None, training_batches: Sequence[str] | None,
+    adata,
+    *,
+    genes: Sequence[str],
+    layer: str | None,
+    reference_total: float,
+    scaler: Scaler,
+    batch_key: str | None,
+    training_batches: Sequence[str] | None,
 ) -> tuple[CountSource, Scaler]:
     """The counts of new cells, as a fitted model reads them, and the scaler for them.
 

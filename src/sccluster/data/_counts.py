@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._validation import check_counts_block
-from ..pp._stream import counts_matrix, to_csr
+from sccluster._errors import InputError
+from sccluster._validation import check_counts_block
+from sccluster.pp._stream import counts_matrix, to_csr
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class CountSource:
                 )
                 raise InputError(msg)
             pos = var_names.get_indexer(genes)
-            missing = [g for g, p in zip(genes, pos) if p < 0]
+            missing = [g for g, p in zip(genes, pos, strict=True) if p < 0]
             if missing:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 msg = (
@@ -154,7 +154,9 @@ class CountSource:
         inverse[order] = np.arange(len(order))
         return block[inverse]
 
-    def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK, *, all_genes: bool = False) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    def iter_chunks(
+        self, chunk_size: int = DEFAULT_CHUNK, *, all_genes: bool = False
+    ) -> Iterator[tuple[int, int, sp.csr_matrix]]:
         """Yield ``(start, stop, csr_block)`` over all rows in order."""
         for start in range(0, self.n_obs, chunk_size):
             stop = min(start + chunk_size, self.n_obs)
@@ -176,7 +178,9 @@ class CountSource:
             totals = self.library_sizes()
             if np.any(totals <= 0):
                 n_zero = int(np.sum(totals <= 0))
-                msg = f"{n_zero} cells have no counts; remove empty cells (scc.pp.prepare does this) and retry"
+                msg = (
+                    f"{n_zero} cells have no counts; remove empty cells (scc.pp.prepare does this) and retry"
+                )
                 raise InputError(msg)
             if self.reference_total is None:
                 self.reference_total = float(np.median(totals))

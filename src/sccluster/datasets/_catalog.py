@@ -7,8 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from .._errors import InputError
-from .._settings import settings
+from sccluster._errors import InputError
+from sccluster._settings import settings
 
 DEMO_FILE = "pbmc4k_demo.h5ad"
 
@@ -35,7 +35,7 @@ def demo():
     -------
     AnnData (3,000 × 2,000), read with :func:`sccluster.io.read`.
     """
-    from ..io import read
+    from sccluster.io import read
 
     return read(demo_path())
 
@@ -64,7 +64,7 @@ def load(name_or_path: str | os.PathLike, *, backed: Literal["r"] | None = None)
     InputError
         Neither an existing file nor a known dataset name (the message lists the names).
     """
-    from ..io import read
+    from sccluster.io import read
 
     path = Path(name_or_path).expanduser()
     if path.exists():

@@ -70,7 +70,11 @@ def synthetic(
     if n_clusters * n_markers > n_genes:
         msg = f"n_clusters * n_markers = {n_clusters * n_markers} exceeds n_genes = {n_genes}"
         raise ValueError(msg)
-    if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or not 1 <= n_batches <= n_cells:
+    if (
+        isinstance(n_batches, bool)
+        or not isinstance(n_batches, (int, np.integer))
+        or not 1 <= n_batches <= n_cells
+    ):
         msg = f"n_batches must be an integer from 1 to n_cells, got {n_batches!r}"
         raise ValueError(msg)
     if not np.isfinite(batch_shift) or batch_shift < 0:

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._utils import progress, resolve_seed
-from .._validation import check_counts_block
+from sccluster._errors import InputError
+from sccluster._utils import progress, resolve_seed
+from sccluster._validation import check_counts_block
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def upsample(
         msg = f"no cell type in obs[{label_key!r}] has two or more cells; upsampling needs pairs of the same type"
         raise InputError(msg)
     if not eligible.all():
-        dropped = [str(c) for c, ok in zip(labels.categories, eligible) if not ok]
+        dropped = [str(c) for c, ok in zip(labels.categories, eligible, strict=True) if not ok]
         logger.warning("cell types with fewer than 2 cells are not sampled: %s", ", ".join(dropped))
     prob = np.where(eligible, sizes, 0) / sizes[eligible].sum()
     order = np.argsort(np.where(codes >= 0, codes, len(sizes)), kind="stable")
@@ -219,5 +219,7 @@ def upsample(
             info[f"source_{key}" if key == "citation" else key] = adata.uns[key]
     out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy())
     out.uns["sccluster_upsample"] = info
-    logger.info("upsampled %d cells to %d (%.1f counts per cell)", adata.n_obs, n_cells, counts.sum() / n_cells)
+    logger.info(
+        "upsampled %d cells to %d (%.1f counts per cell)", adata.n_obs, n_cells, counts.sum() / n_cells
+    )
     return out

@@ -4,7 +4,14 @@ Nothing here builds a cells x cells dense matrix: graphs are CSR with about ``n 
 diffusion is a fixed number of sparse matrix-times-features products.
 """
 
-from ._knn import BalancedNeighborIndex, NeighborIndex, edge_weights, knn_graph, nearest_neighbors, per_batch_neighbors
+from ._knn import (
+    BalancedNeighborIndex,
+    NeighborIndex,
+    edge_weights,
+    knn_graph,
+    nearest_neighbors,
+    per_batch_neighbors,
+)
 from ._ops import drop_edges, graph_degrees, normalize_adjacency, ppr_extend, ppr_propagate
 
 __all__ = [

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .._utils import prefer_blocking_numba_threads
+from sccluster._utils import prefer_blocking_numba_threads
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class BalancedNeighborIndex:
         self.members = [np.flatnonzero(self.codes == b) for b in range(len(sizes))]
         self.indices = [
             NeighborIndex(self._x[m], int(k), seed=seed, exact_max=exact_max) if k > 0 else None
-            for m, k in zip(self.members, self.k_per_batch)
+            for m, k in zip(self.members, self.k_per_batch, strict=True)
         ]
 
     @property
@@ -181,7 +181,7 @@ class BalancedNeighborIndex:
         idx = np.empty((n, self.n_neighbors), dtype=np.int64)
         dist = np.empty((n, self.n_neighbors), dtype=np.float32)
         col = 0
-        for b, (members, index) in enumerate(zip(self.members, self.indices)):
+        for b, (members, index) in enumerate(zip(self.members, self.indices, strict=True)):
             k = int(self.k_per_batch[b])
             if index is None:
                 continue
@@ -204,10 +204,16 @@ class BalancedNeighborIndex:
             n_neighbors, np.asarray([len(m) for m in self.members])
         )  # fmt: skip
         parts = [
-            index.query(q, int(k)) for index, k in zip(self.indices, k_per_batch) if index is not None and k > 0
+            index.query(q, int(k))
+            for index, k in zip(self.indices, k_per_batch, strict=True)
+            if index is not None and k > 0
         ]
-        members = [m for m, index, k in zip(self.members, self.indices, k_per_batch) if index is not None and k > 0]
-        idx = np.concatenate([m[i] for m, (i, _) in zip(members, parts)], axis=1)
+        members = [
+            m
+            for m, index, k in zip(self.members, self.indices, k_per_batch, strict=True)
+            if index is not None and k > 0
+        ]
+        idx = np.concatenate([m[i] for m, (i, _) in zip(members, parts, strict=True)], axis=1)
         dist = np.concatenate([d for _, d in parts], axis=1)
         return _nearest_first(idx, dist)
 
@@ -217,7 +223,9 @@ def _nearest_first(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
 
-def edge_weights(dist: np.ndarray, sigma_rows: np.ndarray, sigma_cols: np.ndarray | None, kind: str = "adaptive") -> np.ndarray:
+def edge_weights(
+    dist: np.ndarray, sigma_rows: np.ndarray, sigma_cols: np.ndarray | None, kind: str = "adaptive"
+) -> np.ndarray:
     """Edge weights from distances ``(m, k)``.
 
     ``"adaptive"``: self-tuning Gaussian ``exp(-d² / (σ_i σ_j))`` with σ the distance to a point's

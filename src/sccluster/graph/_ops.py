@@ -16,7 +16,9 @@ def normalize_adjacency(adj: sp.spmatrix, *, self_loops: bool = True) -> sp.csr_
     return (scale @ adj @ scale).tocsr().astype(np.float32)
 
 
-def drop_edges(adj: sp.spmatrix, rate: float, rng: np.random.Generator, *, prefer_low: bool = True) -> sp.csr_matrix:
+def drop_edges(
+    adj: sp.spmatrix, rate: float, rng: np.random.Generator, *, prefer_low: bool = True
+) -> sp.csr_matrix:
     """A copy of the symmetric graph ``adj`` with about ``rate`` of its edges removed.
 
     Each undirected edge is dropped with probability ``rate * 2 (1 - r)``, capped at 1, where

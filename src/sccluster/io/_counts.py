@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._validation import check_counts_block
+from sccluster._errors import InputError
+from sccluster._validation import check_counts_block
 
 #: Rows read per block when checking.
 _BLOCK_ROWS = 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 #: Format names accepted by ``read(..., format=...)`` (aliases map onto them).
 FORMATS = ("h5ad", "10x_h5", "10x_mtx", "loom", "csv", "tsv", "txt")

@@ -11,7 +11,8 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._counts import is_raw_counts
 from ._formats import detect_format, normalise_format, short_reason
 from ._readers import read_10x_h5, read_10x_mtx, read_h5ad, read_loom
@@ -95,7 +96,7 @@ def read(
     *,
     backed: Literal["r"] | None = None,
     layer: str | None = None,
-    format: str | None = None,  # noqa: A002 - mirrors scanpy's argument name
+    format: str | None = None,
     transpose: bool | None = None,
     share_counts: bool = False,
 ):

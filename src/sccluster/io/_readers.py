@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._formats import mtx_files
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,7 @@ def read_10x_h5(path: Path):
 
     with h5py.File(path, "r") as f:
         keys = set(f.keys())
-        is_10x = "matrix" in keys or any(
-            isinstance(f[k], h5py.Group) and "barcodes" in f[k] for k in keys
-        )
+        is_10x = "matrix" in keys or any(isinstance(f[k], h5py.Group) and "barcodes" in f[k] for k in keys)
         is_anndata = "X" in keys and "obs" in keys
     if not is_10x:
         if is_anndata:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 #: Entries of ``indices`` / ``indptr`` examined at once (on a backed file: read at once).
 CHUNK = 1 << 22

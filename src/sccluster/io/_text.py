@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 logger = logging.getLogger(__name__)
+
 
 class OrientationWarning(UserWarning):
     """A text table looks like genes x cells (the reader logs the same message at level WARNING)."""
@@ -39,7 +40,7 @@ _CELL_LIKE = re.compile(r"([ACGTN]{8,})|^(cell[_\-.]?\d+)$", re.IGNORECASE)
 def _open_text(path: Path):
     if path.suffix.lower() == ".gz":
         return gzip.open(path, "rt")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+    return open(path, encoding="utf-8", newline="")
 
 
 def sniff_separator(path: Path, fmt: str) -> str:
@@ -114,7 +115,11 @@ def read_text(path: Path, fmt: str, transpose: bool | None):
     if columns is None:
         columns = np.array([], dtype=str)
     n_cols = len(columns)
-    X = sp.vstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((0, n_cols), dtype=np.float32)
+    X = (
+        sp.vstack(blocks, format="csr", dtype=np.float32)
+        if blocks
+        else sp.csr_matrix((0, n_cols), dtype=np.float32)
+    )
     rows = np.concatenate(row_names) if row_names else np.array([], dtype=str)
     msg = None
     if transpose:

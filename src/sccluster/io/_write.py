@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from .._utils import atomic_path, check_output_path
+from sccluster._utils import atomic_path, check_output_path
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 
 def _as_labels(y, name: str) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._base import MODEL_FORMAT, ClusterModel, read_model_file
 from ._baselines import KMeansBaseline, LeidenBaseline
 from ._bgformer import BGFormer

@@ -11,10 +11,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._errors import InputError
-from .._utils import atomic_path, check_output_path, load_torch_file, resolve_device, resolve_seed, seeded_torch
-from .._validation import check_adata, check_n_clusters
-from .._version import __version__
+from sccluster._errors import InputError
+from sccluster._utils import (
+    atomic_path,
+    check_output_path,
+    load_torch_file,
+    resolve_device,
+    resolve_seed,
+    seeded_torch,
+)
+from sccluster._validation import check_adata, check_n_clusters
+from sccluster._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +68,11 @@ class ClusterModel:
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self" and sig.parameters[p].kind != inspect.Parameter.VAR_KEYWORD]
+        return [
+            p
+            for p in sig.parameters
+            if p != "self" and sig.parameters[p].kind != inspect.Parameter.VAR_KEYWORD
+        ]
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters as given to ``__init__``."""

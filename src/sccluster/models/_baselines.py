@@ -11,10 +11,11 @@ import logging
 
 import numpy as np
 
-from .._errors import InputError
-from ..data import BatchCodes, read_batches
-from ..metrics import silhouette
-from ..pp import pca_embedding
+from sccluster._errors import InputError
+from sccluster.data import BatchCodes, read_batches
+from sccluster.metrics import silhouette
+from sccluster.pp import pca_embedding
+
 from ._base import ClusterModel
 from ._init_clusters import check_resolution, subsample_index, subsample_rows
 from ._leiden import knn_graph, leiden
@@ -157,8 +158,11 @@ class LeidenBaseline(ClusterModel):
         """The embedding the kNN graph is built on: the PCA (per-batch scaled with ``batch_key``)."""
         if batches is None:
             return pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
-        return PCAEmbedder(n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, random_state=self.seed_).fit_batches(
-            adata, batches, layer=layer).embedding_  # per-batch z-scored HVGs, never the pooled obsm["X_pca"]
+        return (
+            PCAEmbedder(n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, random_state=self.seed_)
+            .fit_batches(adata, batches, layer=layer)
+            .embedding_
+        )  # per-batch z-scored HVGs, never the pooled obsm["X_pca"]
 
     @staticmethod
     def _search_resolution(run, target: int, start: float) -> float:

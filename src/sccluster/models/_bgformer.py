@@ -34,11 +34,12 @@ import time
 
 import numpy as np
 
-from .._errors import InputError
-from .._utils import make_generators, resolve_device
-from ..data import CountSource, Scaler, read_batches
-from ..data._batches import stratified_indices
-from ..pp import select_genes
+from sccluster._errors import InputError
+from sccluster._utils import make_generators, resolve_device
+from sccluster.data import CountSource, Scaler, read_batches
+from sccluster.data._batches import stratified_indices
+from sccluster.pp import select_genes
+
 from ._bgformer_config import BGFormerConfig
 from ._bgformer_data import (
     Validation,
@@ -83,7 +84,7 @@ class BGFormer(DeepClusterModel):
         return arch
 
     def _new_net(self, arch: dict):
-        from ..nn import BGFormerNet
+        from sccluster.nn import BGFormerNet
 
         return BGFormerNet(**arch, gamma=self.params_["gamma"], vq_weight=self.params_["vq_weight"])
 
@@ -103,8 +104,8 @@ class BGFormer(DeepClusterModel):
     def _fit(self, adata, *, layer: str | None) -> None:
         import torch
 
-        from ..ot import BalancedTarget
-        from ..train import OptimizerSpec, Phase, Trainer
+        from sccluster.ot import BalancedTarget
+        from sccluster.train import OptimizerSpec, Phase, Trainer
 
         cfg = self._config()
         inp, opt, head = cfg.input, cfg.optimisation, cfg.clustering
@@ -197,7 +198,9 @@ class BGFormer(DeepClusterModel):
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict:
         state = {
-            "arch": self._arch(len(self.genes_), int(self.net_.centers.shape[0]), self.net_.decoder.n_batches),
+            "arch": self._arch(
+                len(self.genes_), int(self.net_.centers.shape[0]), self.net_.decoder.n_batches
+            ),
             "net": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
             "genes": list(self.genes_),
             "scaler": self.scaler_.state_dict(),

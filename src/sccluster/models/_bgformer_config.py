@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from .._errors import InputError
-from ..ot import DEFAULT_MOMENTUM
-from ..train import Schedule
-from ._config import Annotated, Interval, Literal, ModelConfig, NonNegative, PositiveInt
+from sccluster._errors import InputError
+from sccluster.ot import DEFAULT_MOMENTUM
+from sccluster.train import Schedule
+
+from ._config import Interval, ModelConfig, NonNegative, PositiveInt
 from ._init_clusters import RESOLUTION
+
 
 @dataclass(frozen=True)
 class Architecture:

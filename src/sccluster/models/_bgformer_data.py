@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..data import CountSource, Scaler
+from sccluster.data import CountSource, Scaler
 
 logger = logging.getLogger(__name__)
 

@@ -156,7 +156,8 @@ def config_params(config: type[ModelConfig]) -> Callable[[type], type]:
         ),
     ]
     params += [
-        inspect.Parameter(f.name, kw, default=f.default, annotation=_plain(hint)) for f, hint in config.fields()
+        inspect.Parameter(f.name, kw, default=f.default, annotation=_plain(hint))
+        for f, hint in config.fields()
     ]
     params += list(RUN_PARAMETERS)
     signature = inspect.Signature(params)

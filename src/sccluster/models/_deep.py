@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..data import CountSource, Scaler
-from ..data._batches import source_for_new_cells
+from sccluster.data import CountSource, Scaler
+from sccluster.data._batches import source_for_new_cells
+
 from ._base import ClusterModel
 from ._config import ModelConfig
 from ._init_clusters import InitialClusters, initial_clusters

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._leiden import knn_graph, leiden, leiden_labels
 from ._params import check_choice, check_number
 from ._stability import MAX_STABILITY_CELLS, choose_resolution
@@ -26,7 +27,9 @@ Init = Literal["kmeans", "leiden"]
 INITS: tuple[str, ...] = get_args(Init)
 
 
-def kmeans_centers(embedding: np.ndarray, n_clusters: int, seed: int, *, n_init: int = 10, max_cells: int = 200_000) -> np.ndarray:
+def kmeans_centers(
+    embedding: np.ndarray, n_clusters: int, seed: int, *, n_init: int = 10, max_cells: int = 200_000
+) -> np.ndarray:
     """k-means centres ``(K, d)`` of ``embedding`` (fitted on a seeded subsample above ``max_cells``).
 
     scikit-learn's k-means relocates empty clusters, so every centre is a real, finite point.
@@ -53,7 +56,13 @@ def merge_small_clusters(embedding: np.ndarray, labels: np.ndarray, min_size: in
 
 
 def leiden_k_labels(
-    embedding: np.ndarray, n_clusters: int, seed: int, *, min_size: int = 2, n_neighbors: int = 15, max_iter: int = 24
+    embedding: np.ndarray,
+    n_clusters: int,
+    seed: int,
+    *,
+    min_size: int = 2,
+    n_neighbors: int = 15,
+    max_iter: int = 24,
 ) -> np.ndarray | None:
     """Leiden partition of ``embedding`` into exactly ``n_clusters`` communities, or ``None``.
 
@@ -163,7 +172,9 @@ def initial_clusters(
             labels = leiden_k_labels(x, n_clusters, seed, min_size=_min_size(x.shape[0], min_cluster_frac))
             if labels is not None:
                 return InitialClusters(_means(x, labels))
-            logger.info("no Leiden resolution gives %d clusters on this embedding; starting from k-means", n_clusters)
+            logger.info(
+                "no Leiden resolution gives %d clusters on this embedding; starting from k-means", n_clusters
+            )
         return InitialClusters(kmeans_centers(embedding, n_clusters, seed))
     table: list[dict] = []
     if resolution == "auto":
@@ -205,4 +216,4 @@ def _resolution_constraint(name: str, value) -> None:
 
 
 #: Type of a ``resolution`` hyperparameter: a positive number or ``"auto"`` (see :mod:`._config`).
-RESOLUTION = Annotated[Union[float, Literal["auto"]], _resolution_constraint]
+RESOLUTION = Annotated[float | Literal["auto"], _resolution_constraint]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._utils import prefer_blocking_numba_threads
+from sccluster._utils import prefer_blocking_numba_threads
 
 
-def leiden_labels(embedding: np.ndarray, seed: int, *, resolution: float = 1.0, n_neighbors: int = 15) -> np.ndarray:
+def leiden_labels(
+    embedding: np.ndarray, seed: int, *, resolution: float = 1.0, n_neighbors: int = 15
+) -> np.ndarray:
     """Leiden clusters of a kNN graph (scanpy, pynndescent) built on ``embedding``."""
     return leiden(knn_graph(embedding, seed, n_neighbors), resolution, seed)
 
@@ -43,12 +45,14 @@ def _balanced_neighbors(tmp, batch_codes: np.ndarray, n_neighbors: int, seed: in
     import scipy.sparse as sp
     from umap.umap_ import fuzzy_simplicial_set
 
-    from .. import graph
+    from sccluster import graph
 
     x = tmp.obsm["X_emb"]
     n = x.shape[0]
     # scanpy's n_neighbors counts the cell itself; the balanced rule shares out the others
-    idx, dist = graph.BalancedNeighborIndex(x, batch_codes, max(n_neighbors - 1, 1), seed=seed).self_neighbors()
+    idx, dist = graph.BalancedNeighborIndex(
+        x, batch_codes, max(n_neighbors - 1, 1), seed=seed
+    ).self_neighbors()
     idx = np.hstack([np.arange(n)[:, None], idx])  # the cell itself first, as scanpy hands UMAP its kNN
     dist = np.hstack([np.zeros((n, 1), dtype=dist.dtype), dist])
     k = idx.shape[1]

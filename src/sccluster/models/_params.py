@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 
 def check_number(

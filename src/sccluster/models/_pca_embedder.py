@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import resolve_seed
-from .._validation import check_adata
-from ..data import BatchCodes, CountSource, Scaler, read_batches
-from ..data._batches import source_for_new_cells
-from ..pp import select_genes
+from sccluster._utils import resolve_seed
+from sccluster._validation import check_adata
+from sccluster.data import BatchCodes, CountSource, Scaler, read_batches
+from sccluster.data._batches import source_for_new_cells
+from sccluster.pp import select_genes
+
 from ._params import check_number
 from ._siamese_features import fit_projector, project_all
 
@@ -71,7 +72,9 @@ class PCAEmbedder:
         codes = None if batches is None else batches.codes
         source = CountSource(adata, genes=self.genes_, layer=layer, batch_codes=codes)
         self.reference_total_ = source.reference_total
-        self.scaler_ = Scaler.fit(source, batch_codes=codes, n_batches=None if batches is None else batches.n_batches)
+        self.scaler_ = Scaler.fit(
+            source, batch_codes=codes, n_batches=None if batches is None else batches.n_batches
+        )
         self.batches_ = None if batches is None else list(batches.categories)
         self.projector_ = fit_projector(source, self.scaler_, int(self.n_pcs), seed, max_cells=PCA_MAX_CELLS)
         self.embedding_ = project_all(source, self.scaler_, self.projector_)

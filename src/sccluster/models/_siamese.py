@@ -52,9 +52,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._errors import InputError
-from .._utils import make_generators, resolve_device
-from ..data import CountSource, Scaler, read_batches
+from sccluster._errors import InputError
+from sccluster._utils import make_generators, resolve_device
+from sccluster.data import CountSource, Scaler, read_batches
+
 from ._config import config_params
 from ._deep import DeepClusterModel
 from ._siamese_config import SiameseConfig
@@ -83,10 +84,11 @@ class SiameseClu(DeepClusterModel):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, adata, *, layer: str | None) -> None:
-        from .. import graph
-        from ..ot import BalancedTarget
-        from ..pp import select_genes
-        from ..train import OptimizerSpec, Phase, Trainer
+        from sccluster import graph
+        from sccluster.ot import BalancedTarget
+        from sccluster.pp import select_genes
+        from sccluster.train import OptimizerSpec, Phase, Trainer
+
         from ._siamese_data import GraphData, SiameseBatches
 
         cfg = self._config()
@@ -119,7 +121,9 @@ class SiameseClu(DeepClusterModel):
         # torch's global generator was seeded by ClusterModel.fit and nothing above draws from it
         self.net_ = self._new_net(len(self.genes_), x0.shape[1], 1, self._n_batches()).to(device)
         data = SiameseBatches(source, self.scaler_, GraphData(x0, adj, h_full), cfg, rng, gen, device)
-        spec = OptimizerSpec("adam", opt.lr, schedule=opt.lr_schedule, scope="run")  # one Adam for both phases
+        spec = OptimizerSpec(
+            "adam", opt.lr, schedule=opt.lr_schedule, scope="run"
+        )  # one Adam for both phases
         trainer = Trainer(self.net_, spec, name="SiameseClu")
         epoch = data.steps_per_epoch
         trainer.run(Phase("pretrain", opt.pretrain_steps, data.phase(), log_every=epoch))
@@ -135,7 +139,9 @@ class SiameseClu(DeepClusterModel):
                 )  # fmt: skip
             self.net_.cluster_target = target
             interval = min(head.target_interval, epoch)
-            phase = Phase("cluster", opt.cluster_steps, data.phase(), log_every=epoch, snapshot_interval=interval)
+            phase = Phase(
+                "cluster", opt.cluster_steps, data.phase(), log_every=epoch, snapshot_interval=interval
+            )
             trainer.run(phase)
             self.net_.cluster_target = None  # training state, not part of the fitted model
         z = self._embed(source, h_full)
@@ -162,7 +168,7 @@ class SiameseClu(DeepClusterModel):
         return 0 if getattr(self, "batches_", None) is None else len(self.batches_)
 
     def _new_net(self, n_genes: int, n_graph: int, n_clusters: int, n_batches: int = 0):
-        from ..nn import SiameseNet
+        from sccluster.nn import SiameseNet
 
         p = self.params_  # the fit's hyperparameters, also after set_params
         return SiameseNet(
@@ -199,7 +205,10 @@ class SiameseClu(DeepClusterModel):
 
         dev = self.net_.alpha.device
         with torch.no_grad():
-            parts = [self.net_.log_q(torch.as_tensor(z[i : i + CHUNK], device=dev)).cpu().numpy() for i in range(0, len(z), CHUNK)]
+            parts = [
+                self.net_.log_q(torch.as_tensor(z[i : i + CHUNK], device=dev)).cpu().numpy()
+                for i in range(0, len(z), CHUNK)
+            ]
         return np.concatenate(parts).astype(np.float64)
 
     def _neighbor_index(self):
@@ -208,7 +217,7 @@ class SiameseClu(DeepClusterModel):
         Batch-balanced (one index per training batch) when the model was fitted with more than one batch.
         It is not saved with the model (it is rebuilt from the saved scores after ``load``).
         """
-        from .. import graph
+        from sccluster import graph
 
         if getattr(self, "_index", None) is None:
             k = self.params_["n_neighbors"]
@@ -251,7 +260,11 @@ class SiameseClu(DeepClusterModel):
             "sigma": self.sigma_,
             "degree": self.degree_,
             "proportions": self.proportions_,
-            **({} if self.batches_ is None else {"batches": list(self.batches_), "batch_codes": self.batch_codes_}),
+            **(
+                {}
+                if self.batches_ is None
+                else {"batches": list(self.batches_), "batch_codes": self.batch_codes_}
+            ),
         }
 
     def _set_state(self, state: dict[str, Any], device: str) -> None:
@@ -259,7 +272,12 @@ class SiameseClu(DeepClusterModel):
         self.reference_total_ = state["reference_total"]
         self.scaler_ = Scaler.from_state_dict(state["scaler"])
         self.projector_ = Projector.from_state_dict(state["projector"])
-        self.x0_, self.h_, self.sigma_, self.degree_ = state["x0"], state["h"], state["sigma"], state["degree"]
+        self.x0_, self.h_, self.sigma_, self.degree_ = (
+            state["x0"],
+            state["h"],
+            state["sigma"],
+            state["degree"],
+        )
         self._index = None
         self.proportions_ = state["proportions"]
         # absent from files of models without batch_key (and of older versions): no batches

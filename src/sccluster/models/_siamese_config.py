@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from ..ot import DEFAULT_ESTIMATE, DEFAULT_MOMENTUM, DEFAULT_N_ITERS, DEFAULT_POWER, Estimate
-from ..train import Schedule
-from ._config import Annotated, Interval, Literal, ModelConfig, NonNegative, PositiveInt
+from sccluster.ot import DEFAULT_ESTIMATE, DEFAULT_MOMENTUM, DEFAULT_N_ITERS, DEFAULT_POWER, Estimate
+from sccluster.train import Schedule
+
+from ._config import Interval, ModelConfig, NonNegative, PositiveInt
 from ._init_clusters import RESOLUTION, Init
+
 
 @dataclass(frozen=True)
 class Graph:

@@ -9,7 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..data import CountSource, Scaler
+from sccluster.data import CountSource, Scaler
+
 from ._siamese_features import graph_view, sample_neighbors
 
 #: Most steps in one "epoch" (the graph views and the target snapshot are renewed every epoch).

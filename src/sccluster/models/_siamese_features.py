@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .. import graph
-from ..data import CountSource, Scaler
+from sccluster import graph
+from sccluster.data import CountSource, Scaler
 
 #: Cells read and converted to dense at once when projecting.
 CHUNK = 4096
@@ -38,7 +38,9 @@ class Projector:
         return cls(np.asarray(state["components"]), np.asarray(state["mean"]), float(state["scale"]))
 
 
-def fit_projector(source: CountSource, scaler: Scaler, n_pcs: int, seed: int, max_cells: int = 20_000) -> Projector:
+def fit_projector(
+    source: CountSource, scaler: Scaler, n_pcs: int, seed: int, max_cells: int = 20_000
+) -> Projector:
     """Randomized PCA of the scaled genes on at most ``max_cells`` cells (seeded subsample).
 
     Cells are scaled as ``scaler`` scales them: with per-batch statistics (and a ``source`` with batch
@@ -65,11 +67,15 @@ def project_all(source: CountSource, scaler: Scaler, projector: Projector) -> np
     out = np.empty((source.n_obs, projector.components.shape[0]), dtype=np.float32)
     for start in range(0, source.n_obs, CHUNK):
         b = source.batch(np.arange(start, min(start + CHUNK, source.n_obs)))
-        out[start : start + len(b.index)] = projector.project(scaler.transform(b.counts, b.size_factors, b.batch_codes))
+        out[start : start + len(b.index)] = projector.project(
+            scaler.transform(b.counts, b.size_factors, b.batch_codes)
+        )
     return out
 
 
-def graph_view(adj: sp.csr_matrix, x0: np.ndarray, *, alpha: float, steps: int, drop: float = 0.0, rng=None) -> np.ndarray:
+def graph_view(
+    adj: sp.csr_matrix, x0: np.ndarray, *, alpha: float, steps: int, drop: float = 0.0, rng=None
+) -> np.ndarray:
     """PPR-diffused features over ``adj`` (a fresh edge-dropped copy when ``drop > 0``)."""
     if drop > 0:
         adj = graph.drop_edges(adj, drop, rng)
@@ -98,9 +104,10 @@ def new_cell_features(
     alpha: float,
     weights: str,
 ) -> np.ndarray:
-    """Propagated features of new cells: neighbours among the training cells (``index``), attached to the
-    training graph under its normalisation (``degree_ref``: the training cells' degrees; see
-    :func:`sccluster.graph.ppr_extend`).
+    """Propagated features of new cells.
+
+    The new cells' neighbours among the training cells (``index``) attach them to the training graph under
+    its normalisation (``degree_ref``: the training cells' degrees; see :func:`sccluster.graph.ppr_extend`).
 
     ``n_neighbors`` is capped at the number of training cells. With a :class:`sccluster.graph.BalancedNeighborIndex`
     (a model fitted with batches) the neighbours are drawn from every training batch by the rule of the

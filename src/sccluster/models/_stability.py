@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._utils import progress
+from sccluster._utils import progress
+
 from ._leiden import knn_graph, leiden
 from ._params import check_number
 
@@ -48,8 +49,11 @@ class ResolutionChoice:
 
 @dataclass
 class KChoice:
-    """The outcome of :func:`choose_k`: the number of clusters and one row per ``k`` tried (``k``,
-    ``stability``, ``stability_sd`` and ``n_clusters``, the median number of non-empty clusters)."""
+    """The outcome of :func:`choose_k`.
+
+    The number of clusters and one row per ``k`` tried (``k``, ``stability``, ``stability_sd`` and
+    ``n_clusters``, the median number of non-empty clusters).
+    """
 
     n_clusters: int
     table: list[dict] = field(default_factory=list)
@@ -103,14 +107,19 @@ class SubsampleStability:
         return [self.rows[v] for v in sorted(self.rows)]
 
     def finest_stable(self, values: Sequence[float]) -> float | None:
-        """The highest of ``values`` whose stability reaches the best one's floor, among those whose
-        partitions have at least two clusters (median over subsamples); ``None`` when there are none."""
+        """The highest of ``values`` whose stability reaches the best one's floor.
+
+        Only values whose partitions have at least two clusters (median over subsamples) are eligible;
+        ``None`` when there are none.
+        """
         eligible = [self.rows[v] for v in values if self.rows[v]["n_clusters"] >= 2]
         if not eligible:
             return None
         best = max(eligible, key=lambda row: row["stability"])
         floor = best["stability"] - 1.96 * best["stability_sd"] / np.sqrt(len(self.subsets))
-        return max(v for v in values if self.rows[v]["n_clusters"] >= 2 and self.rows[v]["stability"] >= floor)
+        return max(
+            v for v in values if self.rows[v]["n_clusters"] >= 2 and self.rows[v]["stability"] >= floor
+        )
 
 
 def choose_resolution(
@@ -166,7 +175,9 @@ def choose_resolution(
     if chosen is None:
         logger.info("no resolution up to %.2f gives two clusters; using 1.0", values[-1])
         return ResolutionChoice(1.0, stab.table())
-    logger.info("resolution %.3g chosen by subsample stability (grid %.3g-%.3g)", chosen, values[0], values[-1])
+    logger.info(
+        "resolution %.3g chosen by subsample stability (grid %.3g-%.3g)", chosen, values[0], values[-1]
+    )
     return ResolutionChoice(float(chosen), stab.table())
 
 
@@ -191,7 +202,9 @@ def choose_k(
         km = KMeans(n_clusters=int(k), n_init=n_init, random_state=(seed + b) % 2**32)
         return km.fit_predict(embedding[idx])
 
-    stab = SubsampleStability(embedding.shape[0], seed, partition, n_subsets=n_subsets, subset_frac=subset_frac)
+    stab = SubsampleStability(
+        embedding.shape[0], seed, partition, n_subsets=n_subsets, subset_frac=subset_frac
+    )
     values = [k for k in sorted(grid) if 2 <= k <= stab.size // 10]
     for k in progress(values, desc="k search", unit="k", leave=False):
         stab.evaluate(k, "k")

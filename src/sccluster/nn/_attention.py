@@ -79,7 +79,9 @@ class AnchorBlock(nn.Module):
     ``FFN = Linear(dim, ffn_mult·dim) → GELU → dropout → Linear(ffn_mult·dim, dim) → dropout``.
     """
 
-    def __init__(self, dim: int, n_anchors: int, n_heads: int = 4, ffn_mult: int = 2, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, n_anchors: int, n_heads: int = 4, ffn_mult: int = 2, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = AnchorAttention(dim, n_anchors, n_heads=n_heads, dropout=dropout)

@@ -25,7 +25,9 @@ def vector_quantize(x: torch.Tensor, codebook: torch.Tensor, commitment: float =
     with torch.no_grad():
         index = torch.cdist(x, codebook).argmin(dim=1)
     quant = codebook[index]
-    loss = (x.detach() - quant).pow(2).sum(dim=1).mean() + commitment * (x - quant.detach()).pow(2).sum(dim=1).mean()
+    loss = (x.detach() - quant).pow(2).sum(dim=1).mean() + commitment * (x - quant.detach()).pow(2).sum(
+        dim=1
+    ).mean()
     x_st = x + (quant - x).detach()
     return x_st, loss, index
 
@@ -131,7 +133,11 @@ class BGFormerNet(nn.Module):
 
     # ------------------------------------------------------------------ losses
     def reconstruction_loss(
-        self, z: torch.Tensor, counts: torch.Tensor, size_factors: torch.Tensor, batch: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        counts: torch.Tensor,
+        size_factors: torch.Tensor,
+        batch: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ZINB negative log-likelihood of the raw ``counts`` decoded from ``z`` (and ``batch``, when conditioned)."""
         log_mean, disp, pi_logits = self.decoder(z, size_factors, batch)

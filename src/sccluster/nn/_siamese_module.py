@@ -193,7 +193,9 @@ def sample_correlation_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return on + off
 
 
-def feature_correlation_loss(z1: torch.Tensor, z2: torch.Tensor, off_weight: float | None = None) -> torch.Tensor:
+def feature_correlation_loss(
+    z1: torch.Tensor, z2: torch.Tensor, off_weight: float | None = None
+) -> torch.Tensor:
     """Barlow-Twins cross-correlation of the ``d`` embedding features over a batch ``(d, d)``.
 
     Features are standardised over the batch; the diagonal is pulled to 1 and the off-diagonal to
@@ -209,7 +211,9 @@ def feature_correlation_loss(z1: torch.Tensor, z2: torch.Tensor, off_weight: flo
     return ((diag - 1.0).pow(2).sum() + w * off) / d
 
 
-def edge_loss(z: torch.Tensor, z_pos: torch.Tensor, z_neg: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+def edge_loss(
+    z: torch.Tensor, z_pos: torch.Tensor, z_neg: torch.Tensor, temperature: float = 0.5
+) -> torch.Tensor:
     """Graph reconstruction on sampled edges: BCE of cosine/τ for neighbours vs random cells."""
     zn = F.normalize(z, dim=1)
     pos = (zn * F.normalize(z_pos, dim=1)).sum(1) / temperature

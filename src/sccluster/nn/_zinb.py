@@ -81,7 +81,10 @@ class ZINBDecoder(nn.Module):
         super().__init__()
         self.n_batches = int(n_batches)
         self.hidden = nn.Sequential(
-            nn.Linear(n_input + self.n_batches, n_hidden), nn.LayerNorm(n_hidden), nn.GELU(), nn.Dropout(dropout)
+            nn.Linear(n_input + self.n_batches, n_hidden),
+            nn.LayerNorm(n_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
         )
         self.mean = nn.Linear(n_hidden + self.n_batches, n_genes)
         self.disp = nn.Linear(n_hidden + self.n_batches, n_genes)

@@ -108,11 +108,11 @@ class BalancedTarget:
         return target
 
 
-
-
 def batch_proportions(log_q: torch.Tensor, estimate: str, power: float) -> torch.Tensor:
-    """Cluster proportions ``(K,)``, float64, of a batch's ``log q`` ``(B, K)``: mean of ``q`` (``"soft"``)
-    or of ``q^power`` normalised per row (``"sharpened"``)."""
+    """Cluster proportions ``(K,)``, float64, of a batch's ``log q`` ``(B, K)``.
+
+    The mean of ``q`` (``"soft"``) or of ``q^power`` normalised per row (``"sharpened"``).
+    """
     if estimate == "sharpened":
         return torch.softmax(power * log_q.double(), dim=1).mean(0)
     return log_q.exp().mean(0).double()

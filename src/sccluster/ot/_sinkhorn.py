@@ -75,9 +75,11 @@ def sinkhorn_target(
     tol: float = 1e-6,
     col_relaxation: float | None = None,
 ) -> torch.Tensor:
-    """Clustering target: rows of the plan for ``q^power`` with uniform rows and the given cluster
-    proportions as columns (held, or relaxed by ``col_relaxation``; see :func:`sinkhorn`), each row
-    renormalised to a distribution ``(B, K)``."""
+    """Clustering target ``(B, K)`` from the optimal-transport plan.
+
+    The rows of the plan for ``q^power`` with uniform rows and the given cluster proportions as columns
+    (held, or relaxed by ``col_relaxation``; see :func:`sinkhorn`), each row renormalised to a distribution.
+    """
     b = log_q.shape[0]
     rows = torch.full((b,), 1.0 / b, dtype=torch.float64, device=log_q.device)
     plan = sinkhorn(power * log_q, rows, proportions, n_iters=n_iters, tol=tol, col_relaxation=col_relaxation)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._errors import InputError
-from .._utils import atomic_path, check_output_path
-from .._validation import check_adata
-from ..tl._markers import check_positive_int, natural_sort, subsample_per_group  # noqa: F401 (re-exported)
+from sccluster._errors import InputError
+from sccluster._utils import atomic_path, check_output_path
+from sccluster._validation import check_adata
+from sccluster.tl._markers import check_positive_int, natural_sort, subsample_per_group  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from .._errors import InputError
-from ..metrics import evaluate
+from sccluster._errors import InputError
+from sccluster.metrics import evaluate
+
 from ._common import check_save, cluster_labels, finish, label_column, new_figure
 
 if TYPE_CHECKING:
@@ -29,11 +30,16 @@ def labelled_pairs(adata, label_key: str, key: str) -> tuple[pd.Categorical, pd.
     labels = label_column(adata, label_key)
     known = (labels.codes >= 0) & (clusters.codes >= 0)
     if not known.any():
-        msg = (f"no cell has both a label in obs[{label_key!r}] and a cluster in obs[{key!r}]; "
-               "nothing to compare")
+        msg = (
+            f"no cell has both a label in obs[{label_key!r}] and a cluster in obs[{key!r}]; "
+            "nothing to compare"
+        )
         raise InputError(msg)
-    return (clusters[known].remove_unused_categories(), labels[known].remove_unused_categories(),
-            int(np.count_nonzero(~known)))
+    return (
+        clusters[known].remove_unused_categories(),
+        labels[known].remove_unused_categories(),
+        int(np.count_nonzero(~known)),
+    )
 
 
 def matched_order(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -107,8 +113,15 @@ def contingency(adata, label_key: str, *, key: str = "sccluster", save: str | Pa
         for i in range(n_rows):
             for j in range(n_cols):
                 if table[i, j]:
-                    ax.text(j, i, f"{table[i, j]:,}", ha="center", va="center", fontsize=7,
-                            color="white" if frac[i, j] > 0.55 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{table[i, j]:,}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if frac[i, j] > 0.55 else "black",
+                    )
     from matplotlib.patches import Rectangle
 
     for d in range(n_matched):  # frame the matched pairs

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._errors import InputError
-from .._utils import prefer_blocking_numba_threads, resolve_seed
+from sccluster._errors import InputError
+from sccluster._utils import prefer_blocking_numba_threads, resolve_seed
+
 from ._common import (
     check_positive_int,
     check_save,
@@ -146,15 +147,24 @@ def embedding(
     fig = new_figure(PANEL_SIZE[0] * ncols + 1.5 * (ncols - 1), PANEL_SIZE[1] * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     point = min(30.0, max(1.0, 120_000 / xy.shape[0]))
-    for ax, k in zip(axes, keys, strict=False):
+    for ax, k in zip(axes, keys, strict=True):
         with warnings.catch_warnings():  # scanpy's own use of soon-deprecated matplotlib calls
             warnings.simplefilter("ignore", category=PendingDeprecationWarning)
-            sc.pl.embedding(private, basis="X_umap", color=k, ax=ax, show=False, size=point,
-                            colorbar_loc=None, frameon=False, title=k)
+            sc.pl.embedding(
+                private,
+                basis="X_umap",
+                color=k,
+                ax=ax,
+                show=False,
+                size=point,
+                colorbar_loc=None,
+                frameon=False,
+                title=k,
+            )
         numeric = not isinstance(private.obs[k].dtype, pd.CategoricalDtype)
         if numeric and ax.collections:  # scanpy's colorbar would go through pyplot: add it here
             fig.colorbar(ax.collections[-1], ax=ax, fraction=0.05, pad=0.01)
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_visible(False)
     shown = "" if cells is None else f", {xy.shape[0]:,} of {adata.n_obs:,} cells (random subsample)"
     fig.suptitle(f"{source}{shown}")

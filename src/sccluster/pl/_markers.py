@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._errors import InputError
-from .._utils import resolve_seed
-from ..tl._markers import check_lognormalised, private_subsample, rank_private
+from sccluster._errors import InputError
+from sccluster._utils import resolve_seed
+from sccluster.tl._markers import check_lognormalised, private_subsample, rank_private
+
 from ._common import check_positive_int, check_save, cluster_labels, finish, new_figure
 
 if TYPE_CHECKING:
@@ -71,7 +72,12 @@ def markers(
 
     n_groups = len(private.obs[key].cat.categories)
     plot = sc.pl.rank_genes_groups_dotplot(
-        private, n_genes=n_genes, groupby=key, show=False, return_fig=True, dendrogram=False,
+        private,
+        n_genes=n_genes,
+        groupby=key,
+        show=False,
+        return_fig=True,
+        dendrogram=False,
         title=f"Top {n_genes} marker genes per cluster (wilcoxon, {private.n_obs:,} cells tested)",
     )
     # the figure gets the size scanpy would give the dot plot on its own (its layout assumes it)
@@ -80,6 +86,7 @@ def markers(
     fig = new_figure(max(width, 4.0), height)
     plot.ax = fig.subplots()
     plot.make_figure()
-    logger.info("markers: ranked %d genes in %d clusters on %d cells", private.n_vars, n_groups,
-                private.n_obs)
+    logger.info(
+        "markers: ranked %d genes in %d clusters on %d cells", private.n_vars, n_groups, private.n_obs
+    )
     return finish(fig, out)

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._errors import InputError
-from .._utils import atomic_path, check_output_path
-from .._version import __version__
-from ..metrics import evaluate
+from sccluster._errors import InputError
+from sccluster._utils import atomic_path, check_output_path
+from sccluster._version import __version__
+from sccluster.metrics import evaluate
+
 from . import _html as h
 from ._common import cluster_labels, label_column, png_bytes, run_info
 from ._contingency import contingency, labelled_pairs
@@ -76,8 +77,18 @@ def annotation_table(adata, annotation_key: str) -> pd.DataFrame:
 
 
 #: Columns of a :func:`sccluster.tl.annotate` table shown in the report (the full table stays in ``uns``).
-ANNOTATE_COLUMNS = ["cluster", "n_cells", "cell_type", "score", "z", "pval_adj", "runner_up", "margin",
-                    "markers_found", "markers_missing"]
+ANNOTATE_COLUMNS = [
+    "cluster",
+    "n_cells",
+    "cell_type",
+    "score",
+    "z",
+    "pval_adj",
+    "runner_up",
+    "margin",
+    "markers_found",
+    "markers_missing",
+]
 
 
 def find_annotation(adata, key: str) -> str | None:
@@ -119,8 +130,14 @@ def _summary(adata, key: str, info: dict, labels) -> str:
         rows.append(("Leiden resolution", info["resolution"]))
     time_s = f"{float(info['time_s']):.1f} s" if "time_s" in info else None
     version = f"sccluster {info['sccluster_version']}" if "sccluster_version" in info else None
-    rows += [("seed", info.get("seed")), ("clustering time", time_s), ("cells", int(adata.n_obs)),
-             ("genes", int(adata.n_vars)), ("clusters in", f"obs['{key}']"), ("clustered with", version)]
+    rows += [
+        ("seed", info.get("seed")),
+        ("clustering time", time_s),
+        ("cells", int(adata.n_obs)),
+        ("genes", int(adata.n_vars)),
+        ("clusters in", f"obs['{key}']"),
+        ("clustered with", version),
+    ]
     body = "<div><h3>Run</h3>" + h.key_value_table([(k, v) for k, v in rows if v is not None]) + "</div>"
     params = info.get("params")
     if isinstance(params, Mapping) and params:
@@ -131,8 +148,11 @@ def _summary(adata, key: str, info: dict, labels) -> str:
 
 def _annotation(table: pd.DataFrame) -> str:
     if set(ANNOTATE_COLUMNS) <= set(table.columns):  # a tl.annotate table: its main columns, numbers rounded
-        table = table[ANNOTATE_COLUMNS].round({"score": 3, "z": 2, "margin": 3}).assign(
-            pval_adj=table["pval_adj"].map(lambda v: f"{v:.3g}"))
+        table = (
+            table[ANNOTATE_COLUMNS]
+            .round({"score": 3, "z": 2, "margin": 3})
+            .assign(pval_adj=table["pval_adj"].map(lambda v: f"{v:.3g}"))
+        )
     shown = table.iloc[:MAX_TABLE_ROWS]
     index = not isinstance(shown.index, pd.RangeIndex)
     header = ([shown.index.name or ""] if index else []) + [str(c) for c in shown.columns]
@@ -148,17 +168,22 @@ def _labels(adata, key: str, label_key: str) -> str:
     clusters, labels, n_left_out = labelled_pairs(adata, label_key, key)
     scores = evaluate(np.asarray(labels).astype(str), np.asarray(clusters).astype(str))
     scored = f"{len(labels):,}" + (f" ({n_left_out:,} without a label left out)" if n_left_out else "")
-    body = h.key_value_table([
-        ("ARI", round(scores["ari"], 4)),
-        ("NMI", round(scores["nmi"], 4)),
-        ("ACC (Hungarian)", round(scores["acc"], 4)),
-        ("clusters / classes", f"{scores['n_clusters']} / {scores['n_classes']}"),
-        ("cells scored", scored),
-    ])
+    body = h.key_value_table(
+        [
+            ("ARI", round(scores["ari"], 4)),
+            ("NMI", round(scores["nmi"], 4)),
+            ("ACC (Hungarian)", round(scores["acc"], 4)),
+            ("clusters / classes", f"{scores['n_clusters']} / {scores['n_classes']}"),
+            ("cells scored", scored),
+        ]
+    )
     body += h.note(f"Reference labels from obs['{label_key}'], used only to score the finished clustering.")
-    return body + _figure(lambda: contingency(adata, label_key, key=key), "cluster x label contingency table",
-                          "Fraction of each cluster's cells per label; clusters matched one-to-one to labels "
-                          "(Hungarian matching) on the framed diagonal.")
+    return body + _figure(
+        lambda: contingency(adata, label_key, key=key),
+        "cluster x label contingency table",
+        "Fraction of each cluster's cells per label; clusters matched one-to-one to labels "
+        "(Hungarian matching) on the framed diagonal.",
+    )
 
 
 def report(
@@ -226,31 +251,52 @@ def report(
             color.append(annotation_key)  # the cell types tl.annotate named
         if info.get("stability") is not None and f"{key}_agreement" in adata.obs.columns:
             color.append(f"{key}_agreement")  # each cell's agreement across seeds
-        sections.append(("umap", SECTIONS["umap"], _figure(
-            lambda: embedding(adata, key=key, color=color), "UMAP coloured by cluster")))
+        sections.append(
+            (
+                "umap",
+                SECTIONS["umap"],
+                _figure(lambda: embedding(adata, key=key, color=color), "UMAP coloured by cluster"),
+            )
+        )
     sizes = _figure(lambda: cluster_sizes(adata, key=key), "cluster sizes")
     sections.append(("sizes", SECTIONS["sizes"], sizes))
     if adata.X is not None and adata.n_vars > 0:
-        sections.append(("markers", SECTIONS["markers"], _figure(
-            lambda: markers(adata, key=key), "marker gene dot plot",
-            "Top 3 marker genes per cluster (wilcoxon test on log-normalised expression, each cluster "
-            "against the rest, at most 500 cells per cluster); dot size: fraction of cells expressing the "
-            "gene, colour: mean expression.")))
+        sections.append(
+            (
+                "markers",
+                SECTIONS["markers"],
+                _figure(
+                    lambda: markers(adata, key=key),
+                    "marker gene dot plot",
+                    "Top 3 marker genes per cluster (wilcoxon test on log-normalised expression, each cluster "
+                    "against the rest, at most 500 cells per cluster); dot size: fraction of cells expressing the "
+                    "gene, colour: mean expression.",
+                ),
+            )
+        )
     if annotation is not None:
         note = f"Table uns['{annotation_key}']."
         if set(ANNOTATE_COLUMNS) <= set(annotation.columns):
-            note = (f"Cluster names from marker gene sets (scc.tl.annotate; table uns['{annotation_key}'], every "
-                    f"cluster x set test in uns['{annotation_key}_details']): score = mean standardised expression "
-                    "of the set's genes above expression-matched random genes; p_adj: empirical, Benjamini-Hochberg.")
+            note = (
+                f"Cluster names from marker gene sets (scc.tl.annotate; table uns['{annotation_key}'], every "
+                f"cluster x set test in uns['{annotation_key}_details']): score = mean standardised expression "
+                "of the set's genes above expression-matched random genes; p_adj: empirical, Benjamini-Hochberg."
+            )
         sections.append(("annotation", SECTIONS["annotation"], h.note(note) + _annotation(annotation)))
     if label_key is not None:
         sections.append(("labels", SECTIONS["labels"], _labels(adata, key, label_key)))
     if isinstance(info.get("history"), Mapping) and info["history"]:
-        sections.append(("training", SECTIONS["training"], _figure(lambda: training(adata, key=key),
-                                                                   "training curves")))
+        sections.append(
+            ("training", SECTIONS["training"], _figure(lambda: training(adata, key=key), "training curves"))
+        )
     if info.get("stability") is not None:
-        sections.append(("stability", SECTIONS["stability"], _figure(lambda: stability(adata, key=key),
-                                                                     "per-cluster agreement across seeds")))
+        sections.append(
+            (
+                "stability",
+                SECTIONS["stability"],
+                _figure(lambda: stability(adata, key=key), "per-cluster agreement across seeds"),
+            )
+        )
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = f"{adata.n_obs:,} cells x {adata.n_vars:,} genes; report by sccluster {__version__}, {stamp}"

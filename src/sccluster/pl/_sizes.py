@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._common import check_save, cluster_colors, cluster_labels, finish, new_figure
 
 if TYPE_CHECKING:
@@ -46,8 +47,13 @@ def cluster_sizes(adata, *, key: str = "sccluster", save: str | Path | None = No
     fig = new_figure(max(5.0, 0.35 * len(cats) + 2.0), 4.0)
     ax = fig.subplots()
     bars = ax.bar([str(c) for c in cats], counts, color=cluster_colors(adata, key, cats), edgecolor="none")
-    ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=8 if len(cats) <= 30 else 6,
-                 rotation=0 if len(cats) <= 15 else 90, padding=2)
+    ax.bar_label(
+        bars,
+        labels=[f"{c:,}" for c in counts],
+        fontsize=8 if len(cats) <= 30 else 6,
+        rotation=0 if len(cats) <= 15 else 90,
+        padding=2,
+    )
     ax.set_xlabel("cluster")
     ax.set_ylabel("cells")
     ax.set_ylim(0, counts.max() * (1.12 if len(cats) <= 15 else 1.25))

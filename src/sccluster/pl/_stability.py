@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._common import check_key, check_save, cluster_colors, finish, natural_sort, new_figure, run_info
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ def stability_entry(adata, key: str) -> dict[str, Any]:
         raise InputError(msg)
     missing = [k for k in ("n_seeds", "mean_pairwise_ari", "clusters", "cluster_agreement") if k not in entry]
     if missing:
-        msg = (f"uns[{key!r}]['stability'] lacks {', '.join(missing)}; "
-               "recompute it by clustering with n_seeds > 1")
+        msg = (
+            f"uns[{key!r}]['stability'] lacks {', '.join(missing)}; "
+            "recompute it by clustering with n_seeds > 1"
+        )
         raise InputError(msg)
     clusters = np.asarray([str(c) for c in np.asarray(entry["clusters"]).ravel()], dtype=object)
     agreement = np.asarray(entry["cluster_agreement"], dtype=np.float64).ravel()
@@ -41,8 +44,12 @@ def stability_entry(adata, key: str) -> dict[str, Any]:
             f"and {agreement.size} agreements"
         )
         raise InputError(msg)
-    return {"n_seeds": int(entry["n_seeds"]), "mean_pairwise_ari": float(entry["mean_pairwise_ari"]),
-            "clusters": clusters, "cluster_agreement": agreement}
+    return {
+        "n_seeds": int(entry["n_seeds"]),
+        "mean_pairwise_ari": float(entry["mean_pairwise_ari"]),
+        "clusters": clusters,
+        "cluster_agreement": agreement,
+    }
 
 
 def stability(adata, *, key: str = "sccluster", save: str | Path | None = None) -> Figure:
@@ -83,8 +90,13 @@ def stability(adata, *, key: str = "sccluster", save: str | Path | None = None) 
     fig = new_figure(max(5.0, 0.35 * len(order) + 2.0), 4.0)
     ax = fig.subplots()
     bars = ax.bar(order, values, color=colors, edgecolor="none")
-    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=2,
-                 rotation=0 if len(order) <= 15 else 90)
+    ax.bar_label(
+        bars,
+        labels=[f"{v:.2f}" for v in values],
+        fontsize=7,
+        padding=2,
+        rotation=0 if len(order) <= 15 else 90,
+    )
     ax.set_ylim(0, 1.12)
     ax.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
     ax.set_xlabel("cluster")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._common import check_key, check_save, finish, new_figure, run_info
 
 if TYPE_CHECKING:
@@ -28,8 +29,10 @@ def history_table(adata, key: str) -> dict[str, np.ndarray]:
     check_key(adata, key)
     info = run_info(adata, key)
     if not info:
-        msg = (f"uns has no entry {key!r}, so there is no clustering run to plot; "
-               "run scc.tl.cluster first or pass key=...")
+        msg = (
+            f"uns has no entry {key!r}, so there is no clustering run to plot; "
+            "run scc.tl.cluster first or pass key=..."
+        )
         raise InputError(msg)
     history = info.get("history")
     if not isinstance(history, Mapping) or not history:
@@ -42,8 +45,10 @@ def history_table(adata, key: str) -> dict[str, np.ndarray]:
     columns = {str(k): np.asarray(v).ravel() for k, v in history.items()}
     lengths = {len(v) for v in columns.values()}
     if len(lengths) != 1 or 0 in lengths:
-        msg = (f"uns[{key!r}]['history'] must hold equal-length, non-empty columns, "
-               f"got lengths {sorted(lengths)}")
+        msg = (
+            f"uns[{key!r}]['history'] must hold equal-length, non-empty columns, "
+            f"got lengths {sorted(lengths)}"
+        )
         raise InputError(msg)
     return columns
 
@@ -55,8 +60,9 @@ def _groups(columns: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
         split = np.asarray([str(s) for s in columns["stage"]], dtype=object)
     elif "phase" in columns:
         phase = columns["phase"].astype(np.float64)
-        split = np.asarray([PHASE_NAMES.get(int(p), f"phase {p:g}") if np.isfinite(p) else "" for p in phase],
-                           dtype=object)
+        split = np.asarray(
+            [PHASE_NAMES.get(int(p), f"phase {p:g}") if np.isfinite(p) else "" for p in phase], dtype=object
+        )
     else:
         return [("training", np.arange(n))]
     names = list(dict.fromkeys(split.tolist()))
@@ -117,8 +123,15 @@ def training(adata, *, key: str = "sccluster", save: str | Path | None = None) -
             finite = np.isfinite(y)
             if not finite.any() or np.all(y[finite] == 0):
                 continue
-            ax.plot(x, y, color=colors[q], label=q, linewidth=1.3, marker="o" if rows.size < 20 else None,
-                    markersize=3)
+            ax.plot(
+                x,
+                y,
+                color=colors[q],
+                label=q,
+                linewidth=1.3,
+                marker="o" if rows.size < 20 else None,
+                markersize=3,
+            )
             values.append(y[finite])
             drawn += 1
         drawn_values = np.concatenate(values) if values else np.zeros(0)

@@ -6,7 +6,8 @@ import logging
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
+
 from ._stream import counts_matrix, gene_moments, resolve_size_factors
 
 logger = logging.getLogger(__name__)

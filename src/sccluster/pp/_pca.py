@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._utils import progress, resolve_seed
+from sccluster._errors import InputError
+from sccluster._utils import progress, resolve_seed
+
 from ._genes import _check_n_top, check_some_gene_varies, gene_mask, normalized_dispersion, rank_genes
 from ._stream import CHUNK, counts_matrix, gene_moments, resolve_size_factors, take_rows, to_csr
 
@@ -117,9 +118,7 @@ def streamed_pca(
     center = pca.mean_.astype(np.float32)
     out = np.empty((n_obs, n_comps), dtype=np.float32)
     starts = range(0, n_obs, CHUNK)
-    for start in progress(
-        starts, desc="PCA projection", disable=n_obs <= CHUNK, leave=False
-    ):
+    for start in progress(starts, desc="PCA projection", disable=n_obs <= CHUNK, leave=False):
         stop = min(start + CHUNK, n_obs)
         z = scale_block(reader.chunk(start, stop), mean, std, max_value)
         out[start:stop] = (z - center) @ components.T

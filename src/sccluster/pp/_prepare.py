@@ -7,10 +7,11 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._utils import resolve_seed
-from .._validation import check_counts_block
-from .._version import __version__
+from sccluster._errors import InputError
+from sccluster._utils import resolve_seed
+from sccluster._validation import check_counts_block
+from sccluster._version import __version__
+
 from ._genes import _check_n_top, normalized_dispersion, rank_genes
 from ._pca import LogNormReader, check_pca_args, streamed_pca
 from ._stream import CHUNK, counts_matrix, gene_moments, iter_chunks, row_ids

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._utils import progress
-from .._validation import check_counts_block
+from sccluster._errors import InputError
+from sccluster._utils import progress
+from sccluster._validation import check_counts_block
 
 logger = logging.getLogger(__name__)
 

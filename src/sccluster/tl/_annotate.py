@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._utils import progress, resolve_seed
-from .._version import __version__
-from ..pp._stream import iter_chunks
+from sccluster._errors import InputError
+from sccluster._utils import progress, resolve_seed
+from sccluster._version import __version__
+from sccluster.pp._stream import iter_chunks
+
 from ._marker_sets import UNASSIGNED, MarkerSets, load_markers
 from ._markers import check_lognormalised, check_positive_int, group_labels
 
@@ -194,8 +195,9 @@ def _auto_background(n_tests: int, alpha: float) -> int:
     return int(min(MAX_BACKGROUND, max(MIN_BACKGROUND, math.ceil(n_tests / alpha))))
 
 
-def _cell_scores(x, codes: np.ndarray, calls: np.ndarray, weights: np.ndarray, mean: np.ndarray,
-                 inv_sd: np.ndarray) -> np.ndarray:
+def _cell_scores(
+    x, codes: np.ndarray, calls: np.ndarray, weights: np.ndarray, mean: np.ndarray, inv_sd: np.ndarray
+) -> np.ndarray:
     """Each cell's score for its cluster's call (NaN when unassigned): a streamed ``X @ weights``.
 
     ``weights`` is genes x calls (the ``_weights`` of each called set); cell ``i`` of cluster ``c`` scores
@@ -219,16 +221,22 @@ def _cell_scores(x, codes: np.ndarray, calls: np.ndarray, weights: np.ndarray, m
 
 # --------------------------------------------------------------------------- checks
 def _check_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not 0 < float(value) <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not 0 < float(value) <= 1
+    ):
         msg = f"{name} must be a number in (0, 1], got {value!r}"
         raise InputError(msg)
     return float(value)
 
 
 def _check_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not np.isfinite(value)
+    ):
         msg = f"{name} must be a finite number, got {value!r}"
         raise InputError(msg)
     return float(value)
@@ -239,9 +247,7 @@ def _check_keys(adata, groupby: str, key_added: str) -> None:
         msg = f"key_added must be a non-empty string, got {key_added!r}"
         raise InputError(msg)
     if groupby in (key_added, f"{key_added}_score"):
-        msg = (
-            f"key_added {key_added!r} would overwrite the clusters in obs[{groupby!r}]; choose another key_added"
-        )
+        msg = f"key_added {key_added!r} would overwrite the clusters in obs[{groupby!r}]; choose another key_added"
         raise InputError(msg)
 
 
@@ -337,12 +343,19 @@ def annotate(
     n_missing = sum(len(m) for m in missing.values())
     if n_missing:
         listed = "; ".join(
-            f"{t}: {', '.join(m[:_MAX_LISTED])}" + (f" (+{len(m) - _MAX_LISTED} more)" if len(m) > _MAX_LISTED else "")
-            for t, m in missing.items() if m
+            f"{t}: {', '.join(m[:_MAX_LISTED])}"
+            + (f" (+{len(m) - _MAX_LISTED} more)" if len(m) > _MAX_LISTED else "")
+            for t, m in missing.items()
+            if m
         )
         n_all = sum(len(g) for g in marker_sets.sets.values())
-        logger.warning("annotate: %d of %d marker genes of %s are not in the data (%s)", n_missing, n_all,
-                       marker_sets.source, listed)
+        logger.warning(
+            "annotate: %d of %d marker genes of %s are not in the data (%s)",
+            n_missing,
+            n_all,
+            marker_sets.source,
+            listed,
+        )
     tested = [t for t in marker_sets.sets if len(found[t]) >= min_markers]
     skipped = [t for t in marker_sets.sets if t not in tested]
     if skipped:
@@ -378,7 +391,9 @@ def annotate(
     zscore = np.zeros((k, t))
     pval = np.ones((k, t))
     weights = np.zeros((adata.n_vars, t))
-    for j, cell_type in enumerate(progress(tested, desc="annotate: background", disable=k * t * draws < 20_000_000, leave=False)):
+    for j, cell_type in enumerate(
+        progress(tested, desc="annotate: background", disable=k * t * draws < 20_000_000, leave=False)
+    ):
         cols = found[cell_type]
         pools = _pools(cols, bins)
         weights[:, j] = _weights(cols, pools, adata.n_vars)

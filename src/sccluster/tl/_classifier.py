@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 logger = logging.getLogger(__name__)
 
 #: Most reference cells the classifier and the temperature are fitted on (class-stratified subsample).
@@ -106,12 +105,16 @@ class CalibratedClassifier:
         labels = np.asarray(labels, dtype=object).astype(str)
         known = np.isin(labels, self.classes)
         if known.sum() >= 2:
-            self.temperature = fit_temperature(self.logits(x[known]), np.searchsorted(self.classes, labels[known]))
+            self.temperature = fit_temperature(
+                self.logits(x[known]), np.searchsorted(self.classes, labels[known])
+            )
         return self
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Uncalibrated logits ``(n, n_classes)``."""
-        return _logits((self.coef, self.intercept), (np.asarray(x, dtype=np.float64) - self.center) / self.scale)
+        return _logits(
+            (self.coef, self.intercept), (np.asarray(x, dtype=np.float64) - self.center) / self.scale
+        )
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities ``(n, n_classes)``."""
@@ -149,7 +152,9 @@ def _logits(params: tuple[np.ndarray, np.ndarray], z: np.ndarray) -> np.ndarray:
 
 @dataclass
 class NoveltyScorer:
-    """Squared Mahalanobis distance to the nearest reference type (class means, one shared covariance),
+    """Novelty: how unlike every reference type a cell is.
+
+    The squared Mahalanobis distance to the nearest reference type (class means, one shared covariance),
     over the ``1 - alpha`` quantile of the same distance among held-out reference cells.
 
     The score of Lee et al. (2018, "A simple unified framework for detecting out-of-distribution samples"):
@@ -214,4 +219,9 @@ class NoveltyScorer:
 
     def state_dict(self) -> dict:
         """Plain arrays and numbers."""
-        return {"means": self.means, "precision": self.precision, "threshold": self.threshold, "alpha": self.alpha}
+        return {
+            "means": self.means,
+            "precision": self.precision,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+        }

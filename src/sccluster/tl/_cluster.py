@@ -9,14 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._errors import InputError
-from .._utils import MAX_SEED, resolve_seed
-from .._validation import check_adata, check_n_clusters
-from .._version import __version__
-from ..data import read_batches
-from ..models import DEFAULT_METHOD, available_methods, get_model_class
-from ..metrics import single_batch_clusters
-from ..models._params import check_flag, check_number
+from sccluster._errors import InputError
+from sccluster._utils import MAX_SEED, resolve_seed
+from sccluster._validation import check_adata, check_n_clusters
+from sccluster._version import __version__
+from sccluster.data import read_batches
+from sccluster.metrics import single_batch_clusters
+from sccluster.models import DEFAULT_METHOD, available_methods, get_model_class
+from sccluster.models._params import check_flag, check_number
+
 from ._consensus import consensus_labels
 
 #: Most seeds ``cluster(n_seeds=...)`` accepts.
@@ -165,7 +166,12 @@ def cluster(
         model.fit(adata, layer=layer)
     elapsed = time.perf_counter() - start
 
-    model, labels, proba, confidence = models[0], models[0].labels_, models[0].soft_assignments_, models[0].confidence_
+    model, labels, proba, confidence = (
+        models[0],
+        models[0].labels_,
+        models[0].soft_assignments_,
+        models[0].confidence_,
+    )
     stability = None
     if len(models) > 1:
         cons = consensus_labels([m.labels_ for m in models])
@@ -233,7 +239,9 @@ def _batch_summary(batches, labels: np.ndarray) -> dict[str, Any]:
         "n_batches": int(batches.n_batches),
         "batches": np.asarray(batches.categories, dtype=object),
         "batch_sizes": np.asarray(batches.n_cells, dtype=np.int64),
-        "n_single_batch_clusters": single_batch_clusters(labels, batches.codes) if batches.n_batches > 1 else 0,
+        "n_single_batch_clusters": single_batch_clusters(labels, batches.codes)
+        if batches.n_batches > 1
+        else 0,
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 #: Folder of the shipped marker sets (one JSON file per set).
 MARKER_DIR = Path(__file__).parent / "_data" / "markers"
@@ -105,7 +105,9 @@ def load_markers(markers) -> MarkerSets:
     if isinstance(markers, str) and markers in shipped_names() and not path.exists():
         path = MARKER_DIR / f"{markers}.json"
         doc = _read_json(path)
-        return MarkerSets(_from_json(doc, markers), f"shipped set {markers!r}", list(doc.get("references", [])))
+        return MarkerSets(
+            _from_json(doc, markers), f"shipped set {markers!r}", list(doc.get("references", []))
+        )
     if not path.exists():
         msg = (
             f"markers {str(markers)!r} is neither a file nor a shipped marker set; shipped sets: "

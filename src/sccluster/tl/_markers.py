@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import InputError
-from .._utils import resolve_seed
-from .._validation import check_adata
+from sccluster._errors import InputError
+from sccluster._utils import resolve_seed
+from sccluster._validation import check_adata
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +126,15 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------- ranking
-def private_subsample(adata, groupby: str, max_cells_per_group: int, seed: int, *, what: str = "markers",
-                      option: str = "groupby"):
+def private_subsample(
+    adata,
+    groupby: str,
+    max_cells_per_group: int,
+    seed: int,
+    *,
+    what: str = "markers",
+    option: str = "groupby",
+):
     """AnnData of a seeded subsample per group: ``X``, ``var_names`` and ``obs[groupby]``; one-cell groups dropped.
 
     At most ``max_cells_per_group`` cells of each group are copied (so the cost is bounded however many
@@ -162,8 +169,9 @@ def private_subsample(adata, groupby: str, max_cells_per_group: int, seed: int, 
     return private
 
 
-def rank_private(private, groupby: str, *, method: str = "wilcoxon", n_genes: int | None = None,
-                 pts: bool = False) -> None:
+def rank_private(
+    private, groupby: str, *, method: str = "wilcoxon", n_genes: int | None = None, pts: bool = False
+) -> None:
     """Run ``sc.tl.rank_genes_groups`` (each group against the rest) on a private AnnData, in place."""
     import scanpy as sc
 

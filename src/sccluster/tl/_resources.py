@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from sccluster._errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ class ResourceEstimate:
         return self.available_memory_gb is None or self.peak_memory_gb <= self.available_memory_gb
 
     def __str__(self) -> str:
-        avail = "unknown" if self.available_memory_gb is None else f"{self.available_memory_gb:.1f} GB available"
+        avail = (
+            "unknown" if self.available_memory_gb is None else f"{self.available_memory_gb:.1f} GB available"
+        )
         return (
             f"{self.method}: {self.n_obs:,} cells x {self.n_vars:,} genes ({self.n_counts:,} stored counts); "
             f"expected peak memory {self.peak_memory_gb:.1f} GB ({avail}), "
@@ -130,7 +132,7 @@ def data_shape(data) -> tuple[int, int, int]:
         shape = _file_shape(Path(data))
         if shape is not None:
             return shape
-        from ..io import read
+        from sccluster.io import read
 
         data = read(data)
     x = data.layers["counts"] if "counts" in data.layers else data.X
@@ -196,7 +198,7 @@ def estimate_resources(data, method: str = "bgformer", *, n_seeds: int = 1) -> R
     factor of 1.5 of every run of the scale study it was fitted on; expect more error for data far from
     it (very sparse or dense matrices, other numbers of genes or of training steps).
     """
-    from ..models import get_model_class
+    from sccluster.models import get_model_class
 
     get_model_class(method)  # an unknown method is an InputError
     if method not in COSTS:

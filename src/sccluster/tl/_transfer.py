@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._errors import InputError
-from .._utils import atomic_path, check_output_path, load_torch_file, resolve_seed
-from .._validation import check_adata
-from .._version import __version__
-from ..data import read_batches
-from ..models import available_methods, from_payload, get_model_class
-from ..models._params import check_choice, check_number
-from ..models._pca_embedder import PCAEmbedder
-from ..pp._stream import counts_matrix, iter_chunks
+from sccluster._errors import InputError
+from sccluster._utils import atomic_path, check_output_path, load_torch_file, resolve_seed
+from sccluster._validation import check_adata
+from sccluster._version import __version__
+from sccluster.data import read_batches
+from sccluster.models import available_methods, from_payload, get_model_class
+from sccluster.models._params import check_choice, check_number
+from sccluster.models._pca_embedder import PCAEmbedder
+from sccluster.pp._stream import counts_matrix, iter_chunks
+
 from ._classifier import CalibratedClassifier, NoveltyScorer
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,19 @@ UNKNOWN = "unknown"
 
 def transfer_methods() -> list[str]:
     """Embeddings :class:`LabelTransfer` can use: the models that embed new cells, and ``"pca"``."""
-    return sorted([m for m in available_methods() if get_model_class(m).supports_predict] + [PCAEmbedder.name])
+    return sorted(
+        [m for m in available_methods() if get_model_class(m).supports_predict] + [PCAEmbedder.name]
+    )
 
 
 @dataclass
 class TransferResult:
-    """Labels of query cells: ``labels`` (with ``"unknown"``), the best reference type ``predicted``,
-    its calibrated probability ``confidence``, the ``novelty`` score (above 1: unlike the reference),
-    ``proba`` ``(n, n_classes)`` over ``classes``, and the query ``embedding``."""
+    """Labels of query cells.
+
+    ``labels`` (with ``"unknown"``), the best reference type ``predicted``, its calibrated probability
+    ``confidence``, the ``novelty`` score (above 1: unlike the reference), ``proba`` ``(n, n_classes)``
+    over ``classes``, and the query ``embedding``.
+    """
 
     labels: np.ndarray
     predicted: np.ndarray
@@ -226,7 +232,9 @@ class LabelTransfer:
         check_adata(query, "query")
         view = aligned_query(query, self.genes_, layer=layer, reference_total=self.reference_total_,
                              batch_key=self.batch_key)  # fmt: skip
-        emb = np.asarray(self.model_.transform(view, layer=None if view is not query else layer), dtype=np.float32)
+        emb = np.asarray(
+            self.model_.transform(view, layer=None if view is not query else layer), dtype=np.float32
+        )
         proba = self.classifier_.predict_proba(emb)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(best)), best]
@@ -263,7 +271,9 @@ class LabelTransfer:
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> LabelTransfer:
         """Load a transfer model written by :meth:`save` (the file is unpickled: load only files you trust)."""
-        payload = load_torch_file(path, "transfer model file", "fit and save it again with LabelTransfer.save()")
+        payload = load_torch_file(
+            path, "transfer model file", "fit and save it again with LabelTransfer.save()"
+        )
         if not isinstance(payload, dict) or payload.get("transfer_format") != TRANSFER_FORMAT:
             msg = f"{str(path)!r} is not a label-transfer model of this sccluster {__version__}; fit and save it again"
             raise InputError(msg)
@@ -303,8 +313,11 @@ MAX_CALIBRATION_CELLS = 10_000
 
 
 def calibration_cells(labels: np.ndarray, has_label: np.ndarray, seed: int) -> np.ndarray:
-    """Mask of the labelled reference cells held out for calibration: :data:`CALIBRATION_SHARE` of each type
-    (rounded down; types under 5 cells give none), at most :data:`MAX_CALIBRATION_CELLS` in all, seeded."""
+    """Mask of the labelled reference cells held out for calibration.
+
+    :data:`CALIBRATION_SHARE` of each type (rounded down; types under 5 cells give none), at most
+    :data:`MAX_CALIBRATION_CELLS` in all, seeded.
+    """
     rng = np.random.default_rng([seed, 24])
     share = min(CALIBRATION_SHARE, MAX_CALIBRATION_CELLS / max(int(has_label.sum()), 1))
     held = np.zeros(len(labels), dtype=bool)
@@ -352,7 +365,9 @@ def shared_genes(reference, query) -> list[str]:
     return [str(g) for g in shared]
 
 
-def aligned_query(query, genes: list[str], *, layer: str | None, reference_total: float, batch_key: str | None):
+def aligned_query(
+    query, genes: list[str], *, layer: str | None, reference_total: float, batch_key: str | None
+):
     """``query`` itself when it has every gene in ``genes``, else an AnnData of those genes (missing: zero counts).
 
     The stand-in holds the counts of ``genes`` (CSR, streamed by row chunks), the query's size factors
@@ -462,9 +477,13 @@ def transfer_labels(
 
 def write_transfer(query, result: TransferResult, transfer: LabelTransfer, key_added: str) -> None:
     """Write a :class:`TransferResult` into ``query`` under ``key_added`` (see :func:`transfer_labels`)."""
-    categories = [*map(str, result.classes), UNKNOWN] if UNKNOWN not in set(result.classes) else list(result.classes)
+    categories = (
+        [*map(str, result.classes), UNKNOWN] if UNKNOWN not in set(result.classes) else list(result.classes)
+    )
     query.obs[key_added] = pd.Categorical(result.labels.astype(str), categories=categories)
-    query.obs[f"{key_added}_predicted"] = pd.Categorical(result.predicted.astype(str), categories=list(result.classes))
+    query.obs[f"{key_added}_predicted"] = pd.Categorical(
+        result.predicted.astype(str), categories=list(result.classes)
+    )
     query.obs[f"{key_added}_confidence"] = result.confidence
     query.obs[f"{key_added}_novelty"] = result.novelty
     query.obsm[f"{key_added}_proba"] = result.proba

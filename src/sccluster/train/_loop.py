@@ -24,9 +24,10 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from .._errors import TrainingError
-from .._utils import progress
-from ..nn import EarlyStopping, TargetSnapshot
+from sccluster._errors import TrainingError
+from sccluster._utils import progress
+from sccluster.nn import EarlyStopping, TargetSnapshot
+
 from ._schedule import Schedule, phase_lr, set_lr
 
 logger = logging.getLogger(__name__)
