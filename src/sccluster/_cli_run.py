@@ -110,6 +110,39 @@ def _held_logs(enabled: bool = True, *, min_level: int = logging.NOTSET):
                 handler.handle(record)
 
 
+def _checkpoint_params(
+    params: dict[str, Any],
+    cls: type,
+    method: str,
+    checkpoint: tuple[str | None, int, bool],
+    seed: int,
+    n_seeds: int,
+) -> None:
+    """Add ``--checkpoint-dir/--checkpoint-every/--resume`` to the model's ``params``, after checking them.
+
+    Without ``--resume`` the runs' checkpoint folders (one per seed) must not hold checkpoints yet.
+    """
+    folder, every, resume = checkpoint
+    if folder is None:
+        if resume:
+            msg = "--resume needs --checkpoint-dir, the folder of the run to continue"
+            raise InputError(msg)
+        return
+    if "checkpoint_dir" not in cls._param_names():
+        from .models import available_methods, get_model_class
+
+        takes = [m for m in available_methods() if "checkpoint_dir" in get_model_class(m)._param_names()]
+        msg = f"--method {method} does not train a network, so it has no checkpoints; --checkpoint-dir works with --method {', '.join(takes)}"
+        raise InputError(msg)
+    if not resume:
+        for s in range(seed, seed + n_seeds):
+            run_dir = Path(folder) / f"{cls.name}-seed{s}"
+            if run_dir.is_dir() and any(run_dir.glob("phase*.pt")):
+                msg = f"--checkpoint-dir {folder!r} already holds checkpoints of this method and seed {s}; add --resume to continue that run, or choose another folder"
+                raise InputError(msg)
+    params.update(checkpoint_dir=str(folder), checkpoint_every=every, resume=resume)
+
+
 def run_cluster(
     input_path: str | Path,
     output: str | Path,
@@ -129,6 +162,7 @@ def run_cluster(
     compare: str | None = None,
     batch_key: str | None = None,
     transpose: bool = False,
+    checkpoint: tuple[str | None, int, bool] = (None, 500, False),
 ) -> int:
     """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary.
 
@@ -140,6 +174,8 @@ def run_cluster(
     ``batch_key`` names the obs column of batches (:func:`sccluster.tl.cluster`); the method is checked
     to take it before the file is read, and the column right after reading, before any preparation.
     ``transpose`` reads a csv/tsv/txt table of genes x cells (:func:`sccluster.io.read`).
+    ``checkpoint`` is ``(folder, steps between saves, resume)`` for the deep models' training state
+    (checked before the file is read).
     """
     from . import io, pp, tl
     from ._settings import settings
@@ -152,6 +188,7 @@ def run_cluster(
     check_key_added(key_added)
     cls = get_model_class(method)
     valid = set(cls._param_names())
+    _checkpoint_params(params, cls, method, checkpoint, seed, n_seeds)
     check_model_params(cls, method, params, fixed={"n_clusters": n_clusters, "random_state": seed,
                                                    "n_top_genes": n_top_genes, "batch_key": batch_key})  # fmt: skip
     if "n_top_genes" in valid:  # the model selects its genes as prepare did

@@ -159,6 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of highly variable genes (default: 2000)",
     )
     p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        metavar="DIR",
+        help="save the training state in DIR every --checkpoint-every steps and at the end of each stage "
+        "(--method bgformer or siamese); rerun the same command with --resume to continue a killed run",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int_arg,
+        default=500,
+        metavar="N",
+        help="optimiser steps between checkpoints (default: 500)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoints in --checkpoint-dir (same input, options and seed); the "
+        "labels are those of an uninterrupted run",
+    )
+    p.add_argument(
         "--key-added", default="sccluster", metavar="KEY", help="key of the results (default: sccluster)"
     )
     p.add_argument(
@@ -285,6 +305,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         memory_check=not args.skip_memory_check,
         batch_key=args.batch_key,
         transpose=args.transpose,
+        checkpoint=(args.checkpoint_dir, args.checkpoint_every, args.resume),
     )
 
 

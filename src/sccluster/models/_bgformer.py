@@ -69,6 +69,7 @@ class BGFormer(DeepClusterModel):
         Seed (``None`` draws one); same seed on the same machine gives the same labels.
     device
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    {checkpoints}
     """
 
     name = "bgformer"
@@ -113,6 +114,7 @@ class BGFormer(DeepClusterModel):
         device = resolve_device(self.device)
         seed = self.seed_
         rng, gen = make_generators(seed)  # torch's global generator: seeded by ClusterModel.fit
+        checkpoint = self._checkpointer(adata, layer, (rng, gen))  # before any work: a bad folder fails fast
         t0 = time.perf_counter()
         batches = None if inp.batch_key is None else read_batches(adata, inp.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
@@ -146,7 +148,7 @@ class BGFormer(DeepClusterModel):
             if val_idx is not None:
                 validation = Validation(source, self.scaler_, val_idx, device)
         spec = OptimizerSpec("adamw", opt.lr, opt.weight_decay, opt.lr_schedule, scope="phase")
-        trainer = Trainer(net, spec, name="bgformer")  # the name on its progress bars
+        trainer = Trainer(net, spec, name="bgformer", checkpoint=checkpoint)  # name: on its progress bars
 
         def phase(name: str, n_steps: int, indices=None, **kwargs) -> Phase:
             data = training_batches(source, self.scaler_, opt.batch_size, rng, gen, device,
@@ -168,7 +170,8 @@ class BGFormer(DeepClusterModel):
         n_cluster = min(opt.cluster_steps, opt.max_epochs * steps_per_epoch(n, opt.batch_size))
         interval = min(head.target_interval, steps_per_epoch(n, opt.batch_size)) if head.gamma > 0 else None
         t3 = time.perf_counter()
-        trainer.run(phase("cluster", n_cluster, snapshot_interval=interval))
+        stateful = {} if net.cluster_target is None else {"cluster_target": net.cluster_target}
+        trainer.run(phase("cluster", n_cluster, snapshot_interval=interval, stateful=stateful))
         logger.info("bgformer: clustering stage in %.1f s", time.perf_counter() - t3)
         net.cluster_target = None  # training state, not part of the fitted model
 

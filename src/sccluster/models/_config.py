@@ -137,16 +137,35 @@ def _plain(hint: Any) -> Any:
 RUN_PARAMETERS = (
     inspect.Parameter("random_state", inspect.Parameter.KEYWORD_ONLY, default=0, annotation="int | None"),
     inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default="auto", annotation="str"),
+    inspect.Parameter(
+        "checkpoint_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None"
+    ),
+    inspect.Parameter("checkpoint_every", inspect.Parameter.KEYWORD_ONLY, default=500, annotation="int"),
+    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
 )
+
+#: The documentation of the checkpoint parameters, in place of ``{checkpoints}`` in a class docstring.
+CHECKPOINT_DOC = """\
+checkpoint_dir
+    Folder for checkpoints of the training state (``None``, default: none). The run's files go to a
+    sub-folder named after the model and seed; they are rewritten atomically every
+    ``checkpoint_every`` steps and at the end of each training phase, and kept after the fit.
+checkpoint_every
+    Optimiser steps between checkpoints within a phase (``>= 1``, default 500).
+resume
+    ``True``: continue from the checkpoints in ``checkpoint_dir`` (same data, hyperparameters, seed and
+    version, else an error); the labels are those of an uninterrupted run. ``False`` (default): the
+    run's checkpoint folder must not hold checkpoints yet."""
 
 
 def config_params(config: type[ModelConfig]) -> Callable[[type], type]:
     """Class decorator: flat keyword arguments and their documentation from ``config``.
 
     The class gets ``__init__(self, n_clusters=None, *, <every field of config>, random_state=0,
-    device="auto")``, which stores each argument unchanged under its name (scikit-learn style), with the
+    device="auto", checkpoint_dir=None, checkpoint_every=500, resume=False)``, which stores each argument unchanged under its name (scikit-learn style), with the
     matching ``__signature__``; its docstring's ``{config}`` line is replaced by the ``Parameters``
-    entries of the groups, in order; ``config_class`` is set to ``config``.
+    entries of the groups, in order, and a ``{checkpoints}`` line by :data:`CHECKPOINT_DOC`;
+    ``config_class`` is set to ``config``.
     """
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [
@@ -178,7 +197,8 @@ def config_params(config: type[ModelConfig]) -> Callable[[type], type]:
         cls.__init__ = __init__
         cls.config_class = config
         entries = "\n".join(_parameter_entries(group.__doc__) for group in config.groups().values())
-        cls.__doc__ = inspect.cleandoc(cls.__doc__ or "").replace("{config}", entries)
+        doc = inspect.cleandoc(cls.__doc__ or "").replace("{config}", entries)
+        cls.__doc__ = doc.replace("{checkpoints}", CHECKPOINT_DOC)
         return cls
 
     return decorate

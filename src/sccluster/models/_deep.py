@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from sccluster._errors import InputError
 from sccluster.data import CountSource, Scaler
 from sccluster.data._batches import source_for_new_cells
 
@@ -16,6 +20,53 @@ from ._config import ModelConfig
 from ._init_clusters import InitialClusters, initial_clusters
 
 logger = logging.getLogger(__name__)
+
+#: Parameters that say how a run is carried out, not what it computes (left out of its fingerprint).
+RUN_ONLY = ("device", "checkpoint_dir", "checkpoint_every", "resume")
+
+
+def check_checkpoint_params(checkpoint_dir: Any, every: Any, resume: Any) -> None:
+    """:class:`InputError` for a bad ``checkpoint_dir``, ``checkpoint_every`` or ``resume``."""
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, str | os.PathLike):
+        msg = f"checkpoint_dir must be a folder path or None, got {checkpoint_dir!r}"
+        raise InputError(msg)
+    if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
+        msg = f"checkpoint_every must be a positive integer (steps), got {every!r}"
+        raise InputError(msg)
+    if not isinstance(resume, bool | np.bool_):
+        msg = f"resume must be True or False, got {resume!r}"
+        raise InputError(msg)
+    if resume and checkpoint_dir is None:
+        msg = "resume=True needs checkpoint_dir, the folder of the run to continue"
+        raise InputError(msg)
+
+
+def run_fingerprint(
+    model: str, params: dict[str, Any], seed: int, adata, layer: str | None
+) -> dict[str, Any]:
+    """What identifies a training run for its checkpoints (values compare with ``==``)."""
+    from sccluster._version import __version__
+
+    def digest(names) -> str:
+        h = hashlib.md5()
+        for chunk in range(0, len(names), 100_000):
+            h.update("\x00".join(map(str, names[chunk : chunk + 100_000])).encode())
+        return h.hexdigest()
+
+    return {
+        "version": __version__,
+        "model": model,
+        "params": {k: repr(v) for k, v in sorted(params.items()) if k not in RUN_ONLY},
+        "seed": int(seed),
+        "data": (
+            int(adata.n_obs),
+            int(adata.n_vars),
+            digest(adata.obs_names),
+            digest(adata.var_names),
+            layer,
+        ),
+        "world_size": 1,
+    }
 
 
 class DeepClusterModel(ClusterModel):
@@ -32,6 +83,25 @@ class DeepClusterModel(ClusterModel):
     def validate_params(self) -> None:
         """Check the hyperparameters as set now, without data; :class:`InputError` names a bad one and its range."""
         self.config_class.from_params(self.get_params())
+        check_checkpoint_params(self.checkpoint_dir, self.checkpoint_every, self.resume)
+
+    def _checkpointer(self, adata, layer: str | None, generators) -> Any:
+        """The :class:`~sccluster.train.Checkpointer` of this fit (``None`` without ``checkpoint_dir``).
+
+        Its folder is ``checkpoint_dir/<model>-seed<seed>``; the run is identified by the data (shape,
+        cell and gene names, layer), the hyperparameters, the seed, the package version and the world size.
+        """
+        p = self.params_
+        check_checkpoint_params(p["checkpoint_dir"], p["checkpoint_every"], p["resume"])
+        if p["checkpoint_dir"] is None:
+            return None
+        from sccluster.train import Checkpointer
+
+        fingerprint = run_fingerprint(self.name, p, self.seed_, adata, layer)
+        folder = Path(p["checkpoint_dir"]) / f"{self.name}-seed{self.seed_}"
+        return Checkpointer(
+            folder, fingerprint, every=p["checkpoint_every"], resume=p["resume"], generators=generators
+        )
 
     def _config(self) -> Any:
         """The configuration of the current fit (from ``params_``); :class:`InputError` for a bad value."""

@@ -78,6 +78,7 @@ class SiameseClu(DeepClusterModel):
         Seed of numpy, torch, the PCA, the kNN graph and k-means (``None`` draws one).
     device
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    {checkpoints}
     """
 
     name: ClassVar[str] = "siamese"
@@ -99,6 +100,7 @@ class SiameseClu(DeepClusterModel):
         device = resolve_device(self.device)
         seed = self.seed_
         rng, gen = make_generators(seed)
+        checkpoint = self._checkpointer(adata, layer, (rng, gen))  # before any work: a bad folder fails fast
         batches = None if inp.batch_key is None else read_batches(adata, inp.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
         codes = None if batches is None else batches.codes
@@ -124,7 +126,7 @@ class SiameseClu(DeepClusterModel):
         spec = OptimizerSpec(
             "adam", opt.lr, schedule=opt.lr_schedule, scope="run"
         )  # one Adam for both phases
-        trainer = Trainer(self.net_, spec, name="SiameseClu")
+        trainer = Trainer(self.net_, spec, name="SiameseClu", checkpoint=checkpoint)
         epoch = data.steps_per_epoch
         trainer.run(Phase("pretrain", opt.pretrain_steps, data.phase(), log_every=epoch))
         z = self._embed(source, h_full)
@@ -140,7 +142,12 @@ class SiameseClu(DeepClusterModel):
             self.net_.cluster_target = target
             interval = min(head.target_interval, epoch)
             phase = Phase(
-                "cluster", opt.cluster_steps, data.phase(), log_every=epoch, snapshot_interval=interval
+                "cluster",
+                opt.cluster_steps,
+                data.phase(),
+                log_every=epoch,
+                snapshot_interval=interval,
+                stateful={} if target is None else {"cluster_target": target},
             )
             trainer.run(phase)
             self.net_.cluster_target = None  # training state, not part of the fitted model

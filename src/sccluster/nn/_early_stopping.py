@@ -44,3 +44,19 @@ class EarlyStopping:
         """Load the weights of the best evaluation (no-op before the first :meth:`update`)."""
         if self._best_state is not None:
             self.net.load_state_dict(self._best_state)
+
+    def state_dict(self) -> dict:
+        """The best loss and step, the count of evaluations since, and the best weights (for checkpoints)."""
+        return {
+            "best_loss": self.best_loss,
+            "best_step": self.best_step,
+            "stale": self.stale,
+            "best_state": self._best_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self.best_loss = float(state["best_loss"])
+        self.best_step = state["best_step"]
+        self.stale = int(state["stale"])
+        self._best_state = state["best_state"]

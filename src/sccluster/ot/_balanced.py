@@ -97,6 +97,14 @@ class BalancedTarget:
         target.pi = pi / pi.sum()
         return target
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The running cluster proportions (what changes during training; for checkpoints)."""
+        return {"pi": self.pi.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self.pi = state["pi"].to(device=self.pi.device, dtype=torch.float64)
+
     def __call__(self, log_q: torch.Tensor) -> torch.Tensor:
         """Target ``(B, K)`` for the batch's ``log q``; then update the proportions."""
         log_q = log_q.detach()

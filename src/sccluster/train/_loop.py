@@ -9,16 +9,18 @@ AnnData. The module is any ``torch.nn.Module`` with
   clustering-target snapshot (``snapshot_interval``); the loop adds them to the batch as
   ``batch["target_log_q"]``, computed by a frozen copy of the module (:class:`sccluster.nn.TargetSnapshot`).
 
-Where the next features plug in: a data-parallel run wraps ``module`` and shards the batch iterators
-(each rank draws its own batches; the loop itself is rank-agnostic), and a checkpoint is the module's
-and :attr:`Trainer.optimizer`'s state plus :attr:`Trainer.history` and the position in the phase.
+With a :class:`~sccluster.train.Checkpointer` the state of every phase is saved every few steps and at
+its end, and a resumed run continues from it (see :mod:`sccluster.train._checkpoint`). A data-parallel
+run wraps ``module`` and shards the batch iterators (each rank draws its own batches; the loop itself is
+rank-agnostic).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
@@ -28,6 +30,7 @@ from sccluster._errors import TrainingError
 from sccluster._utils import progress
 from sccluster.nn import EarlyStopping, TargetSnapshot
 
+from ._checkpoint import Checkpointer
 from ._schedule import Schedule, phase_lr, set_lr
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,10 @@ class Phase:
         stops after ``patience`` evaluations without a new best and the best weights are restored.
     patience
         Evaluations without a lower validation loss before the phase stops.
+    stateful
+        Objects besides the module whose state changes during the phase and belongs in its checkpoint
+        (``state_dict()`` / ``load_state_dict(state)``), by name: the clustering target's running cluster
+        proportions.
     """
 
     name: str
@@ -108,6 +115,7 @@ class Phase:
     snapshot_interval: int | None = None
     validation: Validator | None = None
     patience: int = 5
+    stateful: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -121,6 +129,8 @@ class Trainer:
         Optimiser, schedule and whether the optimiser lives for a phase or the run.
     name
         Model name for the progress bars and the messages.
+    checkpoint
+        Saves each phase's state and, when resuming, restores it (``None``: no checkpoints).
 
     Attributes
     ----------
@@ -132,12 +142,21 @@ class Trainer:
         The optimiser of the last phase (``None`` before the first).
     """
 
-    def __init__(self, module: nn.Module, optimizer: OptimizerSpec, *, name: str) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        optimizer: OptimizerSpec,
+        *,
+        name: str,
+        checkpoint: Checkpointer | None = None,
+    ) -> None:
         self.module = module
         self.spec = optimizer
         self.name = name
+        self.checkpoint = checkpoint
         self.optimizer: torch.optim.Optimizer | None = None
         self.history: list[dict[str, Any]] = []
+        self._phases_run = 0
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = list(self.module.parameters())
@@ -153,8 +172,12 @@ class Trainer:
     def run(self, phase: Phase) -> list[dict[str, Any]]:
         """Run ``phase``; return its history rows (also appended to :attr:`history`).
 
-        Raises :class:`TrainingError` at the first step whose loss is NaN or infinite.
+        Raises :class:`TrainingError` at the first step whose loss is NaN or infinite. With a checkpoint
+        to resume from, a completed phase is restored instead of trained and an interrupted one continues
+        from its last saved step.
         """
+        index = self._phases_run
+        self._phases_run += 1
         if phase.n_steps <= 0:
             return []
         module, spec = self.module, self.spec
@@ -163,10 +186,27 @@ class Trainer:
         snapshot = None
         if phase.snapshot_interval is not None:
             snapshot = TargetSnapshot(module, phase.snapshot_interval, _target_log_q)
-        rows: list[dict[str, Any]] = []
-        window: list[dict[str, torch.Tensor]] = []
+        state = _PhaseState(phase, opt, stopper, snapshot)
+        start = 0
+        saved = None if self.checkpoint is None else self.checkpoint.load(index, phase.name)
+        if saved is not None:
+            if saved["complete"]:
+                state.restore(self.checkpoint, saved, module, run_generators=True)
+                logger.info(
+                    "%s %s: restored from its checkpoint (%d steps)", self.name, phase.name, saved["step"]
+                )
+                module.train()
+                self.history += state.rows
+                return state.rows
+            for _ in range(saved["step"]):  # the batches already trained on: their draws, no computation
+                next(phase.batches)
+            self.checkpoint.check_streams(saved["random"], self.checkpoint.path(index, phase.name))
+            state.restore(self.checkpoint, saved, module, run_generators=False)
+            start = saved["step"]
+            logger.info("%s %s: resumed at step %d of %d", self.name, phase.name, start, phase.n_steps)
         module.train()
-        bar = progress(range(phase.n_steps), desc=f"{self.name} {phase.name}", leave=False)
+        bar = progress(range(start, phase.n_steps), desc=f"{self.name} {phase.name}", leave=False)
+        step = start - 1
         for step in bar:
             if spec.schedule == "cosine":  # no write at "constant": the optimiser keeps its rate
                 set_lr(opt, phase_lr(spec.lr, step, phase.n_steps))
@@ -183,25 +223,97 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             losses.total.backward()
             opt.step()
-            window.append({"loss": losses.total.detach(), **{k: v.detach() for k, v in losses.terms.items()}})
-            if len(window) == phase.log_every or step == phase.n_steps - 1:
-                row: dict[str, Any] = {"stage": phase.name, "step": step + 1, **_means(window)}
-                rows.append(row)
-                window = []
+            state.window.append(
+                {"loss": losses.total.detach(), **{k: v.detach() for k, v in losses.terms.items()}}
+            )
+            stop = False
+            if len(state.window) == phase.log_every or step == phase.n_steps - 1:
+                row: dict[str, Any] = {"stage": phase.name, "step": step + 1, **_means(state.window)}
+                state.rows.append(row)
+                state.window = []
                 bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
-                if stopper is not None:
+                if stopper is not None and phase.validation is not None:
                     row[phase.validation.name] = phase.validation.loss(module)
-                    if stopper.update(row[phase.validation.name], step + 1):
-                        break
-        if stopper is not None:
+                    stop = stopper.update(row[phase.validation.name], step + 1)
+            if stop:
+                break
+            if (
+                self.checkpoint is not None
+                and (step + 1) % self.checkpoint.every == 0
+                and step + 1 < phase.n_steps
+            ):
+                self.checkpoint.save(index, phase.name, state.to_dict(module, step + 1, complete=False))
+        if stopper is not None and phase.validation is not None:
             stopper.restore()
             logger.info(
                 "%s %s: %d steps; kept the weights of step %d (%s %.4f)",
-                self.name, phase.name, rows[-1]["step"], stopper.best_step, phase.validation.name,
+                self.name, phase.name, state.rows[-1]["step"], stopper.best_step, phase.validation.name,
                 stopper.best_loss,
             )  # fmt: skip
-        self.history += rows
-        return rows
+        if self.checkpoint is not None:
+            self.checkpoint.save(index, phase.name, state.to_dict(module, step + 1, complete=True))
+        self.history += state.rows
+        return state.rows
+
+
+class _PhaseState:
+    """What a phase changes besides the module's weights, and its round trip through a checkpoint."""
+
+    def __init__(
+        self,
+        phase: Phase,
+        optimizer: torch.optim.Optimizer,
+        stopper: EarlyStopping | None,
+        snapshot: TargetSnapshot | None,
+    ) -> None:
+        self.phase = phase
+        self.optimizer = optimizer
+        self.stopper = stopper
+        self.snapshot = snapshot
+        self.rows: list[dict[str, Any]] = []
+        self.window: list[dict[str, torch.Tensor]] = []
+
+    def to_dict(self, module: nn.Module, step: int, *, complete: bool) -> dict[str, Any]:
+        """The phase's state after ``step`` steps (``complete``: the phase has ended)."""
+        out: dict[str, Any] = {
+            "phase": self.phase.name,
+            "step": step,
+            "complete": complete,
+            "module": module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rows": self.rows,
+            "window": self.window,
+            "stateful": {k: obj.state_dict() for k, obj in self.phase.stateful.items()},
+        }
+        if self.snapshot is not None:
+            frozen = self.snapshot.frozen
+            out["snapshot"] = {
+                "calls": self.snapshot.calls,
+                "frozen": None if frozen is None else frozen.state_dict(),
+            }
+        if self.stopper is not None:
+            out["stopper"] = self.stopper.state_dict()
+        return out
+
+    def restore(
+        self, checkpoint: Checkpointer, saved: dict[str, Any], module: nn.Module, *, run_generators: bool
+    ) -> None:
+        """Load a saved state (:meth:`to_dict`) into the module, the optimiser and the phase's objects."""
+        module.load_state_dict(saved["module"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.rows = list(saved["rows"])
+        self.window = list(saved["window"])
+        for name, obj in self.phase.stateful.items():
+            obj.load_state_dict(saved["stateful"][name])
+        if self.snapshot is not None and "snapshot" in saved:
+            self.snapshot.calls = int(saved["snapshot"]["calls"])
+            if saved["snapshot"]["frozen"] is not None:
+                frozen = copy.deepcopy(module).eval().requires_grad_(False)
+                frozen.load_state_dict(saved["snapshot"]["frozen"])
+                self.snapshot.frozen = frozen
+        if self.stopper is not None and "stopper" in saved:
+            self.stopper.load_state_dict(saved["stopper"])
+        checkpoint.set_random_state(saved["random"], run_generators=run_generators)
 
 
 def _target_log_q(frozen: nn.Module, batch: Batch) -> torch.Tensor:
