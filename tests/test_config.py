@@ -24,14 +24,15 @@ def test_constructor_is_the_configuration(cls, config):
     """Every field of every group is a keyword of the estimator, with the field's default, documented once."""
     fields = [f for f, _ in config.fields()]
     params = inspect.signature(cls).parameters
-    assert list(params) == ["n_clusters", *(f.name for f in fields), "random_state", "device"]
+    run = {"random_state": 0, "device": "auto", "checkpoint_dir": None, "checkpoint_every": 500, "resume": False}
+    assert list(params) == ["n_clusters", *(f.name for f in fields), *run]
     assert all(params[f.name].default == f.default for f in fields)
     defaults = {f.name: f.default for f in fields}
-    assert cls().get_params() == {"n_clusters": None, **defaults, "random_state": 0, "device": "auto"}
+    assert cls().get_params() == {"n_clusters": None, **defaults, **run}
     doc = cls.__doc__
     for name in params:
         assert doc.count(f"\n{name}\n") == 1, name
-    assert "{config}" not in doc
+    assert "{config}" not in doc and "{checkpoints}" not in doc
     with pytest.raises(TypeError, match="bogus"):
         cls(bogus=1)
     with pytest.raises(TypeError):
