@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import torch
 from torch import nn
 
 from sccluster._errors import TrainingError
 from sccluster._utils import progress
-from sccluster.nn import EarlyStopping, TargetSnapshot
+from sccluster.nn import EarlyStopping, LossOutput, TargetSnapshot
 
 from ._schedule import Schedule, phase_lr, set_lr
 
@@ -41,6 +41,14 @@ class Validator(Protocol):
     name: str
 
     def loss(self, module: nn.Module) -> float: ...
+
+
+class _Trainable(Protocol):
+    """The methods the loop calls on its module besides those of ``nn.Module`` (see the module docstring)."""
+
+    def loss(self, batch: Batch, outputs: Any) -> LossOutput: ...
+
+    def target_log_q(self, batch: Batch) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,7 @@ class Trainer:
             batch = next(phase.batches)
             if snapshot is not None:
                 batch["target_log_q"] = snapshot.log_q(batch)
-            losses = module.loss(batch, module(batch))
+            losses = cast(_Trainable, module).loss(batch, module(batch))
             if not torch.isfinite(losses.total):
                 msg = (
                     f"{self.name} training diverged ({phase.name} step {step + 1}: "
@@ -190,10 +198,12 @@ class Trainer:
                 window = []
                 bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
                 if stopper is not None:
+                    assert phase.validation is not None  # a stopper exists only with a validation
                     row[phase.validation.name] = phase.validation.loss(module)
                     if stopper.update(row[phase.validation.name], step + 1):
                         break
         if stopper is not None:
+            assert phase.validation is not None  # a stopper exists only with a validation
             stopper.restore()
             logger.info(
                 "%s %s: %d steps; kept the weights of step %d (%s %.4f)",
@@ -205,7 +215,7 @@ class Trainer:
 
 
 def _target_log_q(frozen: nn.Module, batch: Batch) -> torch.Tensor:
-    return frozen.target_log_q(batch)
+    return cast(_Trainable, frozen).target_log_q(batch)
 
 
 def _means(window: list[dict[str, torch.Tensor]]) -> dict[str, float]:
