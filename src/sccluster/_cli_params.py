@@ -140,14 +140,14 @@ def _describe(hint: Any) -> str:
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(cls: type[Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls.__init__, include_extras=True)
     except Exception:  # noqa: BLE001 - unresolvable annotations: no type check, the model still checks
         return {}
 
 
-def _defaults(cls: type) -> dict[str, Any]:
+def _defaults(cls: type[Any]) -> dict[str, Any]:
     params = inspect.signature(cls.__init__).parameters
     return {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty}
 
@@ -187,7 +187,7 @@ def _remedy(message: str, params: Mapping[str, Any], defaults: Mapping[str, Any]
 
 
 def check_model_params(
-    cls: type, method: str, params: Mapping[str, Any], *, fixed: Mapping[str, Any] | None = None
+    cls: type[Any], method: str, params: Mapping[str, Any], *, fixed: Mapping[str, Any] | None = None
 ) -> None:
     """Validate ``--param`` values for the model class ``cls`` before any data is read.
 

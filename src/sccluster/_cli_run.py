@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ._cli_params import check_model_params
 from ._errors import InputError
@@ -112,7 +112,7 @@ def _held_logs(enabled: bool = True, *, min_level: int = logging.NOTSET):
 
 def _checkpoint_params(
     params: dict[str, Any],
-    cls: type,
+    cls: Any,
     method: str,
     checkpoint: tuple[str | None, int, bool],
     seed: int,
@@ -308,6 +308,7 @@ def run_cluster(
     total = time.perf_counter() - start
     print(f"time      {info.get('time_s', float('nan')):.1f} s clustering, {total:.1f} s in all")
     if other is not None:
+        assert compare is not None  # other is fitted only for compare
         print(f"compare   {_comparison_line(compare, other)}")
     print(f"output    {out} (clusters in obs['{key_added}'])" + (f", {csv}" if csv is not None else ""))
     return 0
@@ -342,7 +343,7 @@ def run_evaluate(path: str | Path, *, truth: str, pred: str) -> int:
     from . import io
     from ._settings import settings
 
-    backed = "r" if Path(path).suffix == ".h5ad" else None  # only obs is needed
+    backed: Literal["r"] | None = "r" if Path(path).suffix == ".h5ad" else None  # only obs is needed
     # the reader's messages about X do not matter here: keep only its warnings
     with _held_logs(settings.verbosity < 3, min_level=logging.WARNING):
         adata = io.read(path, backed=backed)

@@ -171,6 +171,7 @@ def run_transfer(args: argparse.Namespace) -> int:
             n_ref = transfer.n_reference_
             result = transfer.predict(query)
         else:
+            assert ref_path is not None  # REF QUERY are given when there is no --model
             reference = io.read(ref_path, transpose=flip[ref_path])
             query = io.read(query_path, transpose=flip[query_path])
             _check_obs_key(reference, args.label_key, "--label-key")

@@ -25,7 +25,9 @@ MAX_SEED = 2**32 - 1
 def resolve_seed(random_state: int | None) -> int:
     """Turn ``random_state`` into a concrete integer seed (``None`` draws one from the OS)."""
     if random_state is None:
-        return int(np.random.SeedSequence().entropy % (2**31))
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)  # drawn from the OS when not given: an int
+        return int(entropy % (2**31))
     if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)):
         msg = f"random_state must be an integer or None, got {random_state!r}"
         raise InputError(msg)
@@ -203,7 +205,8 @@ def prefer_blocking_numba_threads() -> None:
     from numba.np.ufunc import parallel
 
     if not getattr(parallel, "_is_initialized", False):
-        numba.config.THREADING_LAYER = "workqueue"
+        # numba.config creates its options at import time (from the environment), invisible to mypy
+        numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 
 #: Seconds between progress-bar updates when stderr is a file or a pipe (a terminal gets tqdm's default).

@@ -16,6 +16,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 # Only light modules here: numpy, torch and the rest load inside main(), where a Ctrl-C is handled.
 from . import _signals
@@ -40,7 +41,7 @@ DEMO_LABEL_KEY = "cell_type"
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line: ``error: ...``, exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
         raise SystemExit(2)
 
@@ -117,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cluster single-cell RNA-seq raw counts (AnnData in, AnnData out).",
     )
     parser.add_argument("--version", action="version", version=f"sccluster {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
 
     p = sub.add_parser(
         "cluster",

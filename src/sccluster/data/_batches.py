@@ -226,6 +226,7 @@ def scaler_for_batches(
             batch_codes=batches.codes,
             n_batches=batches.n_batches,
         )
+        assert fitted.batch_mean is not None and fitted.batch_std is not None  # fitted with batch_codes
         mean[own] = fitted.batch_mean[batches.n_known + own]
         std[own] = fitted.batch_std[batches.n_known + own]
     described = ", ".join(
@@ -243,9 +244,9 @@ def scaler_for_batches(
 def source_for_new_cells(
     adata,
     *,
-    genes: Sequence[str],
+    genes: Sequence[str] | np.ndarray,
     layer: str | None,
-    reference_total: float,
+    reference_total: float | None,
     scaler: Scaler,
     batch_key: str | None,
     training_batches: Sequence[str] | None,
@@ -258,6 +259,7 @@ def source_for_new_cells(
     """
     batches = None
     if training_batches is not None:  # the training column, read before the counts
+        assert batch_key is not None  # training batches were read from obs[batch_key]
         batches = read_batches(adata, batch_key, categories=list(training_batches))
     source = CountSource(
         adata, genes=list(genes), layer=layer, reference_total=reference_total,

@@ -79,7 +79,7 @@ class CountSource:
         self,
         adata,
         *,
-        genes: Sequence[str] | None = None,
+        genes: Sequence[str] | np.ndarray | None = None,
         layer: str | None = None,
         size_factors: np.ndarray | None = None,
         reference_total: float | None = None,

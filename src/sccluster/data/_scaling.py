@@ -60,10 +60,10 @@ class Scaler:
         total_sq = np.zeros(source.n_genes, dtype=np.float64)
         n = 0
         if batch_codes is not None:
-            n_batches = int(n_batches if n_batches is not None else batch_codes.max() + 1)
-            b_total = np.zeros((n_batches, source.n_genes), dtype=np.float64)
-            b_total_sq = np.zeros((n_batches, source.n_genes), dtype=np.float64)
-            b_n = np.zeros(n_batches, dtype=np.int64)
+            n_codes = int(n_batches if n_batches is not None else batch_codes.max() + 1)
+            b_total = np.zeros((n_codes, source.n_genes), dtype=np.float64)
+            b_total_sq = np.zeros((n_codes, source.n_genes), dtype=np.float64)
+            b_n = np.zeros(n_codes, dtype=np.int64)
         if indices is None:
             chunks = ((np.arange(a, b), blk) for a, b, blk in source.iter_chunks())
         else:
@@ -80,11 +80,11 @@ class Scaler:
             if batch_codes is not None:
                 codes = np.asarray(batch_codes[rows], dtype=np.int64)
                 onehot = sp.csr_matrix(
-                    (np.ones(len(rows)), (codes, np.arange(len(rows)))), shape=(n_batches, len(rows))
+                    (np.ones(len(rows)), (codes, np.arange(len(rows)))), shape=(n_codes, len(rows))
                 )
                 b_total += (onehot @ block).toarray()
                 b_total_sq += (onehot @ block.multiply(block).tocsr()).toarray()
-                b_n += np.bincount(codes, minlength=n_batches)
+                b_n += np.bincount(codes, minlength=n_codes)
         mean, std = _moments(total, total_sq, n)
         scaler = cls(mean=mean, std=std, max_value=max_value)
         if batch_codes is not None:

@@ -96,6 +96,8 @@ class _CsrBuilder:
         """The assembled matrix (index arrays share one dtype, so scipy does not copy them)."""
         self.data.resize(self.nnz, refcheck=False)
         self.indices.resize(self.nnz, refcheck=False)
+        indptr: np.ndarray
+        indices: np.ndarray
         if self.nnz < np.iinfo(np.int32).max and self.indices.dtype == np.int32:
             indptr, indices = self.indptr.astype(np.int32), self.indices
         else:

@@ -48,7 +48,7 @@ class NeighborIndex:
         if self.exact:
             from sklearn.neighbors import NearestNeighbors
 
-            self._x = x  # small (<= exact_max rows); self_neighbors queries it
+            self._x: np.ndarray | None = x  # small (<= exact_max rows); self_neighbors queries it
             self._nn = NearestNeighbors(n_neighbors=k).fit(x)
         else:
             from pynndescent import NNDescent

@@ -39,7 +39,7 @@ def _min_max(values, n: int) -> tuple[int, int] | None:
             b_lo, b_hi = block.min(), block.max()
             lo = b_lo if lo is None else min(lo, b_lo)
             hi = b_hi if hi is None else max(hi, b_hi)
-    return None if lo is None else (int(lo), int(hi))
+    return None if lo is None or hi is None else (int(lo), int(hi))
 
 
 def _first_decrease(indptr, n: int) -> int | None:

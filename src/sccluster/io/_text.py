@@ -121,12 +121,12 @@ def read_text(path: Path, fmt: str, transpose: bool | None):
         else sp.csr_matrix((0, n_cols), dtype=np.float32)
     )
     rows = np.concatenate(row_names) if row_names else np.array([], dtype=str)
-    msg = None
+    warning = None
     if transpose:
         X = sp.csr_matrix(X.T, dtype=np.float32)
         rows, columns = columns, rows
     elif transpose is None and X.shape[0] and X.shape[1] and looks_transposed(rows, columns):
-        msg = (
+        warning = (
             f"{path.name}: the table looks like genes x cells ({X.shape[0]} rows named like "
             f"{rows[0]!r}, {X.shape[1]} columns named like {columns[0]!r}), but cells x genes is expected; "
             "flip it with transpose=True in scc.read (--transpose on the command line), or pass transpose=False "
@@ -134,4 +134,4 @@ def read_text(path: Path, fmt: str, transpose: bool | None):
         )
     X.sort_indices()
     adata = ad.AnnData(X=X, obs=pd.DataFrame(index=pd.Index(rows)), var=pd.DataFrame(index=pd.Index(columns)))
-    return adata, msg
+    return adata, warning

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._scores import contingency
 
@@ -12,7 +11,7 @@ from ._scores import contingency
 SINGLE_BATCH_SHARE = 0.9
 
 
-def single_batch_clusters(labels: Sequence, batches: Sequence, *, share: float = SINGLE_BATCH_SHARE) -> int:
+def single_batch_clusters(labels: ArrayLike, batches: ArrayLike, *, share: float = SINGLE_BATCH_SHARE) -> int:
     """Number of clusters with more than ``share`` (default 0.9) of their cells from one batch.
 
     A label-free sign of batches kept apart; a cell type present in one batch only gives such a cluster
@@ -22,7 +21,7 @@ def single_batch_clusters(labels: Sequence, batches: Sequence, *, share: float =
     return int((table.max(axis=0) > share * table.sum(axis=0)).sum())
 
 
-def batch_entropy(labels: Sequence, batches: Sequence) -> float:
+def batch_entropy(labels: ArrayLike, batches: ArrayLike) -> float:
     """Mean over cells of the normalised entropy of the batches in the cell's cluster, in ``[0, 1]``.
 
     1 when every cluster holds its batches evenly, 0 when every cluster is one batch; ``nan`` with a

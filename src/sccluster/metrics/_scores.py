@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
@@ -36,19 +35,19 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def adjusted_rand_index(y_true: Sequence, y_pred: Sequence) -> float:
+def adjusted_rand_index(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Adjusted Rand index (scikit-learn's ``adjusted_rand_score``)."""
     t, p = _pair(y_true, y_pred)
     return float(skm.adjusted_rand_score(t, p))
 
 
-def normalized_mutual_info(y_true: Sequence, y_pred: Sequence) -> float:
+def normalized_mutual_info(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Normalised mutual information, arithmetic averaging (scikit-learn's default)."""
     t, p = _pair(y_true, y_pred)
     return float(skm.normalized_mutual_info_score(t, p, average_method="arithmetic"))
 
 
-def contingency(y_true: Sequence, y_pred: Sequence) -> np.ndarray:
+def contingency(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     """Contingency table, rows = true classes, columns = predicted clusters."""
     t, p = _pair(y_true, y_pred)
     _, ti = np.unique(t, return_inverse=True)
@@ -58,7 +57,7 @@ def contingency(y_true: Sequence, y_pred: Sequence) -> np.ndarray:
     return table
 
 
-def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Clustering accuracy with the best one-to-one cluster → class map (Hungarian matching).
 
     Clusters left unmatched (when there are more clusters than classes) count as errors.
@@ -70,7 +69,7 @@ def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
 
 def silhouette(
     embedding: np.ndarray,
-    labels: Sequence,
+    labels: ArrayLike,
     *,
     max_cells: int = 10_000,
     random_state: int = 0,
@@ -90,8 +89,8 @@ def silhouette(
 
 
 def evaluate(
-    y_true: Sequence,
-    y_pred: Sequence,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     *,
     embedding: np.ndarray | None = None,
 ) -> dict[str, float]:

@@ -60,6 +60,11 @@ class ClusterModel:
     #: Whether :meth:`save`/:meth:`load` are available.
     supports_save: ClassVar[bool] = False
 
+    # learned in fit (see above)
+    labels_: np.ndarray
+    embedding_: np.ndarray
+    n_clusters_: int
+
     def __init__(self, n_clusters: int | None = None, *, random_state: int | None = 0) -> None:
         self.n_clusters = n_clusters
         self.random_state = random_state

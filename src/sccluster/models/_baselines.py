@@ -226,6 +226,9 @@ class KMeansBaseline(ClusterModel):
 
     name = "kmeans"
 
+    # learned in fit
+    k_table_: list[dict]
+
     def __init__(
         self,
         n_clusters: int | None = None,
@@ -279,7 +282,7 @@ class KMeansBaseline(ClusterModel):
 
     def _fit(self, adata, *, layer: str | None) -> None:
         self.validate_params()
-        self.k_table_: list[dict] = []
+        self.k_table_ = []
         emb = pca_of(adata, layer=layer, n_pcs=self.n_pcs, n_top_genes=self.n_top_genes, seed=self.seed_)
         self.embedding_ = emb
         k = self._choose_k(emb) if self.n_clusters is None else int(self.n_clusters)

@@ -74,6 +74,9 @@ class BGFormer(DeepClusterModel):
 
     name = "bgformer"
 
+    # a hyperparameter (the constructor of config_params sets it)
+    max_fit_cells: int
+
     # ------------------------------------------------------------------ fitting
     def _arch(self, n_genes: int, n_clusters: int, n_batches: int = 0) -> dict:
         """Arguments of the network's shape (saved with the model)."""

@@ -25,7 +25,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from ._params import check_choice, check_flag, check_number
 
@@ -86,6 +86,9 @@ def validate(group: Any) -> None:
 
 class ModelConfig:
     """Base of a model's configuration: a dataclass whose fields are groups of hyperparameters."""
+
+    if TYPE_CHECKING:  # every subclass is a dataclass
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
     def groups(cls) -> dict[str, type]:
@@ -158,7 +161,7 @@ resume
     run's checkpoint folder must not hold checkpoints yet."""
 
 
-def config_params(config: type[ModelConfig]) -> Callable[[type], type]:
+def config_params(config: type[ModelConfig]) -> Callable[[type[Any]], type[Any]]:
     """Class decorator: flat keyword arguments and their documentation from ``config``.
 
     The class gets ``__init__(self, n_clusters=None, *, <every field of config>, random_state=0,
@@ -182,8 +185,9 @@ def config_params(config: type[ModelConfig]) -> Callable[[type], type]:
     signature = inspect.Signature(params)
     names = [p.name for p in params[2:]]
 
-    def decorate(cls: type) -> type:
-        base_init = cls.__mro__[1].__init__
+    def decorate(cls: type[Any]) -> type[Any]:
+        base: type[Any] = cls.__mro__[1]
+        base_init = base.__init__
 
         def __init__(self, n_clusters: int | None = None, **kwargs: Any) -> None:
             bound = signature.bind(self, n_clusters, **kwargs)

@@ -80,6 +80,17 @@ class DeepClusterModel(ClusterModel):
     supports_save: ClassVar[bool] = True
     config_class: ClassVar[type[ModelConfig]]
 
+    # a hyperparameter of every subclass (the constructor of config_params sets it)
+    device: str
+    checkpoint_dir: str | None
+    checkpoint_every: int
+    resume: bool
+    # learned in fit
+    genes_: list[str] | np.ndarray
+    reference_total_: float | None
+    scaler_: Scaler
+    batches_: list[str] | None
+
     def validate_params(self) -> None:
         """Check the hyperparameters as set now, without data; :class:`InputError` names a bad one and its range."""
         self.config_class.from_params(self.get_params())

@@ -148,7 +148,7 @@ def initial_clusters(
     n_clusters: int | None,
     seed: int,
     *,
-    resolution: float | str = 1.0,
+    resolution: float | Literal["auto"] = 1.0,
     init: str = "kmeans",
     min_cluster_frac: float = 0.005,
     max_cells: int = 50_000,

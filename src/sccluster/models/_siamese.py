@@ -104,7 +104,7 @@ class SiameseClu(DeepClusterModel):
         batches = None if inp.batch_key is None else read_batches(adata, inp.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
         codes = None if batches is None else batches.codes
-        self.batch_codes_ = None if batches is None else codes.astype(np.int32)
+        self.batch_codes_ = None if codes is None else codes.astype(np.int32)
         self.genes_ = np.asarray(select_genes(adata, inp.n_top_genes, layer=layer), dtype=object)
         source = CountSource(adata, genes=self.genes_, layer=layer, batch_codes=codes)
         self.reference_total_ = source.reference_total
@@ -172,7 +172,8 @@ class SiameseClu(DeepClusterModel):
 
     def _n_batches(self) -> int:
         """Batches the decoder is conditioned on (0 without ``batch_key``)."""
-        return 0 if getattr(self, "batches_", None) is None else len(self.batches_)
+        batches = getattr(self, "batches_", None)
+        return 0 if batches is None else len(batches)
 
     def _new_net(self, n_genes: int, n_graph: int, n_clusters: int, n_batches: int = 0):
         from sccluster.nn import SiameseNet

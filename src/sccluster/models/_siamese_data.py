@@ -59,6 +59,7 @@ class SiameseBatches:
         while True:
             if step % self.steps_per_epoch == 0:
                 views = self._views()
+            assert views is not None  # drawn at step 0
             yield self._batch(views)
             step += 1
 

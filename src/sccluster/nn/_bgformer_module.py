@@ -109,6 +109,7 @@ class BGFormerNet(nn.Module):
         vq_loss = x.new_zeros(())
         z_q = None
         for i, block in enumerate(self.blocks):
+            assert isinstance(block, AnchorBlock)  # the ModuleList holds only AnchorBlocks
             if vq:
                 h_norm = block.attention_input(h)
                 h_st, loss, _ = vector_quantize(h_norm, block.anchors)
@@ -127,6 +128,7 @@ class BGFormerNet(nn.Module):
         h = self.input_proj(x)
         out = []
         for block in self.blocks:
+            assert isinstance(block, AnchorBlock)  # the ModuleList holds only AnchorBlocks
             out.append(block.attention_input(h))
             h = block(h)
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,7 +58,7 @@ class TargetSnapshot:
         self.calls = 0
         self.frozen: nn.Module | None = None
 
-    def log_q(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def log_q(self, *inputs: Any) -> torch.Tensor:
         """Target ``log q`` of the batch ``inputs`` under the current snapshot."""
         if self.calls % self.interval == 0:
             self.frozen = copy.deepcopy(self.net).eval().requires_grad_(False)

@@ -173,6 +173,7 @@ class SiameseNet(nn.Module):
             target = dec_target(source.exp()) if self.cluster_target is None else self.cluster_target(source)
             parts["cluster"] = self.cluster_weight * kl_clustering_loss(target.float(), o["log_q"])
         total = sum(parts.values())
+        assert isinstance(total, torch.Tensor)  # parts always holds zinb and graph
         return LossOutput(total, {k: v.detach() for k, v in parts.items()})
 
     def target_log_q(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -248,6 +248,7 @@ def report(
         color = [label_key] if label_key is not None and label_key != key else []
         named = annotation_key is not None and annotation_key in adata.obs.columns
         if named and annotation_key not in (key, label_key):
+            assert annotation_key is not None  # implied by named
             color.append(annotation_key)  # the cell types tl.annotate named
         if info.get("stability") is not None and f"{key}_agreement" in adata.obs.columns:
             color.append(f"{key}_agreement")  # each cell's agreement across seeds

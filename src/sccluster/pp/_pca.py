@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,7 +35,7 @@ class LogNormReader:
     ``log1p``) or values already log-normalised (``is_log=True``, e.g. a prepared ``X``).
     """
 
-    matrix: object
+    matrix: Any
     n_obs: int
     gene_index: np.ndarray
     size_factors: np.ndarray | None = None
@@ -43,6 +44,7 @@ class LogNormReader:
     def _lognorm(self, block: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
         block = block[:, self.gene_index].astype(np.float32)
         if not self.is_log:
+            assert self.size_factors is not None  # raw counts are read with their size factors
             sf = self.size_factors[rows].astype(np.float32)
             block.data = np.log1p(block.data / np.repeat(sf, np.diff(block.indptr)))
         return block
@@ -136,7 +138,9 @@ def check_pca_args(n_comps, max_value, max_cells) -> None:
     if isinstance(n_comps, bool) or not isinstance(n_comps, (int, np.integer)) or n_comps < 1:
         msg = f"n_comps must be a positive integer, got {n_comps!r}"
         raise InputError(msg)
-    if max_value is not None and not (np.isscalar(max_value) and float(max_value) > 0):
+    # numpy's isscalar is a TypeGuard to generic | complex | str | bytes | memoryview, not all of which
+    # float()'s stubs take (numpy's generic has no __float__ in the stubs)
+    if max_value is not None and not (np.isscalar(max_value) and float(max_value) > 0):  # type: ignore[arg-type]
         msg = f"max_value must be a positive number or None, got {max_value!r}"
         raise InputError(msg)
     if isinstance(max_cells, bool) or not isinstance(max_cells, (int, np.integer)) or max_cells < 2:

@@ -58,16 +58,17 @@ def _match(sets: dict[str, list[str]], var_names: pd.Index, ignore_case: bool):
     """Per set: data column of each marker found (first occurrence; exact before case-insensitive), names missing."""
     names = [str(v) for v in var_names]
     exact: dict[str, int] = {}
-    for j, name in enumerate(names):
-        exact.setdefault(name, j)
+    for i, name in enumerate(names):
+        exact.setdefault(name, i)
     folded: dict[str, int] = {}
     if ignore_case:
-        for j, name in enumerate(names):
-            folded.setdefault(name.casefold(), j)
+        for i, name in enumerate(names):
+            folded.setdefault(name.casefold(), i)
     found: dict[str, list[int]] = {}
     missing: dict[str, list[str]] = {}
     for cell_type, genes in sets.items():
-        cols, miss = [], []
+        cols: list[int] = []
+        miss: list[str] = []
         for gene in genes:
             j = exact.get(gene)
             if j is None and ignore_case:
@@ -448,7 +449,8 @@ def annotate(
     cell_score = _cell_scores(adata.X, codes, calls, weights[:, called], mean, inv_sd)
     names = np.asarray(table["cell_type"], dtype=object)
     categories = [tested[j] for j in called] + ([UNASSIGNED] if (call < 0).any() else [])
-    per_cell = np.where(codes >= 0, names[np.maximum(codes, 0)], None)
+    # numpy's stubs take no None in where(); it is a valid object-array value here
+    per_cell = np.where(codes >= 0, names[np.maximum(codes, 0)], None)  # type: ignore[call-overload]
     if key_added in adata.obs.columns and f"{key_added}_details" not in adata.uns:
         logger.warning("annotate: obs[%r] already exists and is replaced by the annotation", key_added)
     adata.obs[key_added] = pd.Categorical(per_cell, categories=categories)

@@ -141,7 +141,7 @@ class LabelTransfer:
             cls = get_model_class(self.method)
             unknown = sorted(set(self.model_kwargs) - set(cls._param_names()) - {"n_clusters"})
             if unknown or "random_state" in self.model_kwargs or "batch_key" in self.model_kwargs:
-                reserved = [k for k in ("random_state", "batch_key") if k in self.model_kwargs]
+                reserved: list[str] = [k for k in ("random_state", "batch_key") if k in self.model_kwargs]
                 bad = ", ".join(map(repr, unknown + reserved))
                 msg = (
                     f"unknown or reserved model parameter(s) {bad} for method {self.method!r}: pass random_state and "
@@ -218,7 +218,8 @@ class LabelTransfer:
         kwargs.setdefault("n_clusters", n_classes)
         if self.representation == "encoder":
             kwargs["cluster_steps"] = 0
-        return get_model_class(self.method)(batch_key=self.batch_key, random_state=seed, **kwargs)
+        model_class: type[Any] = get_model_class(self.method)  # its constructor takes the method's keywords
+        return model_class(batch_key=self.batch_key, random_state=seed, **kwargs)
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:

@@ -21,14 +21,14 @@ import copy
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import torch
 from torch import nn
 
 from sccluster._errors import TrainingError
 from sccluster._utils import progress
-from sccluster.nn import EarlyStopping, TargetSnapshot
+from sccluster.nn import EarlyStopping, LossOutput, TargetSnapshot
 
 from ._checkpoint import Checkpointer
 from ._schedule import Schedule, phase_lr, set_lr
@@ -44,6 +44,14 @@ class Validator(Protocol):
     name: str
 
     def loss(self, module: nn.Module) -> float: ...
+
+
+class _Trainable(Protocol):
+    """The methods the loop calls on its module besides those of ``nn.Module`` (see the module docstring)."""
+
+    def loss(self, batch: Batch, outputs: Any) -> LossOutput: ...
+
+    def target_log_q(self, batch: Batch) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -188,10 +196,11 @@ class Trainer:
             snapshot = TargetSnapshot(module, phase.snapshot_interval, _target_log_q)
         state = _PhaseState(phase, opt, stopper, snapshot)
         start = 0
-        saved = None if self.checkpoint is None else self.checkpoint.load(index, phase.name)
-        if saved is not None:
+        ckpt = self.checkpoint
+        saved = None if ckpt is None else ckpt.load(index, phase.name)
+        if ckpt is not None and saved is not None:
             if saved["complete"]:
-                state.restore(self.checkpoint, saved, module, run_generators=True)
+                state.restore(ckpt, saved, module, run_generators=True)
                 logger.info(
                     "%s %s: restored from its checkpoint (%d steps)", self.name, phase.name, saved["step"]
                 )
@@ -200,8 +209,8 @@ class Trainer:
                 return state.rows
             for _ in range(saved["step"]):  # the batches already trained on: their draws, no computation
                 next(phase.batches)
-            self.checkpoint.check_streams(saved["random"], self.checkpoint.path(index, phase.name))
-            state.restore(self.checkpoint, saved, module, run_generators=False)
+            ckpt.check_streams(saved["random"], ckpt.path(index, phase.name))
+            state.restore(ckpt, saved, module, run_generators=False)
             start = saved["step"]
             logger.info("%s %s: resumed at step %d of %d", self.name, phase.name, start, phase.n_steps)
         module.train()
@@ -213,7 +222,7 @@ class Trainer:
             batch = next(phase.batches)
             if snapshot is not None:
                 batch["target_log_q"] = snapshot.log_q(batch)
-            losses = module.loss(batch, module(batch))
+            losses = cast(_Trainable, module).loss(batch, module(batch))
             if not torch.isfinite(losses.total):
                 msg = (
                     f"{self.name} training diverged ({phase.name} step {step + 1}: "
@@ -317,7 +326,7 @@ class _PhaseState:
 
 
 def _target_log_q(frozen: nn.Module, batch: Batch) -> torch.Tensor:
-    return frozen.target_log_q(batch)
+    return cast(_Trainable, frozen).target_log_q(batch)
 
 
 def _means(window: list[dict[str, torch.Tensor]]) -> dict[str, float]:
