@@ -24,7 +24,13 @@ def test_constructor_is_the_configuration(cls, config):
     """Every field of every group is a keyword of the estimator, with the field's default, documented once."""
     fields = [f for f, _ in config.fields()]
     params = inspect.signature(cls).parameters
-    run = {"random_state": 0, "device": "auto", "checkpoint_dir": None, "checkpoint_every": 500, "resume": False}
+    run = {
+        "random_state": 0,
+        "device": "auto",
+        "checkpoint_dir": None,
+        "checkpoint_every": 500,
+        "resume": False,
+    }
     assert list(params) == ["n_clusters", *(f.name for f in fields), *run]
     assert all(params[f.name].default == f.default for f in fields)
     defaults = {f.name: f.default for f in fields}
