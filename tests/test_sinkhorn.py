@@ -90,7 +90,7 @@ def test_unbalanced_plan_holds_rows_and_interpolates_columns():
     free = torch.softmax(scores, dim=1) / 64  # each row of exp(S), normalised to its marginal
 
     def relaxed(rho: float) -> torch.Tensor:
-        plan = sinkhorn(scores, rows, cols, n_iters=2000, tol=1e-10, col_relaxation=rho)
+        plan = sinkhorn(scores, rows, cols, n_iters=2000, tol=1e-10, marginal_relaxation=rho)
         np.testing.assert_allclose(plan.sum(1).numpy(), rows.numpy(), atol=1e-8)  # rows always held
         return plan
 
@@ -106,7 +106,7 @@ def test_relaxed_target_pulls_unequal_clusters_less_towards_equal_sizes():
     log_q = torch.tensor([[0.7, 0.3]] * 900 + [[0.3, 0.7]] * 100, dtype=torch.float64).log()
     pi = log_q.exp().mean(0)
     held = BalancedTarget(pi, n_iters=500)(log_q).mean(0)
-    relaxed = BalancedTarget(pi, n_iters=500, relaxation=1.0)(log_q).mean(0)
+    relaxed = BalancedTarget(pi, n_iters=500, marginal_relaxation=1.0)(log_q).mean(0)
     sharpened = torch.softmax(2 * log_q, dim=1).mean(0)  # q^2 normalised, no column constraint
     np.testing.assert_allclose(held.numpy(), pi.numpy(), atol=1e-3)
     assert held[0] < relaxed[0] < sharpened[0]

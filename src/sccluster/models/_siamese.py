@@ -136,7 +136,7 @@ class SiameseClu(DeepClusterModel):
             if cfg.ablation.use_sinkhorn:
                 target = BalancedTarget.from_log_q(
                     self._log_q(z), device, power=head.sinkhorn_power, momentum=head.proportion_momentum,
-                    n_iters=head.sinkhorn_iters, relaxation=head.marginal_relaxation,
+                    n_iters=head.sinkhorn_iters, marginal_relaxation=head.marginal_relaxation,
                     estimate=head.proportion_estimate,
                 )  # fmt: skip
             self.net_.cluster_target = target

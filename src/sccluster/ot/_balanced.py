@@ -53,7 +53,7 @@ class BalancedTarget:
         EMA momentum of the proportion update, per call (``0 <= momentum <= 1``; default 0.99).
     n_iters
         Maximum Sinkhorn iterations (``>= 1``; default 50).
-    relaxation
+    marginal_relaxation
         ``None`` (default): the columns of the plan equal the proportions. A positive ``ρ``:
         unbalanced transport, the columns are pulled towards the proportions with weight ``ρ``
         (:func:`sccluster.ot.sinkhorn`), which weakens the pull towards equal sizes described above.
@@ -74,7 +74,7 @@ class BalancedTarget:
         power: float = DEFAULT_POWER,
         momentum: float = DEFAULT_MOMENTUM,
         n_iters: int = DEFAULT_N_ITERS,
-        relaxation: float | None = None,
+        marginal_relaxation: float | None = None,
         estimate: Estimate = DEFAULT_ESTIMATE,
     ) -> None:
         if estimate not in ESTIMATES:
@@ -85,7 +85,7 @@ class BalancedTarget:
         self.power = power
         self.momentum = momentum
         self.n_iters = n_iters
-        self.relaxation = relaxation
+        self.marginal_relaxation = marginal_relaxation
         self.estimate = estimate
 
     @classmethod
@@ -109,7 +109,11 @@ class BalancedTarget:
         """Target ``(B, K)`` for the batch's ``log q``; then update the proportions."""
         log_q = log_q.detach()
         target = sinkhorn_target(
-            log_q, self.pi, power=self.power, n_iters=self.n_iters, col_relaxation=self.relaxation
+            log_q,
+            self.pi,
+            power=self.power,
+            n_iters=self.n_iters,
+            marginal_relaxation=self.marginal_relaxation,
         )
         m = self.momentum
         self.pi = m * self.pi + (1.0 - m) * batch_proportions(log_q, self.estimate, self.power)

@@ -12,7 +12,7 @@ def sinkhorn(
     *,
     n_iters: int = 100,
     tol: float = 1e-6,
-    col_relaxation: float | None = None,
+    marginal_relaxation: float | None = None,
 ) -> torch.Tensor:
     """Entropic transport plan ``P = diag(u) exp(S) diag(v)`` with the given marginals.
 
@@ -33,7 +33,7 @@ def sinkhorn(
         Maximum number of (row, column) scaling rounds.
     tol
         Stop when the largest absolute row-sum error is below ``tol`` times the total mass.
-    col_relaxation
+    marginal_relaxation
         ``None``: balanced transport, the column sums are held. A positive ``ρ``: unbalanced
         transport (Chizat et al. 2018), the column constraint becomes a penalty ``ρ · KL(Pᵀ1 ‖ c)``
         relative to the entropic term, so each column update is damped by ``ρ / (ρ + 1)``. ``ρ → ∞``
@@ -54,7 +54,7 @@ def sinkhorn(
         log_c = torch.log(c)  # -inf for empty clusters: that column stays at zero mass
         log_u = torch.zeros_like(r)
         log_v = torch.zeros_like(c)
-        damping = 1.0 if col_relaxation is None else col_relaxation / (col_relaxation + 1.0)
+        damping = 1.0 if marginal_relaxation is None else marginal_relaxation / (marginal_relaxation + 1.0)
         for _ in range(int(n_iters)):
             log_u = log_r - torch.logsumexp(s + log_v[None, :], dim=1)
             log_v = damping * (log_c - torch.logsumexp(s + log_u[:, None], dim=0))
@@ -73,14 +73,16 @@ def sinkhorn_target(
     power: float = 2.0,
     n_iters: int = 100,
     tol: float = 1e-6,
-    col_relaxation: float | None = None,
+    marginal_relaxation: float | None = None,
 ) -> torch.Tensor:
     """Clustering target ``(B, K)`` from the optimal-transport plan.
 
     The rows of the plan for ``q^power`` with uniform rows and the given cluster proportions as columns
-    (held, or relaxed by ``col_relaxation``; see :func:`sinkhorn`), each row renormalised to a distribution.
+    (held, or relaxed by ``marginal_relaxation``; see :func:`sinkhorn`), each row renormalised to a distribution.
     """
     b = log_q.shape[0]
     rows = torch.full((b,), 1.0 / b, dtype=torch.float64, device=log_q.device)
-    plan = sinkhorn(power * log_q, rows, proportions, n_iters=n_iters, tol=tol, col_relaxation=col_relaxation)
+    plan = sinkhorn(
+        power * log_q, rows, proportions, n_iters=n_iters, tol=tol, marginal_relaxation=marginal_relaxation
+    )
     return plan / plan.sum(dim=1, keepdim=True).clamp_min(1e-30)
