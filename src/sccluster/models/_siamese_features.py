@@ -43,21 +43,20 @@ def fit_projector(
 ) -> Projector:
     """Randomized PCA of the scaled genes on at most ``max_cells`` cells (seeded subsample).
 
+    The fit is :func:`sccluster.pp.fit_subsample_pca`, the one ``pp.prepare`` uses, on the model's own scaling.
+
     Cells are scaled as ``scaler`` scales them: with per-batch statistics (and a ``source`` with batch
     codes) each with its own batch's, so the components do not follow the batches' shifts.
     """
-    from sklearn.decomposition import PCA
+    from sccluster.pp import fit_subsample_pca
 
-    rng = np.random.default_rng(seed)
-    n = source.n_obs
-    idx = np.arange(n) if n <= max_cells else np.sort(rng.choice(n, max_cells, replace=False))
-    blocks = []
-    for start in range(0, len(idx), CHUNK):
-        b = source.batch(idx[start : start + CHUNK])
-        blocks.append(scaler.transform(b.counts, b.size_factors, b.batch_codes))
-    x = np.concatenate(blocks)
-    n_comps = int(max(1, min(n_pcs, x.shape[0] - 1, x.shape[1])))
-    pca = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit(x)
+    def scaled_rows(rows: np.ndarray) -> np.ndarray:
+        b = source.batch(rows)
+        return scaler.transform(b.counts, b.size_factors, b.batch_codes)
+
+    pca, _ = fit_subsample_pca(
+        scaled_rows, source.n_obs, n_comps=n_pcs, max_cells=max_cells, seed=seed, solver="randomized"
+    )
     scale = float(np.sqrt(pca.explained_variance_.mean()))
     return Projector(pca.components_.astype(np.float32), pca.mean_.astype(np.float32), max(scale, 1e-6))
 

@@ -8,8 +8,9 @@ ever dense at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -78,6 +79,43 @@ class PCAResult:
     n_fit: int
 
 
+def fit_subsample_pca(
+    scaled_rows: Callable[[np.ndarray], np.ndarray],
+    n_obs: int,
+    *,
+    n_comps: int,
+    max_cells: int,
+    seed: int,
+    solver: Literal["auto", "randomized"] = "auto",
+):
+    """A PCA fitted on a seeded subsample of at most ``max_cells`` of ``n_obs`` cells; ``(pca, cells used)``.
+
+    ``scaled_rows(rows)`` returns the dense scaled values (float32) of the cells at the sorted positions
+    ``rows``, asked for by chunks of :data:`CHUNK`. ``n_comps`` is lowered to what the subsample allows.
+    ``solver``: ``"auto"`` uses an exact SVD up to :data:`FULL_SVD_MAX_VALUES` values and a randomized one
+    above; ``"randomized"`` always the randomized one (seeded).
+    """
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    if n_obs > max_cells:
+        fit_rows = np.sort(rng.choice(n_obs, size=max_cells, replace=False))
+    else:
+        fit_rows = np.arange(n_obs)
+    fit = np.concatenate([scaled_rows(fit_rows[i : i + CHUNK]) for i in range(0, len(fit_rows), CHUNK)])
+    max_comps = max(1, min(fit.shape[0] - 1, fit.shape[1]))
+    if n_comps > max_comps:
+        logger.info(
+            "PCA: asked for %d components but the data allow %d; using %d", n_comps, max_comps, max_comps
+        )
+        n_comps = max_comps
+    svd = "full" if solver == "auto" and fit.size <= FULL_SVD_MAX_VALUES else "randomized"
+    pca = PCA(n_components=n_comps, svd_solver=svd, random_state=seed)
+    pca.fit(fit)
+    logger.info("PCA: %d components fitted on %d of %d cells (%s SVD)", n_comps, len(fit_rows), n_obs, svd)
+    return pca, len(fit_rows)
+
+
 def streamed_pca(
     reader: LogNormReader,
     mean: np.ndarray,
@@ -89,33 +127,14 @@ def streamed_pca(
     seed: int,
 ) -> PCAResult:
     """Fit a PCA on a seeded subsample of at most ``max_cells`` cells, then project all cells by chunks."""
-    from sklearn.decomposition import PCA
-
     n_obs = reader.n_obs
     mean = np.asarray(mean, dtype=np.float32)
     std = np.asarray(std, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    if n_obs > max_cells:
-        fit_rows = np.sort(rng.choice(n_obs, size=max_cells, replace=False))
-    else:
-        fit_rows = np.arange(n_obs)
-    fit = np.concatenate(
-        [
-            scale_block(reader.rows(fit_rows[i : i + CHUNK]), mean, std, max_value)
-            for i in range(0, len(fit_rows), CHUNK)
-        ]
-    )
-    max_comps = max(1, min(fit.shape[0] - 1, fit.shape[1]))
-    if n_comps > max_comps:
-        logger.info(
-            "PCA: asked for %d components but the data allow %d; using %d", n_comps, max_comps, max_comps
-        )
-        n_comps = max_comps
-    solver = "full" if fit.size <= FULL_SVD_MAX_VALUES else "randomized"
-    pca = PCA(n_components=n_comps, svd_solver=solver, random_state=seed)
-    pca.fit(fit)
-    logger.info("PCA: %d components fitted on %d of %d cells (%s SVD)", n_comps, len(fit_rows), n_obs, solver)
-    del fit
+    pca, n_fit = fit_subsample_pca(
+        lambda rows: scale_block(reader.rows(rows), mean, std, max_value), n_obs,
+        n_comps=n_comps, max_cells=max_cells, seed=seed,
+    )  # fmt: skip
+    n_comps = pca.n_components_
     components = pca.components_.astype(np.float32)
     center = pca.mean_.astype(np.float32)
     out = np.empty((n_obs, n_comps), dtype=np.float32)
@@ -129,7 +148,7 @@ def streamed_pca(
         components=components,
         variance=pca.explained_variance_.astype(np.float64),
         variance_ratio=pca.explained_variance_ratio_.astype(np.float64),
-        n_fit=len(fit_rows),
+        n_fit=n_fit,
     )
 
 
