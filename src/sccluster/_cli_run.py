@@ -274,6 +274,10 @@ def run_cluster(
             raise InputError(msg)
     tl.cluster(adata, method=method, n_clusters=n_clusters, key_added=key_added, random_state=seed,
                n_seeds=n_seeds, batch_key=batch_key, **params)  # fmt: skip
+    from . import _distributed
+
+    if not _distributed.current().is_main:  # a data-parallel run (torchrun): rank 0 writes and reports
+        return 0
     info = adata.uns[key_added]
     scores = _scores(adata, label_key, key_added) if label_key is not None else None
     if scores is not None:

@@ -431,6 +431,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt as exc:
             _signals.stop_raising()  # a second Ctrl-C must not cut the clean-up short
             return _interrupted(exc, outputs)
+        finally:
+            if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly
+                from . import _distributed
+
+                _distributed.shutdown()
 
 
 class _Output:
@@ -512,7 +517,10 @@ def _run(argv: Sequence[str] | None, outputs: list[_Output]) -> int:
         parser.print_help()
         return 2
     verbose = getattr(args, "verbose", False)
-    _configure_output(0 if getattr(args, "quiet", False) else 3 if verbose else 2)
+    quiet = (
+        getattr(args, "quiet", False) or int(os.environ.get("RANK", "0") or 0) > 0
+    )  # torchrun: rank 0 speaks
+    _configure_output(0 if quiet else 3 if verbose else 2)
     outputs.extend(_outputs_of(args))
     try:
         return args.func(args)

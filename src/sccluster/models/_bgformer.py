@@ -34,12 +34,14 @@ import time
 
 import numpy as np
 
+from sccluster import _distributed as distributed
 from sccluster._errors import InputError
 from sccluster._utils import make_generators, resolve_device
 from sccluster.data import CountSource, Scaler, read_batches
 from sccluster.data._batches import stratified_indices
 from sccluster.pp import select_genes
 
+from . import _parallel as parallel
 from ._bgformer_config import BGFormerConfig
 from ._bgformer_data import (
     Validation,
@@ -114,10 +116,12 @@ class BGFormer(DeepClusterModel):
         cfg = self._config()
         inp, opt, head = cfg.input, cfg.optimisation, cfg.clustering
         self._check_fit_cells(inp.max_fit_cells)
-        device = resolve_device(self.device)
+        ctx, device = distributed.setup(resolve_device(self.device))
         seed = self.seed_
         rng, gen = make_generators(seed)  # torch's global generator: seeded by ClusterModel.fit
-        checkpoint = self._checkpointer(adata, layer, (rng, gen))  # before any work: a bad folder fails fast
+        data_rng, data_gen = parallel.data_generators(ctx, seed, (rng, gen))  # this rank's batches
+        # before any work: a bad folder fails fast
+        checkpoint = self._checkpointer(adata, layer, (data_rng, data_gen), ctx)
         t0 = time.perf_counter()
         batches = None if inp.batch_key is None else read_batches(adata, inp.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
@@ -127,18 +131,22 @@ class BGFormer(DeepClusterModel):
         self.reference_total_ = source.reference_total
         n = source.n_obs
         fit_idx = None if n <= inp.max_fit_cells else np.sort(rng.choice(n, inp.max_fit_cells, replace=False))
-        if batches is None:
-            self.scaler_ = Scaler.fit(source, max_value=inp.max_value, indices=fit_idx)
-        else:
+
+        def fit_scaler() -> Scaler:
+            if batches is None:
+                return Scaler.fit(source, max_value=inp.max_value, indices=fit_idx)
             scaler_idx = None if fit_idx is None else stratified_indices(batches.codes, fit_idx, rng)
-            self.scaler_ = Scaler.fit(
+            return Scaler.fit(
                 source, max_value=inp.max_value, indices=scaler_idx, batch_codes=batches.codes,
                 n_batches=batches.n_batches,
             )  # fmt: skip
+
+        self.scaler_ = parallel.once(ctx, rng, fit_scaler)
         n_batches = 0 if batches is None else batches.n_batches
         net = self._new_net(self._arch(len(self.genes_), 0, n_batches)).to(device)
         init_idx = np.sort(rng.choice(n, min(n, 10_000), replace=False))
-        init_anchors(net, source, self.scaler_, init_idx, seed, rng, device)
+        parallel.once(ctx, rng, lambda: init_anchors(net, source, self.scaler_, init_idx, seed, rng, device))
+        parallel.sync_module(ctx, net)
         logger.info(
             "bgformer: %d cells, %d genes%s; setup in %.1f s", n, len(self.genes_),
             "" if batches is None else f", {n_batches} batches in obs[{inp.batch_key!r}]",
@@ -151,11 +159,13 @@ class BGFormer(DeepClusterModel):
             if val_idx is not None:
                 validation = Validation(source, self.scaler_, val_idx, device)
         spec = OptimizerSpec("adamw", opt.lr, opt.weight_decay, opt.lr_schedule, scope="phase")
-        trainer = Trainer(net, spec, name="bgformer", checkpoint=checkpoint)  # name: on its progress bars
+        trainer = Trainer(net, spec, name="bgformer", checkpoint=checkpoint, parallel=ctx)
 
         def phase(name: str, n_steps: int, indices=None, **kwargs) -> Phase:
-            data = training_batches(source, self.scaler_, opt.batch_size, rng, gen, device,
-                                    noise_std=cfg.augmentation.noise_std, indices=indices)  # fmt: skip
+            shard = parallel.shard_indices(ctx, seed, n, indices)
+            n_steps = parallel.steps(ctx, n_steps)
+            data = training_batches(source, self.scaler_, opt.batch_size, data_rng, data_gen, device,
+                                    noise_std=cfg.augmentation.noise_std, indices=shard)  # fmt: skip
             return Phase(name, n_steps, data, log_every=max(1, min(50, n_steps // 20)), **kwargs)
 
         n_train = n if train_idx is None else len(train_idx)
@@ -164,12 +174,26 @@ class BGFormer(DeepClusterModel):
         trainer.run(phase("pretrain", n_pre, train_idx, validation=validation, patience=opt.patience))
         logger.info("bgformer: pretraining in %.1f s", time.perf_counter() - t1)
 
-        emb, _ = embed(net, source, self.scaler_, device, indices=fit_idx)
-        self._start_centers(net, emb)
+        def start() -> dict:
+            emb, _ = embed(net, source, self.scaler_, device, indices=fit_idx)
+            self._start_centers(net, emb)
+            out = {
+                "centers": net.centers.detach().cpu(),
+                "resolution": (self.resolution_, self.resolution_table_),
+            }
+            if head.target == "balanced":
+                with torch.no_grad():
+                    log_q0 = net.log_q(torch.from_numpy(emb).to(device)).cpu().numpy()
+                out["log_q0"] = log_q0
+            return out
+
+        started = parallel.once(ctx, rng, start)
+        if not ctx.is_main:
+            net.set_centers(started["centers"])
+            self.resolution_, self.resolution_table_ = started["resolution"]
         if head.target == "balanced":
-            with torch.no_grad():
-                log_q0 = net.log_q(torch.from_numpy(emb).to(device)).cpu().numpy()
-            net.cluster_target = BalancedTarget.from_log_q(log_q0, device, momentum=head.proportion_momentum)
+            target = BalancedTarget.from_log_q(started["log_q0"], device, momentum=head.proportion_momentum)
+            net.cluster_target = target
         n_cluster = min(opt.cluster_steps, opt.max_epochs * steps_per_epoch(n, opt.batch_size))
         interval = min(head.target_interval, steps_per_epoch(n, opt.batch_size)) if head.gamma > 0 else None
         t3 = time.perf_counter()
@@ -180,7 +204,9 @@ class BGFormer(DeepClusterModel):
 
         self.net_ = net
         self.history_ = trainer.history
-        emb, log_q = embed(net, source, self.scaler_, device, with_q=True)
+        emb, log_q = parallel.sharded(
+            ctx, n, lambda idx: embed(net, source, self.scaler_, device, indices=idx, with_q=True)
+        )
         q = np.exp(log_q)
         self.embedding_ = emb
         self.soft_assignments_ = q

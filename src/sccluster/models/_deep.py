@@ -42,7 +42,7 @@ def check_checkpoint_params(checkpoint_dir: Any, every: Any, resume: Any) -> Non
 
 
 def run_fingerprint(
-    model: str, params: dict[str, Any], seed: int, adata, layer: str | None
+    model: str, params: dict[str, Any], seed: int, adata, layer: str | None, *, world_size: int = 1
 ) -> dict[str, Any]:
     """What identifies a training run for its checkpoints (values compare with ``==``)."""
     from sccluster._version import __version__
@@ -65,7 +65,7 @@ def run_fingerprint(
             digest(adata.var_names),
             layer,
         ),
-        "world_size": 1,
+        "world_size": int(world_size),
     }
 
 
@@ -96,11 +96,13 @@ class DeepClusterModel(ClusterModel):
         self.config_class.from_params(self.get_params())
         check_checkpoint_params(self.checkpoint_dir, self.checkpoint_every, self.resume)
 
-    def _checkpointer(self, adata, layer: str | None, generators) -> Any:
+    def _checkpointer(self, adata, layer: str | None, generators, parallel: Any = None) -> Any:
         """The :class:`~sccluster.train.Checkpointer` of this fit (``None`` without ``checkpoint_dir``).
 
         Its folder is ``checkpoint_dir/<model>-seed<seed>``; the run is identified by the data (shape,
         cell and gene names, layer), the hyperparameters, the seed, the package version and the world size.
+        In a data-parallel run (``parallel``, a :class:`sccluster._distributed.Context`) every rank keeps
+        its own files (``phase0-pretrain.rank1.pt``): the weights are the same, its random streams are not.
         """
         p = self.params_
         check_checkpoint_params(p["checkpoint_dir"], p["checkpoint_every"], p["resume"])
@@ -108,11 +110,13 @@ class DeepClusterModel(ClusterModel):
             return None
         from sccluster.train import Checkpointer
 
-        fingerprint = run_fingerprint(self.name, p, self.seed_, adata, layer)
+        world, rank = (1, 0) if parallel is None else (parallel.world_size, parallel.rank)
+        fingerprint = run_fingerprint(self.name, p, self.seed_, adata, layer, world_size=world)
         folder = Path(p["checkpoint_dir"]) / f"{self.name}-seed{self.seed_}"
         return Checkpointer(
-            folder, fingerprint, every=p["checkpoint_every"], resume=p["resume"], generators=generators
-        )
+            folder, fingerprint, every=p["checkpoint_every"], resume=p["resume"], generators=generators,
+            suffix="" if world == 1 else f".rank{rank}",
+        )  # fmt: skip
 
     def _config(self) -> Any:
         """The configuration of the current fit (from ``params_``); :class:`InputError` for a bad value."""

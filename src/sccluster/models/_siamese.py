@@ -52,14 +52,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from sccluster import _distributed as distributed
 from sccluster._errors import InputError
 from sccluster._utils import make_generators, resolve_device
 from sccluster.data import CountSource, Scaler, read_batches
 
+from . import _parallel as parallel
 from ._config import config_params
 from ._deep import DeepClusterModel
 from ._siamese_config import SiameseConfig
-from ._siamese_features import CHUNK, Projector, fit_projector, new_cell_features, project_all
+from ._siamese_data import embed_cells, soft_assignments
+from ._siamese_features import Projector, build_cell_graph, new_cell_features, project_all
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +100,12 @@ class SiameseClu(DeepClusterModel):
         if adata.n_obs < 3:
             msg = f"SiameseClu needs at least 3 cells, got {adata.n_obs}"
             raise InputError(msg)
-        device = resolve_device(self.device)
+        ctx, device = distributed.setup(resolve_device(self.device))
         seed = self.seed_
         rng, gen = make_generators(seed)
-        checkpoint = self._checkpointer(adata, layer, (rng, gen))  # before any work: a bad folder fails fast
+        data_rng, data_gen = parallel.data_generators(ctx, seed, (rng, gen))  # this rank's batches
+        # before any work: a bad folder fails fast
+        checkpoint = self._checkpointer(adata, layer, (data_rng, data_gen), ctx)
         batches = None if inp.batch_key is None else read_batches(adata, inp.batch_key)  # before any work
         self.batches_ = None if batches is None else list(batches.categories)
         codes = None if batches is None else batches.codes
@@ -108,34 +113,43 @@ class SiameseClu(DeepClusterModel):
         self.genes_ = np.asarray(select_genes(adata, inp.n_top_genes, layer=layer), dtype=object)
         source = CountSource(adata, genes=self.genes_, layer=layer, batch_codes=codes)
         self.reference_total_ = source.reference_total
-        if batches is None:
-            self.scaler_ = Scaler.fit(source, max_value=inp.max_value)
-        else:
-            self.scaler_ = Scaler.fit(
-                source, max_value=inp.max_value, batch_codes=codes, n_batches=batches.n_batches
-            )
-        self.projector_ = fit_projector(source, self.scaler_, gc.n_pcs, seed)
-        x0 = project_all(source, self.scaler_, self.projector_)
-        k_nn = min(gc.n_neighbors, adata.n_obs - 1)
-        adj, sigma = graph.knn_graph(x0, k_nn, weights=gc.graph_weights, seed=seed, batch_codes=codes)
-        a_hat = graph.normalize_adjacency(adj)
-        h_full = graph.ppr_propagate(a_hat, x0, alpha=gc.ppr_alpha, steps=gc.ppr_steps)
+
+        n_batches = None if batches is None else batches.n_batches
+        self.scaler_, self.projector_, x0, adj, sigma, h_full = parallel.once(
+            ctx, rng, lambda: build_cell_graph(source, inp.max_value, gc, codes, n_batches, seed)
+        )
         # torch's global generator was seeded by ClusterModel.fit and nothing above draws from it
         self.net_ = self._new_net(len(self.genes_), x0.shape[1], 1, self._n_batches()).to(device)
-        data = SiameseBatches(source, self.scaler_, GraphData(x0, adj, h_full), cfg, rng, gen, device)
+        cells = parallel.shard_indices(ctx, seed, source.n_obs, None)
+        data = SiameseBatches(
+            source, self.scaler_, GraphData(x0, adj, h_full), cfg, data_rng, data_gen, device, cells=cells
+        )
         spec = OptimizerSpec(
             "adam", opt.lr, schedule=opt.lr_schedule, scope="run"
         )  # one Adam for both phases
-        trainer = Trainer(self.net_, spec, name="SiameseClu", checkpoint=checkpoint)
+        trainer = Trainer(self.net_, spec, name="SiameseClu", checkpoint=checkpoint, parallel=ctx)
         epoch = data.steps_per_epoch
-        trainer.run(Phase("pretrain", opt.pretrain_steps, data.phase(), log_every=epoch))
-        z = self._embed(source, h_full)
-        self._start_centers(self.net_, z, init=head.init)
+        pretrain_steps = parallel.steps(ctx, opt.pretrain_steps)
+        trainer.run(Phase("pretrain", pretrain_steps, data.phase(), log_every=epoch))
+
+        def start() -> dict:
+            z = self._embed(source, h_full)
+            self._start_centers(self.net_, z, init=head.init)
+            return {
+                "centers": self.net_.centers.detach().cpu(),
+                "resolution": (self.resolution_, self.resolution_table_),
+                "log_q": self._log_q(z) if opt.cluster_steps > 0 and cfg.ablation.use_sinkhorn else None,
+            }
+
+        started = parallel.once(ctx, rng, start)
+        if not ctx.is_main:
+            self.net_.set_centers(started["centers"])
+            self.resolution_, self.resolution_table_ = started["resolution"]
         target = None
         if opt.cluster_steps > 0:
             if cfg.ablation.use_sinkhorn:
                 target = BalancedTarget.from_log_q(
-                    self._log_q(z), device, power=head.sinkhorn_power, momentum=head.proportion_momentum,
+                    started["log_q"], device, power=head.sinkhorn_power, momentum=head.proportion_momentum,
                     n_iters=head.sinkhorn_iters, marginal_relaxation=head.marginal_relaxation,
                     estimate=head.proportion_estimate,
                 )  # fmt: skip
@@ -143,7 +157,7 @@ class SiameseClu(DeepClusterModel):
             interval = min(head.target_interval, epoch)
             phase = Phase(
                 "cluster",
-                opt.cluster_steps,
+                parallel.steps(ctx, opt.cluster_steps),
                 data.phase(),
                 log_every=epoch,
                 snapshot_interval=interval,
@@ -151,8 +165,7 @@ class SiameseClu(DeepClusterModel):
             )
             trainer.run(phase)
             self.net_.cluster_target = None  # training state, not part of the fitted model
-        z = self._embed(source, h_full)
-        log_q = self._log_q(z)
+        z, log_q = parallel.sharded(ctx, source.n_obs, lambda idx: self._embed_log_q(source, h_full, idx))
         self.proportions_ = None if target is None else target.pi.float().cpu().numpy()
         self.history_ = trainer.history
         self.embedding_ = z
@@ -186,38 +199,27 @@ class SiameseClu(DeepClusterModel):
         )  # fmt: skip
 
     # ------------------------------------------------------------------ inference
-    def _embed(self, source: CountSource, h: np.ndarray, scaler: Scaler | None = None) -> np.ndarray:
-        """Fused embedding ``(n, d)`` of all cells of ``source`` given their graph features ``h``.
+    def _embed_log_q(self, source: CountSource, h: np.ndarray, indices: np.ndarray | None) -> tuple:
+        """The embedding and ``log q`` of the cells at ``indices`` (all when ``None``)."""
+        z = self._embed(source, h, indices=indices)
+        return z, self._log_q(z)
+
+    def _embed(
+        self,
+        source: CountSource,
+        h: np.ndarray,
+        scaler: Scaler | None = None,
+        *,
+        indices: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Fused embedding of the cells of ``source`` (:func:`~sccluster.models._siamese_data.embed_cells`).
 
         ``scaler``: the model's (default) or its extension to batches not seen in training.
         """
-        import torch
-
-        scaler = self.scaler_ if scaler is None else scaler
-        dev = self.net_.alpha.device
-        self.net_.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, source.n_obs, CHUNK):
-                b = source.batch(np.arange(start, min(start + CHUNK, source.n_obs)))
-                counts = torch.as_tensor(b.counts, device=dev)
-                sf = torch.as_tensor(b.size_factors, device=dev)
-                codes = None if b.batch_codes is None else torch.as_tensor(b.batch_codes, device=dev)
-                x = scaler.transform_torch(counts, sf, codes)
-                hb = torch.as_tensor(np.asarray(h[b.index], dtype=np.float32), device=dev)
-                out.append(self.net_.embed(x, hb).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+        return embed_cells(self.net_, source, self.scaler_ if scaler is None else scaler, h, indices)
 
     def _log_q(self, z: np.ndarray) -> np.ndarray:
-        import torch
-
-        dev = self.net_.alpha.device
-        with torch.no_grad():
-            parts = [
-                self.net_.log_q(torch.as_tensor(z[i : i + CHUNK], device=dev)).cpu().numpy()
-                for i in range(0, len(z), CHUNK)
-            ]
-        return np.concatenate(parts).astype(np.float64)
+        return soft_assignments(self.net_, z)
 
     def _neighbor_index(self):
         """Index over the training cells' PCA scores, built on the first ``predict``/``transform`` and kept.

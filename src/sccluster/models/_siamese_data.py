@@ -11,7 +11,7 @@ import torch
 
 from sccluster.data import CountSource, Scaler
 
-from ._siamese_features import graph_view, sample_neighbors
+from ._siamese_features import CHUNK, graph_view, sample_neighbors
 
 #: Most steps in one "epoch" (the graph views and the target snapshot are renewed every epoch).
 MAX_STEPS_PER_EPOCH = 100
@@ -43,12 +43,18 @@ class SiameseBatches:
         augmentation, ablation and batch size are read from it.
     rng, gen
         numpy generator (cell order, edge drops, neighbour samples) and torch generator (expression noise).
+    cells
+        The cells the batches are drawn from (``None``: all; a data-parallel rank passes its shard). The
+        graph views still cover every cell: neighbours may lie outside the shard.
     """
 
-    def __init__(self, source: CountSource, scaler: Scaler, graph: GraphData, cfg, rng, gen, device) -> None:
+    def __init__(
+        self, source: CountSource, scaler: Scaler, graph: GraphData, cfg, rng, gen, device, *, cells=None
+    ) -> None:
         self.source, self.scaler, self.graph, self.cfg = source, scaler, graph, cfg
         self.rng, self.gen, self.device = rng, gen, device
-        self.n = source.n_obs
+        self.cells = cells
+        self.n = source.n_obs if cells is None else len(cells)
         self.batch = min(cfg.optimisation.batch_size, self.n)
         self.steps_per_epoch = max(1, min(int(np.ceil(self.n / self.batch)), MAX_STEPS_PER_EPOCH))
         self._order = np.empty(0, dtype=np.int64)
@@ -70,7 +76,7 @@ class SiameseBatches:
         a cell twice: a repeated cell would be its own negative in the sample-correlation loss.
         """
         if len(self._order) < self.batch:
-            self._order = self.rng.permutation(self.n)
+            self._order = self.rng.permutation(self.n if self.cells is None else self.cells)
         idx, self._order = self._order[: self.batch], self._order[self.batch :]
         return idx
 
@@ -109,3 +115,38 @@ class SiameseBatches:
             "x": x, "x1": x1, "x2": x2, "h": h, "h_clean": self._t(g.h_full[idx]), "x0": self._t(g.x0[idx]),
             "counts": counts, "size_factors": sf, "batch_codes": codes,
         }  # fmt: skip
+
+
+def embed_cells(
+    net, source: CountSource, scaler: Scaler, h: np.ndarray, indices: np.ndarray | None = None
+) -> np.ndarray:
+    """Fused embedding ``(n, d)``, float32, of the cells of ``source`` at ``indices`` (all when ``None``).
+
+    ``h`` holds the graph features of all the cells of ``source``; the network runs in eval mode, by chunks
+    of :data:`~sccluster.models._siamese_features.CHUNK` cells.
+    """
+    dev = net.alpha.device
+    net.eval()
+    cells = np.arange(source.n_obs) if indices is None else np.asarray(indices)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(cells), CHUNK):
+            b = source.batch(cells[start : start + CHUNK])
+            counts = torch.as_tensor(b.counts, device=dev)
+            sf = torch.as_tensor(b.size_factors, device=dev)
+            codes = None if b.batch_codes is None else torch.as_tensor(b.batch_codes, device=dev)
+            x = scaler.transform_torch(counts, sf, codes)
+            hb = torch.as_tensor(np.asarray(h[b.index], dtype=np.float32), device=dev)
+            out.append(net.embed(x, hb).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def soft_assignments(net, z: np.ndarray) -> np.ndarray:
+    """Student-t ``log q`` ``(n, K)``, float64, of embeddings ``z``, by chunks."""
+    dev = net.alpha.device
+    with torch.no_grad():
+        parts = [
+            net.log_q(torch.as_tensor(z[i : i + CHUNK], device=dev)).cpu().numpy()
+            for i in range(0, len(z), CHUNK)
+        ]
+    return np.concatenate(parts).astype(np.float64)

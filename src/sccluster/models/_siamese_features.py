@@ -121,3 +121,26 @@ def new_cell_features(
         sl = slice(start, start + CHUNK)
         out[sl] = graph.ppr_extend(idx[sl], w[sl], h_ref, x0_new[sl], degree_ref, alpha=alpha)
     return out
+
+
+def build_cell_graph(
+    source: CountSource,
+    max_value: float | None,
+    gc,
+    batch_codes: np.ndarray | None,
+    n_batches: int | None,
+    seed: int,
+) -> tuple:
+    """SiameseClu's single-node step over all cells: ``(scaler, projector, x0, adj, sigma, h_full)``.
+
+    The scaler (per batch with ``batch_codes``), the streamed PCA ``x0``, the kNN graph ``adj`` (batch-balanced
+    with batches) with its bandwidths ``sigma``, and its PPR diffusion ``h_full``; ``gc`` is the graph
+    configuration (:class:`sccluster.models._siamese_config.Graph`).
+    """
+    scaler = Scaler.fit(source, max_value=max_value, batch_codes=batch_codes, n_batches=n_batches)
+    projector = fit_projector(source, scaler, gc.n_pcs, seed)
+    x0 = project_all(source, scaler, projector)
+    k_nn = min(gc.n_neighbors, source.n_obs - 1)
+    adj, sigma = graph.knn_graph(x0, k_nn, weights=gc.graph_weights, seed=seed, batch_codes=batch_codes)
+    h_full = graph.ppr_propagate(graph.normalize_adjacency(adj), x0, alpha=gc.ppr_alpha, steps=gc.ppr_steps)
+    return scaler, projector, x0, adj, sigma, h_full

@@ -7,6 +7,8 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from sccluster._distributed import all_reduce_mean
+
 from ._sinkhorn import sinkhorn_target
 
 #: What the running cluster proportions track (see :class:`BalancedTarget`).
@@ -116,7 +118,9 @@ class BalancedTarget:
             marginal_relaxation=self.marginal_relaxation,
         )
         m = self.momentum
-        self.pi = m * self.pi + (1.0 - m) * batch_proportions(log_q, self.estimate, self.power)
+        # in a data-parallel run, the mean over the ranks' batches: every rank keeps the same proportions
+        seen = all_reduce_mean(batch_proportions(log_q, self.estimate, self.power))
+        self.pi = m * self.pi + (1.0 - m) * seen
         return target
 
 

@@ -59,8 +59,9 @@ class Checkpointer:
         run starts from the beginning.
     generators
         The run's own generators (numpy, torch) whose states are saved, restored and checked.
-    save
-        ``False`` on the ranks of a data-parallel run other than the first: they read but never write.
+    suffix
+        Added to the file names before ``.pt``: each rank of a data-parallel run keeps its own files
+        (``".rank1"``), since the random streams differ between ranks.
     """
 
     def __init__(
@@ -71,14 +72,14 @@ class Checkpointer:
         every: int,
         resume: bool,
         generators: tuple[np.random.Generator, torch.Generator],
-        save: bool = True,
+        suffix: str = "",
     ) -> None:
         self.directory = Path(directory)
         self.fingerprint = dict(fingerprint)
         self.every = int(every)
         self.resume = bool(resume)
         self.rng, self.gen = generators
-        self.save_files = save
+        self.suffix = suffix
         if self.every < 1:
             msg = f"checkpoint_every must be a positive number of steps, got {every!r}"
             raise InputError(msg)
@@ -94,15 +95,15 @@ class Checkpointer:
             raise InputError(msg)
         if self.resume:
             if found:
+                self._check(self._read(found[0]), found[0])  # another run's folder: refused before any work
                 logger.info("resuming from %d checkpoint file(s) in %s", len(found), self.directory)
             else:
                 logger.info("no checkpoint in %s yet: starting from the beginning", self.directory)
-        if self.save_files:
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                msg = f"cannot create the checkpoint folder {str(self.directory)!r} ({exc.strerror}); choose another"
-                raise InputError(msg) from None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create the checkpoint folder {str(self.directory)!r} ({exc.strerror}); choose another"
+            raise InputError(msg) from None
 
     def files(self) -> list[Path]:
         """The checkpoint files in the folder."""
@@ -112,7 +113,7 @@ class Checkpointer:
 
     def path(self, index: int, name: str) -> Path:
         """The file of phase ``index`` (0-based, in the order the trainer ran them) named ``name``."""
-        return self.directory / f"phase{index}-{name}{SUFFIX}"
+        return self.directory / f"phase{index}-{name}{self.suffix}{SUFFIX}"
 
     # ------------------------------------------------------------------ reading
     def load(self, index: int, name: str) -> dict[str, Any] | None:
@@ -123,13 +124,17 @@ class Checkpointer:
         path = self.path(index, name)
         if not self.resume or not path.is_file():
             return None
+        state = self._read(path)
+        self._check(state, path)
+        return state
+
+    @staticmethod
+    def _read(path: Path) -> Any:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 (any failure to unpickle is a damaged file)
             msg = f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}); remove the folder and start again"
             raise InputError(msg) from None
-        self._check(state, path)
-        return state
 
     def _check(self, state: Any, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -149,8 +154,6 @@ class Checkpointer:
     # ------------------------------------------------------------------ writing
     def save(self, index: int, name: str, state: dict[str, Any]) -> None:
         """Write the state of a phase atomically (the previous file stays whole until the new one is)."""
-        if not self.save_files:
-            return
         state = {"format": FORMAT, "fingerprint": self.fingerprint, **state, "random": self.random_state()}
         path = self.path(index, name)
         with atomic_path(path) as tmp:

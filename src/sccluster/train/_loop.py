@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
 import torch
 from torch import nn
 
+from sccluster._distributed import Context
 from sccluster._errors import TrainingError
 from sccluster._utils import progress
 from sccluster.nn import EarlyStopping, LossOutput, TargetSnapshot
@@ -139,6 +140,11 @@ class Trainer:
         Model name for the progress bars and the messages.
     checkpoint
         Saves each phase's state and, when resuming, restores it (``None``: no checkpoints).
+    parallel
+        The data-parallel run this process belongs to (``None``: one process). With several processes the
+        module is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` for each phase (its
+        construction gives every rank rank 0's weights; the gradients are averaged over the ranks), and
+        each rank's ``batches`` must be its own shard.
 
     Attributes
     ----------
@@ -157,11 +163,13 @@ class Trainer:
         *,
         name: str,
         checkpoint: Checkpointer | None = None,
+        parallel: Context | None = None,
     ) -> None:
         self.module = module
         self.spec = optimizer
         self.name = name
         self.checkpoint = checkpoint
+        self.parallel = parallel
         self.optimizer: torch.optim.Optimizer | None = None
         self.history: list[dict[str, Any]] = []
         self._phases_run = 0
@@ -176,6 +184,29 @@ class Trainer:
             if new:
                 self.optimizer.add_param_group({"params": new})
         return self.optimizer
+
+    def _step_loss(self) -> Callable[[Batch], LossOutput]:
+        """``batch -> module.loss(batch, module(batch))``, data-parallel with several processes.
+
+        The data-parallel wrapper is new for each phase (parameters may have been added) and wraps the
+        forward pass and the loss together, since the losses use the module's parameters too. The graph is
+        static within a phase (the same parameters are used at every step; the centres are unused while
+        pretraining).
+        """
+        if self.parallel is None or not self.parallel.distributed:
+            trainable = cast(_Trainable, self.module)
+            return lambda batch: trainable.loss(batch, self.module(batch))
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(self.module.parameters()).device
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = DistributedDataParallel(_ForwardAndLoss(self.module), device_ids=ids, static_graph=True)
+
+        def step_loss(batch: Batch) -> LossOutput:
+            total, terms = ddp(batch)
+            return LossOutput(total, terms)
+
+        return step_loss
 
     def run(self, phase: Phase) -> list[dict[str, Any]]:
         """Run ``phase``; return its history rows (also appended to :attr:`history`).
@@ -214,6 +245,7 @@ class Trainer:
             start = saved["step"]
             logger.info("%s %s: resumed at step %d of %d", self.name, phase.name, start, phase.n_steps)
         module.train()
+        step_loss = self._step_loss()
         bar = progress(range(start, phase.n_steps), desc=f"{self.name} {phase.name}", leave=False)
         step = start - 1
         for step in bar:
@@ -222,7 +254,7 @@ class Trainer:
             batch = next(phase.batches)
             if snapshot is not None:
                 batch["target_log_q"] = snapshot.log_q(batch)
-            losses = cast(_Trainable, module).loss(batch, module(batch))
+            losses = step_loss(batch)
             if not torch.isfinite(losses.total):
                 msg = (
                     f"{self.name} training diverged ({phase.name} step {step + 1}: "
@@ -263,6 +295,18 @@ class Trainer:
             self.checkpoint.save(index, phase.name, state.to_dict(module, step + 1, complete=True))
         self.history += state.rows
         return state.rows
+
+
+class _ForwardAndLoss(nn.Module):
+    """The forward pass and the loss as one module's forward (what the data-parallel wrapper needs)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        losses = cast(_Trainable, self.module).loss(batch, self.module(batch))
+        return losses.total, dict(losses.terms)
 
 
 class _PhaseState:
