@@ -188,9 +188,9 @@ def test_cli_killed_run_resumes_to_the_same_labels(planted, tmp_path):
     while not list(ckpt.glob("*/phase0-pretrain.pt")):  # the first checkpoint is written: training runs
         assert proc.poll() is None and time.monotonic() < end, proc.communicate()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
+    proc.send_signal(signal.SIGKILL)  # killed outright: no clean-up, as by the OOM killer or a lost node
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     again = _run(*args)  # without --resume: refused before the file is read
     assert again.returncode == 2
