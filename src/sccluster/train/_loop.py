@@ -17,7 +17,6 @@ rank-agnostic).
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,11 +31,10 @@ from sccluster._utils import progress
 from sccluster.nn import EarlyStopping, LossOutput, TargetSnapshot
 
 from ._checkpoint import Checkpointer
+from ._phase_state import Batch, ForwardAndLoss, PhaseState, Trainable
 from ._schedule import Schedule, phase_lr, set_lr
 
 logger = logging.getLogger(__name__)
-
-Batch = dict[str, Any]
 
 
 class Validator(Protocol):
@@ -45,14 +43,6 @@ class Validator(Protocol):
     name: str
 
     def loss(self, module: nn.Module) -> float: ...
-
-
-class _Trainable(Protocol):
-    """The methods the loop calls on its module besides those of ``nn.Module`` (see the module docstring)."""
-
-    def loss(self, batch: Batch, outputs: Any) -> LossOutput: ...
-
-    def target_log_q(self, batch: Batch) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -194,13 +184,13 @@ class Trainer:
         pretraining).
         """
         if self.parallel is None or not self.parallel.distributed:
-            trainable = cast(_Trainable, self.module)
+            trainable = cast(Trainable, self.module)
             return lambda batch: trainable.loss(batch, self.module(batch))
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(self.module.parameters()).device
         ids = [device.index] if device.type == "cuda" else None
-        ddp = DistributedDataParallel(_ForwardAndLoss(self.module), device_ids=ids, static_graph=True)
+        ddp = DistributedDataParallel(ForwardAndLoss(self.module), device_ids=ids, static_graph=True)
 
         def step_loss(batch: Batch) -> LossOutput:
             total, terms = ddp(batch)
@@ -225,7 +215,7 @@ class Trainer:
         snapshot = None
         if phase.snapshot_interval is not None:
             snapshot = TargetSnapshot(module, phase.snapshot_interval, _target_log_q)
-        state = _PhaseState(phase, opt, stopper, snapshot)
+        state = PhaseState(phase, opt, stopper, snapshot)
         start = 0
         ckpt = self.checkpoint
         saved = None if ckpt is None else ckpt.load(index, phase.name)
@@ -297,80 +287,8 @@ class Trainer:
         return state.rows
 
 
-class _ForwardAndLoss(nn.Module):
-    """The forward pass and the loss as one module's forward (what the data-parallel wrapper needs)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        losses = cast(_Trainable, self.module).loss(batch, self.module(batch))
-        return losses.total, dict(losses.terms)
-
-
-class _PhaseState:
-    """What a phase changes besides the module's weights, and its round trip through a checkpoint."""
-
-    def __init__(
-        self,
-        phase: Phase,
-        optimizer: torch.optim.Optimizer,
-        stopper: EarlyStopping | None,
-        snapshot: TargetSnapshot | None,
-    ) -> None:
-        self.phase = phase
-        self.optimizer = optimizer
-        self.stopper = stopper
-        self.snapshot = snapshot
-        self.rows: list[dict[str, Any]] = []
-        self.window: list[dict[str, torch.Tensor]] = []
-
-    def to_dict(self, module: nn.Module, step: int, *, complete: bool) -> dict[str, Any]:
-        """The phase's state after ``step`` steps (``complete``: the phase has ended)."""
-        out: dict[str, Any] = {
-            "phase": self.phase.name,
-            "step": step,
-            "complete": complete,
-            "module": module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rows": self.rows,
-            "window": self.window,
-            "stateful": {k: obj.state_dict() for k, obj in self.phase.stateful.items()},
-        }
-        if self.snapshot is not None:
-            frozen = self.snapshot.frozen
-            out["snapshot"] = {
-                "calls": self.snapshot.calls,
-                "frozen": None if frozen is None else frozen.state_dict(),
-            }
-        if self.stopper is not None:
-            out["stopper"] = self.stopper.state_dict()
-        return out
-
-    def restore(
-        self, checkpoint: Checkpointer, saved: dict[str, Any], module: nn.Module, *, run_generators: bool
-    ) -> None:
-        """Load a saved state (:meth:`to_dict`) into the module, the optimiser and the phase's objects."""
-        module.load_state_dict(saved["module"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.rows = list(saved["rows"])
-        self.window = list(saved["window"])
-        for name, obj in self.phase.stateful.items():
-            obj.load_state_dict(saved["stateful"][name])
-        if self.snapshot is not None and "snapshot" in saved:
-            self.snapshot.calls = int(saved["snapshot"]["calls"])
-            if saved["snapshot"]["frozen"] is not None:
-                frozen = copy.deepcopy(module).eval().requires_grad_(False)
-                frozen.load_state_dict(saved["snapshot"]["frozen"])
-                self.snapshot.frozen = frozen
-        if self.stopper is not None and "stopper" in saved:
-            self.stopper.load_state_dict(saved["stopper"])
-        checkpoint.set_random_state(saved["random"], run_generators=run_generators)
-
-
 def _target_log_q(frozen: nn.Module, batch: Batch) -> torch.Tensor:
-    return cast(_Trainable, frozen).target_log_q(batch)
+    return cast(Trainable, frozen).target_log_q(batch)
 
 
 def _means(window: list[dict[str, torch.Tensor]]) -> dict[str, float]:
