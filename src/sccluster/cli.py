@@ -431,6 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt as exc:
             _signals.stop_raising()  # a second Ctrl-C must not cut the clean-up short
             return _interrupted(exc, outputs)
+        except Exception:
+            signum = _signals.received()
+            if signum is None:
+                raise
+            # the signal surfaced as another error: e.g. during an extension module's import, whose
+            # initialisation turns the KeyboardInterrupt into an ImportError
+            _signals.stop_raising()
+            return _interrupted(_signals.Interrupted(signum), outputs)
         finally:
             if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly
                 from . import _distributed
@@ -536,7 +544,10 @@ def _run(argv: Sequence[str] | None, outputs: list[_Output]) -> int:
         with contextlib.suppress(OSError, ValueError):  # silence the flush at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as err:  # noqa: BLE001 - the CLI turns every failure into one line
+    except Exception as err:  # the CLI turns every failure into one line
+        signum = _signals.received()
+        if signum is not None:  # a library turned the interrupt into another error: it is still the interrupt
+            raise _signals.Interrupted(signum) from err
         _signals.stop_raising()
         if verbose:
             traceback.print_exc()
