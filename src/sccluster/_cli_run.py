@@ -135,9 +135,11 @@ def _checkpoint_params(
         msg = f"--method {method} does not train a network, so it has no checkpoints; --checkpoint-dir works with --method {', '.join(takes)}"
         raise InputError(msg)
     if not resume:
+        from .models._deep import checkpoint_folder
+        from .train import checkpoint_files
+
         for s in range(seed, seed + n_seeds):
-            run_dir = Path(folder) / f"{cls.name}-seed{s}"
-            if run_dir.is_dir() and any(run_dir.glob("phase*.pt")):
+            if checkpoint_files(checkpoint_folder(folder, cls.name, s)):
                 msg = f"--checkpoint-dir {folder!r} already holds checkpoints of this method and seed {s}; add --resume to continue that run, or choose another folder"
                 raise InputError(msg)
     params.update(checkpoint_dir=str(folder), checkpoint_every=every, resume=resume)

@@ -112,17 +112,6 @@ def all_reduce_mean(tensor, ctx: Context | None = None):
     return out / ctx.world_size
 
 
-def all_reduce_sum(value: float, ctx: Context) -> float:
-    """The sum of a number over the ranks."""
-    if not ctx.distributed:
-        return value
-    import torch
-
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    _dist().all_reduce(t)
-    return float(t.item())
-
-
 def shard(n: int, ctx: Context) -> slice:
     """The contiguous block of ``range(n)`` this rank handles (blocks differ in size by at most one)."""
     bounds = np.linspace(0, n, ctx.world_size + 1).round().astype(int)
@@ -136,12 +125,6 @@ def gather_rows(block: np.ndarray | None, ctx: Context) -> np.ndarray | None:
     parts: list[Any] = [None] * ctx.world_size
     _dist().all_gather_object(parts, block)
     return np.concatenate(parts)
-
-
-def barrier(ctx: Context) -> None:
-    """Wait for every rank."""
-    if ctx.distributed:
-        _dist().barrier()
 
 
 def shutdown() -> None:

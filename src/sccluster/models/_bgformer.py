@@ -184,16 +184,17 @@ class BGFormer(DeepClusterModel):
             if head.target == "balanced":
                 with torch.no_grad():
                     log_q0 = net.log_q(torch.from_numpy(emb).to(device)).cpu().numpy()
-                out["log_q0"] = log_q0
+                out["target"] = BalancedTarget.from_log_q(log_q0, device, **target_kwargs).state_dict()
             return out
+
+        target_kwargs = {"momentum": head.proportion_momentum}
 
         started = parallel.once(ctx, rng, start)
         if not ctx.is_main:
             net.set_centers(started["centers"])
             self.resolution_, self.resolution_table_ = started["resolution"]
-        if head.target == "balanced":
-            target = BalancedTarget.from_log_q(started["log_q0"], device, momentum=head.proportion_momentum)
-            net.cluster_target = target
+        if head.target == "balanced":  # every rank: the proportions rank 0 started from
+            net.cluster_target = BalancedTarget.from_state_dict(started["target"], device, **target_kwargs)
         n_cluster = min(opt.cluster_steps, opt.max_epochs * steps_per_epoch(n, opt.batch_size))
         interval = min(head.target_interval, steps_per_epoch(n, opt.batch_size)) if head.gamma > 0 else None
         t3 = time.perf_counter()

@@ -41,6 +41,11 @@ def check_checkpoint_params(checkpoint_dir: Any, every: Any, resume: Any) -> Non
         raise InputError(msg)
 
 
+def checkpoint_folder(checkpoint_dir: str | os.PathLike, model: str, seed: int) -> Path:
+    """The folder of one fit's checkpoints inside ``checkpoint_dir``: one per model and seed."""
+    return Path(checkpoint_dir) / f"{model}-seed{seed}"
+
+
 def run_fingerprint(
     model: str, params: dict[str, Any], seed: int, adata, layer: str | None, *, world_size: int = 1
 ) -> dict[str, Any]:
@@ -112,7 +117,7 @@ class DeepClusterModel(ClusterModel):
 
         world, rank = (1, 0) if parallel is None else (parallel.world_size, parallel.rank)
         fingerprint = run_fingerprint(self.name, p, self.seed_, adata, layer, world_size=world)
-        folder = Path(p["checkpoint_dir"]) / f"{self.name}-seed{self.seed_}"
+        folder = checkpoint_folder(p["checkpoint_dir"], self.name, self.seed_)
         return Checkpointer(
             folder, fingerprint, every=p["checkpoint_every"], resume=p["resume"], generators=generators,
             suffix="" if world == 1 else f".rank{rank}",

@@ -132,14 +132,24 @@ class SiameseClu(DeepClusterModel):
         pretrain_steps = parallel.steps(ctx, opt.pretrain_steps)
         trainer.run(Phase("pretrain", pretrain_steps, data.phase(), log_every=epoch))
 
+        use_target = opt.cluster_steps > 0 and cfg.ablation.use_sinkhorn
+        target_kwargs = {
+            "power": head.sinkhorn_power, "momentum": head.proportion_momentum, "n_iters": head.sinkhorn_iters,
+            "marginal_relaxation": head.marginal_relaxation, "estimate": head.proportion_estimate,
+        }  # fmt: skip
+
         def start() -> dict:
             z = self._embed(source, h_full)
             self._start_centers(self.net_, z, init=head.init)
-            return {
+            out = {
                 "centers": self.net_.centers.detach().cpu(),
                 "resolution": (self.resolution_, self.resolution_table_),
-                "log_q": self._log_q(z) if opt.cluster_steps > 0 and cfg.ablation.use_sinkhorn else None,
             }
+            if use_target:  # the proportions only (K numbers) travel to the other ranks
+                out["target"] = BalancedTarget.from_log_q(
+                    self._log_q(z), device, **target_kwargs
+                ).state_dict()
+            return out
 
         started = parallel.once(ctx, rng, start)
         if not ctx.is_main:
@@ -147,12 +157,8 @@ class SiameseClu(DeepClusterModel):
             self.resolution_, self.resolution_table_ = started["resolution"]
         target = None
         if opt.cluster_steps > 0:
-            if cfg.ablation.use_sinkhorn:
-                target = BalancedTarget.from_log_q(
-                    started["log_q"], device, power=head.sinkhorn_power, momentum=head.proportion_momentum,
-                    n_iters=head.sinkhorn_iters, marginal_relaxation=head.marginal_relaxation,
-                    estimate=head.proportion_estimate,
-                )  # fmt: skip
+            if use_target:
+                target = BalancedTarget.from_state_dict(started["target"], device, **target_kwargs)
             self.net_.cluster_target = target
             interval = min(head.target_interval, epoch)
             phase = Phase(
@@ -205,13 +211,8 @@ class SiameseClu(DeepClusterModel):
         return z, self._log_q(z)
 
     def _embed(
-        self,
-        source: CountSource,
-        h: np.ndarray,
-        scaler: Scaler | None = None,
-        *,
-        indices: np.ndarray | None = None,
-    ) -> np.ndarray:
+        self, source: CountSource, h: np.ndarray, scaler: Scaler | None = None, *, indices: np.ndarray | None = None
+    ) -> np.ndarray:  # fmt: skip
         """Fused embedding of the cells of ``source`` (:func:`~sccluster.models._siamese_data.embed_cells`).
 
         ``scaler``: the model's (default) or its extension to batches not seen in training.

@@ -99,6 +99,13 @@ class BalancedTarget:
         target.pi = pi / pi.sum()
         return target
 
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], device=None, **kwargs) -> BalancedTarget:
+        """A target whose running proportions are those of :meth:`state_dict` (e.g. built on another process)."""
+        target = cls(torch.ones(len(state["pi"]), dtype=torch.float64, device=device), **kwargs)
+        target.load_state_dict(state)
+        return target
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The running cluster proportions (what changes during training; for checkpoints)."""
         return {"pi": self.pi.detach().cpu().clone()}

@@ -107,9 +107,7 @@ class Checkpointer:
 
     def files(self) -> list[Path]:
         """The checkpoint files in the folder."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p for p in self.directory.glob(f"phase*{SUFFIX}") if p.is_file())
+        return checkpoint_files(self.directory)
 
     def path(self, index: int, name: str) -> Path:
         """The file of phase ``index`` (0-based, in the order the trainer ran them) named ``name``."""
@@ -191,6 +189,14 @@ class Checkpointer:
                 "code changed since it was written); remove the folder and start again"
             )
             raise InputError(msg)
+
+
+def checkpoint_files(directory: str | Path) -> list[Path]:
+    """The checkpoint files in a run's folder (of every rank), sorted; none when the folder is missing."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(f"phase*{SUFFIX}") if p.is_file())
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -268,12 +268,8 @@ class Trainer:
                     stop = stopper.update(row[phase.validation.name], step + 1)
             if stop:
                 break
-            if (
-                self.checkpoint is not None
-                and (step + 1) % self.checkpoint.every == 0
-                and step + 1 < phase.n_steps
-            ):
-                self.checkpoint.save(index, phase.name, state.to_dict(module, step + 1, complete=False))
+            if ckpt is not None and (step + 1) % ckpt.every == 0 and step + 1 < phase.n_steps:
+                ckpt.save(index, phase.name, state.to_dict(module, step + 1, complete=False))
         if stopper is not None and phase.validation is not None:
             stopper.restore()
             logger.info(
@@ -281,8 +277,8 @@ class Trainer:
                 self.name, phase.name, state.rows[-1]["step"], stopper.best_step, phase.validation.name,
                 stopper.best_loss,
             )  # fmt: skip
-        if self.checkpoint is not None:
-            self.checkpoint.save(index, phase.name, state.to_dict(module, step + 1, complete=True))
+        if ckpt is not None:
+            ckpt.save(index, phase.name, state.to_dict(module, step + 1, complete=True))
         self.history += state.rows
         return state.rows
 
