@@ -127,8 +127,16 @@ def gather_rows(block: np.ndarray | None, ctx: Context) -> np.ndarray | None:
     return np.concatenate(parts)
 
 
-def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+def shutdown(*, wait: bool = True) -> None:
+    """Leave the process group, if this process joined one.
+
+    With ``wait`` (a run that finished normally) the ranks first meet at a barrier, so that none tears
+    its connections down while another still writes or communicates (a gloo rank that left early was
+    seen to abort). After an error or an interrupt the ranks may stand in different collectives, so
+    ``wait=False`` leaves at once.
+    """
     dist = _dist()
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -426,8 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     with _signals.handle_signals():
         outputs: list[_Output] = []
+        finished = False
         try:
-            return _run(argv, outputs)
+            code = _run(argv, outputs)
+            finished = True
+            return code
         except KeyboardInterrupt as exc:
             _signals.stop_raising()  # a second Ctrl-C must not cut the clean-up short
             return _interrupted(exc, outputs)
@@ -443,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly
                 from . import _distributed
 
-                _distributed.shutdown()
+                _distributed.shutdown(wait=finished)
 
 
 class _Output:

@@ -64,7 +64,7 @@ class PhaseState:
             "module": module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rows": self.rows,
-            "window": self.window,
+            "window": [{k: v.detach().cpu() for k, v in row.items()} for row in self.window],
             "stateful": {k: obj.state_dict() for k, obj in self.phase.stateful.items()},
         }
         if self.snapshot is not None:
@@ -84,7 +84,8 @@ class PhaseState:
         module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.rows = list(saved["rows"])
-        self.window = list(saved["window"])
+        device = next(module.parameters()).device  # checkpoints are read onto the CPU
+        self.window = [{k: v.to(device) for k, v in row.items()} for row in saved["window"]]
         for name, obj in self.phase.stateful.items():
             obj.load_state_dict(saved["stateful"][name])
         if self.snapshot is not None and "snapshot" in saved:
