@@ -165,6 +165,8 @@ def run_cluster(
     batch_key: str | None = None,
     transpose: bool = False,
     checkpoint: tuple[str | None, int, bool] = (None, 500, False),
+    backed: bool = False,
+    results_only: bool = False,
 ) -> int:
     """Validate, read, prepare, cluster, score (if ``label_key``), write and print a summary.
 
@@ -175,7 +177,9 @@ def run_cluster(
     (same seed and k), whose scores and time are printed beside the first's (the demo's fair baseline).
     ``batch_key`` names the obs column of batches (:func:`sccluster.tl.cluster`); the method is checked
     to take it before the file is read, and the column right after reading, before any preparation.
-    ``transpose`` reads a csv/tsv/txt table of genes x cells (:func:`sccluster.io.read`).
+    ``transpose`` reads a csv/tsv/txt table of genes x cells (:func:`sccluster.io.read`). ``backed`` keeps the
+    counts of an ``.h5ad`` on disk (:func:`sccluster.pp.prepare` and the fit stream them; the memory check, which
+    assumes the counts in memory, is skipped); ``results_only`` writes the output without count matrices.
     ``checkpoint`` is ``(folder, steps between saves, resume)`` for the deep models' training state
     (checked before the file is read).
     """
@@ -230,6 +234,10 @@ def run_cluster(
     from .tl._resources import _file_shape, check_memory, estimate_for_shape
 
     shape = _file_shape(Path(input_path))
+    if backed and Path(input_path).suffix != ".h5ad":
+        msg = f"--backed reads .h5ad files only, not {Path(input_path).name!r}; convert it to .h5ad or leave out --backed"
+        raise InputError(msg)
+    memory_check = memory_check and not backed
     if shape is not None and (dry_run or memory_check):
         estimate = estimate_for_shape(shape, method, n_seeds=n_seeds)
         if dry_run:
@@ -238,7 +246,7 @@ def run_cluster(
         if memory_check:
             check_memory(estimate)
     with _held_logs(settings.verbosity < 3):
-        adata = io.read(input_path, layer=layer, transpose=transpose or None)
+        adata = io.read(input_path, layer=layer, transpose=transpose or None, backed="r" if backed else None)
         if shape is None and (dry_run or memory_check):
             from .tl._resources import data_shape
 
@@ -288,7 +296,7 @@ def run_cluster(
     if compare is not None and compare != method:
         other = _fit_and_score(adata, compare, n_clusters, seed, label_key)
     # the writes come last: once they are done, the run's results are complete
-    io.write_h5ad(adata, out, inputs=(input_path,))
+    io.write_h5ad(adata, out, inputs=(input_path,), results_only=results_only)
     if csv is not None:
         _write_labels_csv(adata, key_added, csv)
 

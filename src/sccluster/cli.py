@@ -162,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of highly variable genes (default: 2000)",
     )
     p.add_argument(
+        "--backed",
+        action="store_true",
+        help="keep the counts of IN (.h5ad) on disk and stream them in chunks (out of core): preparation, "
+        "training and the output's copy of the counts never load the matrix; the labels are those of an "
+        "in-memory run",
+    )
+    p.add_argument(
+        "--results-only",
+        action="store_true",
+        help="write OUT.h5ad without the count matrices (X, layers): obs, var, obsm and uns only, for inputs "
+        "too big to copy",
+    )
+    p.add_argument(
         "--checkpoint-dir",
         default=None,
         metavar="DIR",
@@ -309,6 +322,8 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         batch_key=args.batch_key,
         transpose=args.transpose,
         checkpoint=(args.checkpoint_dir, args.checkpoint_every, args.resume),
+        backed=args.backed,
+        results_only=args.results_only,
     )
 
 

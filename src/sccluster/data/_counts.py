@@ -225,10 +225,8 @@ class CountSource:
         batch_size
             Cells per batch.
         shuffle
-            Visit cells in a random order drawn from ``rng`` (required when shuffling). For
-            backed data the order is shuffled by blocks of ``batch_size`` consecutive cells (of
-            ``indices``, when given, which should then be sorted), then within a window of blocks,
-            so reads stay nearly contiguous.
+            Visit cells in a random order drawn from ``rng`` (required when shuffling): the same
+            permutation for data in memory and on disk (backed), so a fit gives the same result on both.
         indices
             Restrict to these cell positions (for example a training subsample).
         drop_last
@@ -239,23 +237,9 @@ class CountSource:
             if rng is None:
                 msg = "shuffle=True needs a numpy Generator (rng)"
                 raise ValueError(msg)
-            if self.adata.isbacked:
-                idx = _block_shuffle(idx, batch_size, rng)
-            else:
-                idx = rng.permutation(idx)
+            idx = rng.permutation(idx)
         for start in range(0, len(idx), batch_size):
             sel = idx[start : start + batch_size]
             if drop_last and len(sel) < batch_size:
                 break
             yield self.batch(sel)
-
-
-def _block_shuffle(idx: np.ndarray, block: int, rng: np.random.Generator, window: int = 8) -> np.ndarray:
-    """Shuffle contiguous blocks, then cells within windows of ``window`` blocks."""
-    blocks = [idx[i : i + block] for i in range(0, len(idx), block)]
-    order = rng.permutation(len(blocks))
-    out = []
-    for w in range(0, len(order), window):
-        group = np.concatenate([blocks[j] for j in order[w : w + window]])
-        out.append(rng.permutation(group))
-    return np.concatenate(out) if out else idx

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from sccluster._errors import InputError
 from sccluster._utils import atomic_path, check_output_path
 
 logger = logging.getLogger(__name__)
@@ -18,8 +19,12 @@ def write_h5ad(
     *,
     inputs: tuple[str | os.PathLike, ...] = (),
     compression: Literal["gzip", "lzf"] | None = None,
+    results_only: bool = False,
 ) -> Path:
     """Write ``adata`` to ``path`` atomically (temporary file beside it, then rename).
+
+    A backed AnnData's ``X`` is copied from its file to the new one by HDF5, chunk by chunk, never loaded
+    (anndata's own writer reads each of its arrays into memory).
 
     Parameters
     ----------
@@ -32,6 +37,9 @@ def write_h5ad(
         recorded by :func:`sccluster.io.read` (``uns["sccluster_io"]["source"]``) are always added.
     compression
         ``None`` (default: fastest, larger file), ``"gzip"`` (smallest) or ``"lzf"``.
+    results_only
+        Leave out ``X`` and ``layers`` (the count matrices): the file holds ``obs``, ``var``, ``obsm``,
+        ``varm``, ``obsp``, ``varp`` and ``uns`` only, for inputs too big to copy. Default ``False``.
 
     Returns
     -------
@@ -49,7 +57,35 @@ def write_h5ad(
     if isinstance(source, str) and source:
         guarded.append(source)
     out = check_output_path(path, inputs=tuple(guarded))
+    backed = bool(getattr(adata, "isbacked", False))
+    if backed and adata.is_view:
+        msg = "cannot write a view of a backed AnnData; write the whole object, or call .to_memory() on the view first"
+        raise InputError(msg)
     with atomic_path(out) as tmp:
-        adata.write_h5ad(tmp, compression=compression)
-    logger.info("wrote %d cells x %d genes to %s", adata.n_obs, adata.n_vars, out)
+        if results_only or backed:
+            _without_matrices(adata, keep_layers=not results_only).write_h5ad(tmp, compression=compression)
+            if backed and not results_only:
+                _copy_x(adata.filename, tmp)
+        else:
+            adata.write_h5ad(tmp, compression=compression)
+    what = " (results only)" if results_only else ""
+    logger.info("wrote %d cells x %d genes%s to %s", adata.n_obs, adata.n_vars, what, out)
     return out
+
+
+def _without_matrices(adata, *, keep_layers: bool):
+    """An in-memory AnnData with everything of ``adata`` but ``X`` (and ``layers`` unless ``keep_layers``)."""
+    import anndata as ad
+
+    return ad.AnnData(
+        obs=adata.obs, var=adata.var, uns=dict(adata.uns), obsm=dict(adata.obsm), varm=dict(adata.varm),
+        obsp=dict(adata.obsp), varp=dict(adata.varp), layers=dict(adata.layers) if keep_layers else None,
+    )  # fmt: skip
+
+
+def _copy_x(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy the ``X`` element of the ``.h5ad`` at ``source`` into ``target`` (HDF5 copies it chunk by chunk)."""
+    import h5py
+
+    with h5py.File(source, "r") as src, h5py.File(target, "a") as dst:
+        src.copy(src["X"], dst, name="X")

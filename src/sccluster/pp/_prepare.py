@@ -14,6 +14,13 @@ from sccluster._version import __version__
 
 from ._genes import _check_n_top, normalized_dispersion, rank_genes
 from ._pca import LogNormReader, check_pca_args, streamed_pca
+from ._prepare_backed import (
+    counts_reader,
+    gene_statistics,
+    refuse_cell_removal,
+    streamed_qc,
+    write_gene_columns,
+)
 from ._stream import CHUNK, counts_matrix, gene_moments, iter_chunks, row_ids
 
 logger = logging.getLogger(__name__)
@@ -121,7 +128,10 @@ def prepare(
     Parameters
     ----------
     adata
-        AnnData (in memory) with raw integer counts.
+        AnnData with raw integer counts, in memory or backed (``scc.read(path, backed="r")``). A backed
+        AnnData is prepared by streamed passes over the file, which is never changed: ``X`` keeps the raw
+        counts, genes that fail ``min_cells`` stay in ``var`` (never highly variable), and cells that fail
+        quality control are an error (they cannot be removed from the file).
     layer
         Layer holding the raw counts.
     min_genes
@@ -143,7 +153,7 @@ def prepare(
 
     Returns
     -------
-    The prepared copy when ``copy``, else ``None``. Writes ``layers["counts"]`` (CSR float32
+    The prepared copy when ``copy`` (not for a backed AnnData), else ``None``. Writes ``layers["counts"]`` (CSR float32
     raw counts), ``obs["size_factors"]`` (library size / median), ``X = log1p(counts / size
     factor)`` (CSR float32), ``var["highly_variable"]``, ``var["highly_variable_rank"]``,
     ``var["dispersions_norm"]``, ``var["mean"]`` and ``var["std"]`` (of ``X``), and with
@@ -157,8 +167,13 @@ def prepare(
         check_pca_args(n_comps, max_value, pca_max_cells)
     seed = resolve_seed(random_state)
     if adata.isbacked:
-        msg = "prepare needs the data in memory; read the file without backed mode (or use scc.read)"
-        raise InputError(msg)
+        if copy:
+            msg = "prepare(copy=True) cannot copy a backed AnnData; leave copy out (the file itself is never changed)"
+            raise InputError(msg)
+        _prepare_backed(
+            adata, layer, min_genes, min_cells, n_top_genes, max_value, n_comps, pca_max_cells, seed
+        )
+        return None
     if copy:
         adata = adata.copy()
     matrix, where = counts_matrix(adata, layer)
@@ -191,6 +206,66 @@ def prepare(
         "prepare: %d cells x %d genes, %d highly variable genes", adata.n_obs, adata.n_vars, int(hvg.sum())
     )
 
+    reader = LogNormReader(adata.X, adata.n_obs, np.flatnonzero(hvg), is_log=True)
+    _finish(
+        adata,
+        reader,
+        hvg,
+        mom,
+        layer,
+        min_genes,
+        min_cells,
+        n_top_genes,
+        max_value,
+        n_comps,
+        pca_max_cells,
+        seed,
+    )
+    return adata if copy else None
+
+
+def _prepare_backed(
+    adata, layer, min_genes, min_cells, n_top_genes, max_value, n_comps, pca_max_cells, seed
+) -> None:  # fmt: skip
+    """:func:`prepare` of a backed AnnData by streamed passes over the file (see ``_prepare_backed``)."""
+    matrix, where = counts_matrix(adata, layer)
+    cell_keep, gene_keep, totals = streamed_qc(matrix, adata.n_obs, adata.n_vars, where, min_genes, min_cells)
+    _check_qc(cell_keep, gene_keep, min_genes, min_cells)
+    refuse_cell_removal(cell_keep, min_genes)
+    logger.info(
+        "prepare (backed): kept all %d cells; %d of %d genes are in >= %d cells (the others stay in var, "
+        "never highly variable)",
+        adata.n_obs, int(gene_keep.sum()), adata.n_vars, min_cells,
+    )  # fmt: skip
+    sf = totals / float(np.median(totals))
+    adata.obs["size_factors"] = sf
+    mom, disp, hvg, rank = gene_statistics(matrix, adata.n_obs, gene_keep, sf, n_top_genes)
+    write_gene_columns(adata, gene_keep, mom, disp, hvg, rank)
+    logger.info(
+        "prepare: %d cells x %d genes, %d highly variable genes", adata.n_obs, adata.n_vars, int(hvg.sum())
+    )
+    reader = counts_reader(matrix, adata.n_obs, np.flatnonzero(hvg), sf)
+    _finish(
+        adata,
+        reader,
+        hvg,
+        mom,
+        layer,
+        min_genes,
+        min_cells,
+        n_top_genes,
+        max_value,
+        n_comps,
+        pca_max_cells,
+        seed,
+    )
+    adata.uns["sccluster_prepare"]["backed"] = True
+
+
+def _finish(
+    adata, reader, hvg, mom, layer, min_genes, min_cells, n_top_genes, max_value, n_comps, pca_max_cells, seed
+) -> None:  # fmt: skip
+    """The PCA (with ``n_comps``) and the record of the parameters in ``uns["sccluster_prepare"]``."""
     params = {
         "layer": layer,
         "min_genes": min_genes,
@@ -203,27 +278,20 @@ def prepare(
         "sccluster_version": __version__,
     }
     if n_comps is not None:
-        _add_pca(
-            adata,
-            hvg,
-            mom,
-            n_comps=int(n_comps),
-            max_value=max_value,
-            max_cells=int(pca_max_cells),
-            seed=seed,
-        )
+        _add_pca(adata, reader, hvg, mom, n_comps=int(n_comps), max_value=max_value, max_cells=int(pca_max_cells),
+                 seed=seed)  # fmt: skip
     elif adata.uns.get("sccluster_prepare", {}).get("n_comps") is not None:
         # a PCA from an earlier prepare no longer matches these genes
         for store, key in ((adata.obsm, "X_pca"), (adata.varm, "PCs"), (adata.uns, "pca")):
             store.pop(key, None)
         logger.info("prepare: removed the PCA of an earlier prepare run (pass n_comps to recompute it)")
     adata.uns["sccluster_prepare"] = params
-    return adata if copy else None
 
 
-def _add_pca(adata, hvg: np.ndarray, mom, *, n_comps: int, max_value, max_cells: int, seed: int) -> None:
+def _add_pca(
+    adata, reader: LogNormReader, hvg: np.ndarray, mom, *, n_comps: int, max_value, max_cells: int, seed: int
+) -> None:
     gene_index = np.flatnonzero(hvg)
-    reader = LogNormReader(adata.X, adata.n_obs, gene_index, is_log=True)
     res = streamed_pca(
         reader,
         mom.mean_log[gene_index],
