@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from sccluster import InputError, settings
-from sccluster.datasets import demo_path, list_datasets, load, synthetic, upsample
+from sccluster.datasets import demo_path, list_datasets, load, synthetic, upsample, upsample_to_h5ad
 
 
 @pytest.fixture
@@ -142,6 +142,18 @@ def test_upsample_shape_labels_and_counts(source):
     np.testing.assert_array_equal(src_labels.loc[b].to_numpy(), up.obs["cell_type"].to_numpy())
     assert list(up.obs["cell_type"].cat.categories) == list(src_labels.cat.categories)
     assert "singleton" not in set(up.obs["cell_type"])  # one cell cannot make a pair
+
+
+def test_upsample_to_h5ad_writes_the_in_memory_result_chunk_by_chunk(source, tmp_path):
+    import anndata as ad
+
+    want = upsample(source, 700, seed=3, chunk_size=128)
+    path = upsample_to_h5ad(source, 700, tmp_path / "up.h5ad", seed=3, chunk_size=128)
+    got = ad.read_h5ad(path)
+    assert (got.X != want.X).nnz == 0 and got.X.dtype == np.float32
+    pd.testing.assert_frame_equal(got.obs, want.obs)
+    assert got.uns["sccluster_upsample"] == want.uns["sccluster_upsample"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["up.h5ad"]  # no temporary file left
 
 
 def test_upsample_rows_are_thinned_sums(source):

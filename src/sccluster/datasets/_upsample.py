@@ -11,6 +11,9 @@ so peak memory is about the output plus one chunk.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -145,83 +148,181 @@ def upsample(
     """
     import anndata as ad
 
-    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
-        msg = f"n_cells must be a positive integer, got {n_cells!r}"
-        raise InputError(msg)
-    if not 0 < thinning <= 1:
-        msg = f"thinning must be in (0, 1], got {thinning!r}"
-        raise InputError(msg)
-    if int(chunk_size) < 1:
-        msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
-        raise InputError(msg)
-    seed = resolve_seed(seed)
-    if label_key not in adata.obs:
-        msg = f"label column {label_key!r} not found in obs; available: {', '.join(adata.obs.columns) or 'none'}"
-        raise InputError(msg)
-    X, where = _source_counts(adata, layer)
-    labels = pd.Categorical(adata.obs[label_key])
-    codes = np.asarray(labels.codes)
-    sizes = np.bincount(codes[codes >= 0], minlength=len(labels.categories))
-    eligible = sizes >= 2
-    if not eligible.any():
-        msg = f"no cell type in obs[{label_key!r}] has two or more cells; upsampling needs pairs of the same type"
-        raise InputError(msg)
-    if not eligible.all():
-        dropped = [str(c) for c, ok in zip(labels.categories, eligible, strict=True) if not ok]
-        logger.warning("cell types with fewer than 2 cells are not sampled: %s", ", ".join(dropped))
-    prob = np.where(eligible, sizes, 0) / sizes[eligible].sum()
-    order = np.argsort(np.where(codes >= 0, codes, len(sizes)), kind="stable")
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-
-    rng = np.random.default_rng(seed)
-    builder = _CsrBuilder(int(n_cells), X.shape[1])
-    types, src_a, src_b = [], [], []
-    with progress(total=int(n_cells), unit="cell", desc="upsample") as bar:
-        done = 0
-        while done < n_cells:
-            m = int(min(chunk_size, n_cells - done))
-            t = rng.choice(len(sizes), size=m, p=prob)
-            n_t = sizes[t]
-            ia = rng.integers(0, n_t)
-            ib = (ia + rng.integers(1, n_t)) % n_t
-            a, b = order[starts[t] + ia], order[starts[t] + ib]
-            S = sp.csr_matrix(X[a] + X[b])
-            _thin(S, thinning, rng)
-            builder.append(S)
-            del S
-            types.append(t.astype(np.int32))
-            src_a.append(a.astype(np.int64))
-            src_b.append(b.astype(np.int64))
-            done += m
-            bar.update(m)
+    plan = _Plan(
+        adata, n_cells, seed, label_key=label_key, thinning=thinning, chunk_size=chunk_size, layer=layer
+    )
+    builder = _CsrBuilder(plan.n_cells, plan.X.shape[1])
+    for chunk in plan.chunks():
+        builder.append(chunk)
     counts = builder.finish()
     del builder
-
-    a_all, b_all = np.concatenate(src_a), np.concatenate(src_b)
-    obs = pd.DataFrame(index=pd.Index(np.char.add("up_", np.arange(n_cells).astype(str)), dtype=object))
-    obs[label_key] = pd.Categorical.from_codes(np.concatenate(types), categories=labels.categories)
-    names = adata.obs_names
-    if names.is_unique:
-        obs["source_a"] = pd.Categorical.from_codes(a_all, categories=names)
-        obs["source_b"] = pd.Categorical.from_codes(b_all, categories=names)
-    else:
-        obs["source_a"], obs["source_b"] = a_all, b_all
-    info = {
-        "n_cells": int(n_cells),
-        "seed": int(seed),
-        "thinning": float(thinning),
-        "label_key": label_key,
-        "chunk_size": int(chunk_size),
-        "counts_from": where,
-        "source_n_obs": int(adata.n_obs),
-        "method": "sum of two distinct same-type cells, binomially thinned",
-    }
-    for key in ("source", "citation"):
-        if isinstance(adata.uns.get(key), str):
-            info[f"source_{key}" if key == "citation" else key] = adata.uns[key]
-    out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy())
-    out.uns["sccluster_upsample"] = info
+    out = ad.AnnData(X=counts, obs=plan.obs(), var=adata.var.copy())
+    out.uns["sccluster_upsample"] = plan.info()
     logger.info(
         "upsampled %d cells to %d (%.1f counts per cell)", adata.n_obs, n_cells, counts.sum() / n_cells
     )
     return out
+
+
+def upsample_to_h5ad(
+    adata,
+    n_cells: int,
+    path: str | os.PathLike,
+    seed: int | None = 0,
+    *,
+    label_key: str = "cell_type",
+    thinning: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK,
+    layer: str | None = None,
+) -> Path:
+    """:func:`upsample` straight to an ``.h5ad`` file, one chunk at a time: for datasets larger than memory.
+
+    The file holds exactly what :func:`upsample` returns for the same arguments (same cells, same order).
+    Only one chunk of new cells and the per-cell ``obs`` columns are in memory at once; the count matrix is
+    appended to the file chunk by chunk (CSR, ``float32`` data, ``int32`` gene indices, ``int64`` row
+    pointers). The file is written beside ``path`` and renamed into place when complete.
+
+    Parameters
+    ----------
+    adata, n_cells, seed, label_key, thinning, chunk_size, layer
+        As for :func:`upsample`.
+    path
+        Output ``.h5ad`` path (its folder must exist; an existing file is replaced).
+
+    Returns
+    -------
+    The path written.
+    """
+    import anndata as ad
+    import h5py
+
+    from sccluster._utils import atomic_path
+
+    plan = _Plan(
+        adata, n_cells, seed, label_key=label_key, thinning=thinning, chunk_size=chunk_size, layer=layer
+    )
+    n_genes = plan.X.shape[1]
+    total = 0.0
+    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+        group = f.create_group("X")
+        group.attrs.update(
+            {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": (plan.n_cells, n_genes)}
+        )
+        arrays = {
+            name: group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1 << 18,))
+            for name, dtype in (("data", np.float32), ("indices", np.int32))
+        }
+        indptr = group.create_dataset("indptr", shape=(plan.n_cells + 1,), dtype=np.int64)
+        nnz, row = 0, 0
+        indptr[0] = 0
+        for chunk in plan.chunks():
+            k, m = chunk.nnz, chunk.shape[0]
+            for name, values in (("data", chunk.data), ("indices", chunk.indices)):
+                arrays[name].resize((nnz + k,))
+                arrays[name][nnz:] = values
+            indptr[row + 1 : row + m + 1] = chunk.indptr[1:].astype(np.int64) + nnz
+            total += float(chunk.data.sum())
+            nnz, row = nnz + k, row + m
+        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        ad.io.write_elem(f, "obs", plan.obs())
+        ad.io.write_elem(f, "var", adata.var.copy())
+        ad.io.write_elem(f, "uns", {"sccluster_upsample": plan.info()})
+        for name in ("layers", "obsm", "varm", "obsp", "varp"):
+            ad.io.write_elem(f, name, {})
+    logger.info(
+        "upsampled %d cells to %d (%.1f counts per cell) in %s", adata.n_obs, n_cells, total / n_cells, path
+    )
+    return Path(path)
+
+
+class _Plan:
+    """The validated arguments and the sampling set-up of an upsampling, and its chunks of new cells."""
+
+    def __init__(self, adata, n_cells, seed, *, label_key, thinning, chunk_size, layer) -> None:
+        if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
+            msg = f"n_cells must be a positive integer, got {n_cells!r}"
+            raise InputError(msg)
+        if not 0 < thinning <= 1:
+            msg = f"thinning must be in (0, 1], got {thinning!r}"
+            raise InputError(msg)
+        if int(chunk_size) < 1:
+            msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
+            raise InputError(msg)
+        if label_key not in adata.obs:
+            msg = f"label column {label_key!r} not found in obs; available: {', '.join(adata.obs.columns) or 'none'}"
+            raise InputError(msg)
+        self.adata, self.n_cells, self.seed = adata, int(n_cells), resolve_seed(seed)
+        self.label_key, self.thinning, self.chunk_size = label_key, float(thinning), int(chunk_size)
+        self.X, self.where = _source_counts(adata, layer)
+        self.labels = pd.Categorical(adata.obs[label_key])
+        codes = np.asarray(self.labels.codes)
+        self.sizes = np.bincount(codes[codes >= 0], minlength=len(self.labels.categories))
+        eligible = self.sizes >= 2
+        if not eligible.any():
+            msg = f"no cell type in obs[{label_key!r}] has two or more cells; upsampling needs pairs of the same type"
+            raise InputError(msg)
+        if not eligible.all():
+            dropped = [str(c) for c, ok in zip(self.labels.categories, eligible, strict=True) if not ok]
+            logger.warning("cell types with fewer than 2 cells are not sampled: %s", ", ".join(dropped))
+        self.prob = np.where(eligible, self.sizes, 0) / self.sizes[eligible].sum()
+        self.order = np.argsort(np.where(codes >= 0, codes, len(self.sizes)), kind="stable")
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        self.types: list[np.ndarray] = []
+        self.src_a: list[np.ndarray] = []
+        self.src_b: list[np.ndarray] = []
+
+    def chunks(self) -> Iterator[sp.csr_matrix]:
+        """The new cells, ``chunk_size`` at a time (their types and sources are recorded for :meth:`obs`)."""
+        rng = np.random.default_rng(self.seed)
+        sizes, order, starts = self.sizes, self.order, self.starts
+        with progress(total=self.n_cells, unit="cell", desc="upsample") as bar:
+            done = 0
+            while done < self.n_cells:
+                m = int(min(self.chunk_size, self.n_cells - done))
+                t = rng.choice(len(sizes), size=m, p=self.prob)
+                n_t = sizes[t]
+                ia = rng.integers(0, n_t)
+                ib = (ia + rng.integers(1, n_t)) % n_t
+                a, b = order[starts[t] + ia], order[starts[t] + ib]
+                S = sp.csr_matrix(self.X[a] + self.X[b])
+                _thin(S, self.thinning, rng)
+                self.types.append(t.astype(np.int32))
+                self.src_a.append(a.astype(np.int64))
+                self.src_b.append(b.astype(np.int64))
+                yield S
+                done += m
+                bar.update(m)
+
+    def obs(self) -> pd.DataFrame:
+        """``obs`` of the new cells: names ``up_<i>``, the label, and the two source cells."""
+        a_all, b_all = np.concatenate(self.src_a), np.concatenate(self.src_b)
+        obs = pd.DataFrame(
+            index=pd.Index(np.char.add("up_", np.arange(self.n_cells).astype(str)), dtype=object)
+        )
+        obs[self.label_key] = pd.Categorical.from_codes(
+            np.concatenate(self.types), categories=self.labels.categories
+        )
+        names = self.adata.obs_names
+        if names.is_unique:
+            obs["source_a"] = pd.Categorical.from_codes(a_all, categories=names)
+            obs["source_b"] = pd.Categorical.from_codes(b_all, categories=names)
+        else:
+            obs["source_a"], obs["source_b"] = a_all, b_all
+        return obs
+
+    def info(self) -> dict:
+        """The parameters recorded in ``uns["sccluster_upsample"]``."""
+        info = {
+            "n_cells": self.n_cells,
+            "seed": int(self.seed),
+            "thinning": self.thinning,
+            "label_key": self.label_key,
+            "chunk_size": self.chunk_size,
+            "counts_from": self.where,
+            "source_n_obs": int(self.adata.n_obs),
+            "method": "sum of two distinct same-type cells, binomially thinned",
+        }
+        for key in ("source", "citation"):
+            if isinstance(self.adata.uns.get(key), str):
+                info[f"source_{key}" if key == "citation" else key] = self.adata.uns[key]
+        return info

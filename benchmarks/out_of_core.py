@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Out of core: the same fit from a backed ``.h5ad`` (counts on disk) and from memory; time, peak memory, labels.
+
+Example::
+
+    OMP_NUM_THREADS=1 python benchmarks/out_of_core.py /tmp/sccluster_scale/pbmc_4k_top2000_n1000000_seed0.h5ad \\
+        --method bgformer --seeds 0 --csv benchmarks/results/out-of-core.csv
+
+Each (mode, seed) runs in its own child process, timed from reading the file to writing the output:
+``scc.read`` (``backed="r"`` or in memory) -> ``pp.prepare`` -> ``fit`` (k = the number of label categories) ->
+``io.write_h5ad`` (the backed run copies the counts from disk). ``obs`` is emptied after reading, so no label
+reaches the fit; the labels only score it (ARI) and the two modes' labels are compared (identical expected).
+The file is made by ``benchmarks/scale.py`` (its ``--workdir``), or any labelled ``.h5ad`` of raw counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
+import _provenance as P
+
+LABEL_KEY = "cell_type"
+COLUMNS = ["mode", "seed", "time_s", "read_prepare_s", "fit_s", "write_s", "peak_rss_mb", "ari", "same_labels_as_memory",
+           "n_cells", "n_genes", "method", "status", "note", "git_commit"]  # fmt: skip
+
+
+def child(spec: dict, result_path: str) -> None:
+    """read -> prepare -> fit -> write in one mode; labels saved beside the result."""
+    import numpy as np
+
+    import sccluster as scc
+    from sccluster.models import get_model_class
+
+    start = time.perf_counter()
+    adata = scc.read(spec["path"], backed="r" if spec["mode"] == "backed" else None)
+    truth = adata.obs[LABEL_KEY].astype(str).to_numpy()
+    for column in list(adata.obs.columns):  # nothing of obs reaches the fit
+        del adata.obs[column]
+    scc.pp.prepare(adata)
+    prepared = time.perf_counter()
+    model = get_model_class(spec["method"])(len(set(truth)), random_state=spec["seed"]).fit(adata)
+    fitted = time.perf_counter()
+    adata.obs["sccluster"] = model.labels_.astype(str)
+    scc.io.write_h5ad(adata, spec["out"])
+    end = time.perf_counter()
+    np.save(spec["labels"], model.labels_)
+    C.write_result(result_path, {
+        "status": "ok", "time_s": end - start, "read_prepare_s": prepared - start, "fit_s": fitted - prepared,
+        "write_s": end - fitted, "ari": scc.metrics.evaluate(truth, model.labels_)["ari"], "n_cells": adata.n_obs,
+        "n_genes": adata.n_vars,
+    })  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("path", type=Path, nargs="?", help="labelled .h5ad of raw counts")
+    p.add_argument("--method", default="bgformer")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--modes", nargs="+", choices=["memory", "backed"], default=["memory", "backed"])
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/sccluster_out_of_core"))
+    p.add_argument("--csv", type=Path, default=C.REPO_ROOT / "benchmarks" / "results" / "out-of-core.csv")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(json.loads(args.child), args.result)
+        return 0
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for seed in args.seeds:
+        labels = {}
+        for mode in args.modes:
+            tag = f"{args.method}_{mode}_seed{seed}"
+            spec = {"path": str(args.path), "mode": mode, "method": args.method, "seed": seed,
+                    "out": str(args.workdir / f"{tag}.h5ad"), "labels": str(args.workdir / f"{tag}.npy")}  # fmt: skip
+            res = C.run_child(
+                [sys.executable, __file__, "--child", json.dumps(spec)], workdir=args.workdir, tag=tag
+            )
+            Path(spec["out"]).unlink(missing_ok=True)
+            row = {**(res.result or {}), "mode": mode, "seed": seed, "peak_rss_mb": res.peak_rss_mb,
+                   "method": args.method, "status": res.status, "note": res.note, "git_commit": P.git_commit()}  # fmt: skip
+            if res.status == "ok":
+                labels[mode] = np.load(spec["labels"])
+                if "memory" in labels and mode != "memory":
+                    row["same_labels_as_memory"] = bool(np.array_equal(labels["memory"], labels[mode]))
+            rows.append({c: row.get(c) for c in COLUMNS})
+            print(rows[-1], flush=True)
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(args.csv, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
