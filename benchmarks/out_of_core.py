@@ -10,7 +10,15 @@ Each (mode, seed) runs in its own child process, timed from reading the file to 
 ``scc.read`` (``backed="r"`` or in memory) -> ``pp.prepare`` -> ``fit`` (k = the number of label categories) ->
 ``io.write_h5ad`` (the backed run copies the counts from disk). ``obs`` is emptied after reading, so no label
 reaches the fit; the labels only score it (ARI) and the two modes' labels are compared (identical expected).
-The file is made by ``benchmarks/scale.py`` (its ``--workdir``), or any labelled ``.h5ad`` of raw counts.
+With ``--make N`` a missing file is first made from ``--source`` by ``scc.datasets.upsample_to_h5ad`` (seed 0,
+chunks of 50,000 cells: the cells of ``benchmarks/scale.py``'s file of the same size), written chunk by chunk and
+never held in memory. Mode ``scanpy`` runs scanpy's standard pipeline (``scale.py``'s) on the file read into memory,
+under ``--mem-limit-gb``, to record how far it gets.
+
+10M cells on the 2-core machine::
+
+    OMP_NUM_THREADS=1 python benchmarks/out_of_core.py /tmp/sccluster_scale/pbmc_4k_top2000_n10000000_seed0.h5ad \
+        --make 10000000 --modes backed scanpy --mem-limit-gb 20 --csv benchmarks/results/out-of-core-10m.csv
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ def child(spec: dict, result_path: str) -> None:
     import sccluster as scc
     from sccluster.models import get_model_class
 
+    if spec["mode"] == "scanpy":
+        scanpy_child(spec, result_path)
+        return
     start = time.perf_counter()
     adata = scc.read(spec["path"], backed="r" if spec["mode"] == "backed" else None)
     truth = adata.obs[LABEL_KEY].astype(str).to_numpy()
@@ -57,12 +68,47 @@ def child(spec: dict, result_path: str) -> None:
     })  # fmt: skip
 
 
+def scanpy_child(spec: dict, result_path: str) -> None:
+    """scanpy's pipeline on the file read into memory, a step marker after each step."""
+    import anndata as ad
+    from scale import _scanpy_steps
+
+    import sccluster as scc
+
+    start = time.perf_counter()
+    adata = ad.read_h5ad(spec["path"])
+    C.mark_step("read")
+    truth = adata.obs[LABEL_KEY].astype(str).to_numpy()
+    _scanpy_steps(adata, seed=spec["seed"], scale=False, mark=C.mark_step)
+    adata.write_h5ad(spec["out"])
+    C.mark_step("write")
+    ari = scc.metrics.evaluate(truth, adata.obs["leiden"].to_numpy())["ari"]
+    C.write_result(result_path, {"status": "ok", "time_s": time.perf_counter() - start, "ari": ari,
+                                 "n_cells": adata.n_obs, "n_genes": adata.n_vars})  # fmt: skip
+
+
+def make(path: Path, n_cells: int, source: str) -> None:
+    """Write the upsampled file chunk by chunk (nothing is done when it exists)."""
+    import sccluster as scc
+
+    if path.is_file():
+        return
+    start = time.perf_counter()
+    scc.datasets.upsample_to_h5ad(scc.datasets.load(source), n_cells, path, seed=0)
+    print(f"made {path} ({n_cells:,} cells) in {time.perf_counter() - start:.0f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("path", type=Path, nargs="?", help="labelled .h5ad of raw counts")
     p.add_argument("--method", default="bgformer")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--modes", nargs="+", choices=["memory", "backed"], default=["memory", "backed"])
+    p.add_argument("--modes", nargs="+", choices=["memory", "backed", "scanpy"], default=["memory", "backed"])
+    p.add_argument(
+        "--make", type=int, default=None, metavar="N", help="make a missing file of N upsampled cells"
+    )
+    p.add_argument("--source", default="pbmc_4k_top2000", help="dataset upsampled by --make")
+    p.add_argument("--mem-limit-gb", type=float, default=None, help="address-space limit of every child")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/sccluster_out_of_core"))
     p.add_argument("--csv", type=Path, default=C.REPO_ROOT / "benchmarks" / "results" / "out-of-core.csv")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -74,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pandas as pd
 
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.make is not None:
+        make(args.path, args.make, args.source)
+    commit = P.git_commit()  # the code the children run
     rows = []
     for seed in args.seeds:
         labels = {}
@@ -86,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             Path(spec["out"]).unlink(missing_ok=True)
             row = {**(res.result or {}), "mode": mode, "seed": seed, "peak_rss_mb": res.peak_rss_mb,
-                   "method": args.method, "status": res.status, "note": res.note, "git_commit": P.git_commit()}  # fmt: skip
+                   "method": args.method if mode != "scanpy" else "scanpy (no scale)", "status": res.status,
+                   "note": res.note if res.status == "ok" else f"{res.note} (last step: {res.steps[-1] if res.steps else 'none'})",
+                   "git_commit": commit}  # fmt: skip
             if res.status == "ok":
                 labels[mode] = np.load(spec["labels"])
                 if "memory" in labels and mode != "memory":
