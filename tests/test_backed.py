@@ -71,11 +71,12 @@ def test_prepare_streams_the_file_and_matches_memory(path, prepared):
 @pytest.mark.parametrize(
     ("cls", "params"), [(BGFormer, BGF), (SiameseClu, SIAMESE)], ids=["bgformer", "siamese"]
 )
-def test_fit_on_disk_gives_the_in_memory_result(prepared, cls, params):
+def test_fit_and_predict_on_disk_give_the_in_memory_result(prepared, cls, params):
     memory, backed = prepared
     in_memory, on_disk = cls(4, **params).fit(memory), cls(4, **params).fit(backed)
     np.testing.assert_array_equal(on_disk.labels_, in_memory.labels_)
     np.testing.assert_array_equal(on_disk.embedding_, in_memory.embedding_)
+    np.testing.assert_array_equal(on_disk.predict(backed), in_memory.predict(memory))  # predict streams too
 
 
 def test_pca_of_backed_data_matches_memory(path):
