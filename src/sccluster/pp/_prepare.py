@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -166,13 +167,12 @@ def prepare(
     if n_comps is not None:
         check_pca_args(n_comps, max_value, pca_max_cells)
     seed = resolve_seed(random_state)
+    opts = _Options(layer, min_genes, min_cells, n_top_genes, max_value, n_comps, int(pca_max_cells), seed)
     if adata.isbacked:
         if copy:
             msg = "prepare(copy=True) cannot copy a backed AnnData; leave copy out (the file itself is never changed)"
             raise InputError(msg)
-        _prepare_backed(
-            adata, layer, min_genes, min_cells, n_top_genes, max_value, n_comps, pca_max_cells, seed
-        )
+        _prepare_backed(adata, opts)
         return None
     if copy:
         adata = adata.copy()
@@ -197,37 +197,44 @@ def prepare(
     hvg, rank = rank_genes(disp, n_top_genes)
     if adata.n_vars <= n_top_genes:
         hvg[:] = True
-    adata.var["highly_variable"] = hvg
-    adata.var["highly_variable_rank"] = rank
-    adata.var["dispersions_norm"] = disp
-    adata.var["mean"] = mom.mean_log
-    adata.var["std"] = np.sqrt(mom.var_log)
+    write_gene_columns(adata, np.ones(adata.n_vars, dtype=bool), mom, disp, hvg, rank)
     logger.info(
         "prepare: %d cells x %d genes, %d highly variable genes", adata.n_obs, adata.n_vars, int(hvg.sum())
     )
-
-    reader = LogNormReader(adata.X, adata.n_obs, np.flatnonzero(hvg), is_log=True)
-    _finish(
-        adata,
-        reader,
-        hvg,
-        mom,
-        layer,
-        min_genes,
-        min_cells,
-        n_top_genes,
-        max_value,
-        n_comps,
-        pca_max_cells,
-        seed,
-    )
+    _finish(adata, LogNormReader(adata.X, adata.n_obs, np.flatnonzero(hvg), is_log=True), hvg, mom, opts)
     return adata if copy else None
 
 
-def _prepare_backed(
-    adata, layer, min_genes, min_cells, n_top_genes, max_value, n_comps, pca_max_cells, seed
-) -> None:  # fmt: skip
+@dataclass(frozen=True)
+class _Options:
+    """The checked arguments of :func:`prepare`, recorded in ``uns["sccluster_prepare"]``."""
+
+    layer: str | None
+    min_genes: int
+    min_cells: int
+    n_top_genes: int
+    max_value: float | None
+    n_comps: int | None
+    pca_max_cells: int
+    seed: int
+
+    def record(self) -> dict:
+        return {
+            "layer": self.layer,
+            "min_genes": self.min_genes,
+            "min_cells": self.min_cells,
+            "n_top_genes": self.n_top_genes,
+            "max_value": None if self.max_value is None else float(self.max_value),
+            "n_comps": None if self.n_comps is None else int(self.n_comps),
+            "pca_max_cells": self.pca_max_cells,
+            "random_state": self.seed,
+            "sccluster_version": __version__,
+        }
+
+
+def _prepare_backed(adata, opts: _Options) -> None:
     """:func:`prepare` of a backed AnnData by streamed passes over the file (see ``_prepare_backed``)."""
+    layer, min_genes, min_cells = opts.layer, opts.min_genes, opts.min_cells
     matrix, where = counts_matrix(adata, layer)
     cell_keep, gene_keep, totals = streamed_qc(matrix, adata.n_obs, adata.n_vars, where, min_genes, min_cells)
     _check_qc(cell_keep, gene_keep, min_genes, min_cells)
@@ -239,47 +246,22 @@ def _prepare_backed(
     )  # fmt: skip
     sf = totals / float(np.median(totals))
     adata.obs["size_factors"] = sf
-    mom, disp, hvg, rank = gene_statistics(matrix, adata.n_obs, gene_keep, sf, n_top_genes)
+    mom, disp, hvg, rank = gene_statistics(matrix, adata.n_obs, gene_keep, sf, opts.n_top_genes)
     write_gene_columns(adata, gene_keep, mom, disp, hvg, rank)
     logger.info(
         "prepare: %d cells x %d genes, %d highly variable genes", adata.n_obs, adata.n_vars, int(hvg.sum())
     )
-    reader = counts_reader(matrix, adata.n_obs, np.flatnonzero(hvg), sf)
-    _finish(
-        adata,
-        reader,
-        hvg,
-        mom,
-        layer,
-        min_genes,
-        min_cells,
-        n_top_genes,
-        max_value,
-        n_comps,
-        pca_max_cells,
-        seed,
-    )
+    _finish(adata, counts_reader(matrix, adata.n_obs, np.flatnonzero(hvg), sf), hvg, mom, opts)
     adata.uns["sccluster_prepare"]["backed"] = True
 
 
-def _finish(
-    adata, reader, hvg, mom, layer, min_genes, min_cells, n_top_genes, max_value, n_comps, pca_max_cells, seed
-) -> None:  # fmt: skip
+def _finish(adata, reader: LogNormReader, hvg: np.ndarray, mom, opts: _Options) -> None:
     """The PCA (with ``n_comps``) and the record of the parameters in ``uns["sccluster_prepare"]``."""
-    params = {
-        "layer": layer,
-        "min_genes": min_genes,
-        "min_cells": min_cells,
-        "n_top_genes": n_top_genes,
-        "max_value": None if max_value is None else float(max_value),
-        "n_comps": None if n_comps is None else int(n_comps),
-        "pca_max_cells": int(pca_max_cells),
-        "random_state": seed,
-        "sccluster_version": __version__,
-    }
+    params = opts.record()
+    n_comps, max_value = opts.n_comps, opts.max_value
     if n_comps is not None:
-        _add_pca(adata, reader, hvg, mom, n_comps=int(n_comps), max_value=max_value, max_cells=int(pca_max_cells),
-                 seed=seed)  # fmt: skip
+        _add_pca(adata, reader, hvg, mom, n_comps=int(n_comps), max_value=max_value, max_cells=opts.pca_max_cells,
+                 seed=opts.seed)  # fmt: skip
     elif adata.uns.get("sccluster_prepare", {}).get("n_comps") is not None:
         # a PCA from an earlier prepare no longer matches these genes
         for store, key in ((adata.obsm, "X_pca"), (adata.varm, "PCs"), (adata.uns, "pca")):
