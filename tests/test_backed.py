@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -13,6 +14,7 @@ import scipy.sparse as sp
 
 import sccluster as scc
 from sccluster import InputError
+from sccluster._validation import on_disk
 from sccluster.datasets import synthetic
 from sccluster.models import BGFormer, SiameseClu
 
@@ -79,6 +81,22 @@ def test_fit_and_predict_on_disk_give_the_in_memory_result(prepared, cls, params
     np.testing.assert_array_equal(on_disk.predict(backed), in_memory.predict(memory))  # predict streams too
 
 
+def test_zarr_store_stays_on_disk_with_the_in_memory_result(path, prepared, tmp_path):
+    memory, _ = prepared
+    store = tmp_path / "planted.zarr"
+    with warnings.catch_warnings():  # anndata announces its next default zarr format
+        warnings.simplefilter("ignore", UserWarning)
+        ad.read_h5ad(path).write_zarr(store)
+    lazy = scc.read(store, backed="r")
+    assert on_disk(lazy) and not lazy.isbacked
+    scc.pp.prepare(lazy, n_top_genes=100)
+    np.testing.assert_array_equal(lazy.obs["size_factors"], memory.obs["size_factors"])
+    model = BGFormer(4, **BGF).fit(lazy)
+    np.testing.assert_array_equal(model.labels_, BGFormer(4, **BGF).fit(memory).labels_)
+    scc.io.write_h5ad(lazy, tmp_path / "out.h5ad")  # the counts, streamed from the store block by block
+    assert (ad.read_h5ad(tmp_path / "out.h5ad").X != ad.read_h5ad(path).X).nnz == 0
+
+
 def test_pca_of_backed_data_matches_memory(path):
     memory = scc.read(path)
     scc.pp.prepare(memory, n_top_genes=100, n_comps=10)  # counts / size factor: the same to float rounding
@@ -143,4 +161,7 @@ def test_cli_backed_needs_an_h5ad(tmp_path):
     (tmp_path / "x.csv").write_text("cell,g1\nc1,1\n")
     proc = _cli("cluster", str(tmp_path / "x.csv"), "-o", str(tmp_path / "o.h5ad"), "--backed")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: --backed reads .h5ad files only") and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.startswith("error: --backed reads .h5ad files and .zarr stores only")
+        and "Traceback" not in proc.stderr
+    )

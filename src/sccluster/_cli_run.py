@@ -234,8 +234,11 @@ def run_cluster(
     from .tl._resources import _file_shape, check_memory, estimate_for_shape
 
     shape = _file_shape(Path(input_path))
-    if backed and Path(input_path).suffix != ".h5ad":
-        msg = f"--backed reads .h5ad files only, not {Path(input_path).name!r}; convert it to .h5ad or leave out --backed"
+    if backed and Path(input_path).suffix.lower() not in (".h5ad", ".zarr"):
+        msg = (
+            f"--backed reads .h5ad files and .zarr stores only, not {Path(input_path).name!r}; convert it to .h5ad or "
+            "leave out --backed"
+        )
         raise InputError(msg)
     memory_check = memory_check and not backed
     if shape is not None and (dry_run or memory_check):

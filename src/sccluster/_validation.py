@@ -20,6 +20,19 @@ def check_adata(adata, name: str = "adata") -> None:
         raise InputError(msg)
 
 
+def on_disk(adata) -> bool:
+    """Whether ``adata.X`` stays on disk: an ``.h5ad`` opened backed, or a zarr store read with ``backed="r"``."""
+    if getattr(adata, "isbacked", False):
+        return True
+    try:
+        from anndata.abc import CSCDataset, CSRDataset
+    except ImportError:  # anndata < 0.11
+        from anndata._core.sparse_dataset import BaseCompressedSparseDataset as CSRDataset
+
+        CSCDataset = CSRDataset
+    return isinstance(getattr(adata, "X", None), (CSRDataset, CSCDataset))
+
+
 def check_counts_block(block, where: str = "X") -> None:
     """Raise :class:`InputError` unless ``block`` holds finite, non-negative integer counts."""
     data = block.data if sp.issparse(block) else np.asarray(block)

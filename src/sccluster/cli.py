@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backed",
         action="store_true",
-        help="keep the counts of IN (.h5ad) on disk and stream them in chunks (out of core): preparation, "
+        help="keep the counts of IN (.h5ad or .zarr) on disk and stream them in chunks (out of core): preparation, "
         "training and the output's copy of the counts never load the matrix; the labels are those of an "
         "in-memory run",
     )

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sccluster._errors import InputError
-from sccluster._validation import check_counts_block
+from sccluster._validation import check_counts_block, on_disk
 from sccluster.pp._stream import counts_matrix, to_csr
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class CountSource:
         """Rows at arbitrary positions (any order), as CSR over the selected genes."""
         order = np.argsort(index, kind="stable")
         sorted_idx = index[order]
-        if self.adata.isbacked:
+        if on_disk(self.adata):
             # Backed datasets read fastest as one contiguous span around the requested rows.
             lo, hi = int(sorted_idx[0]), int(sorted_idx[-1]) + 1
             if hi - lo <= 4 * len(index):

@@ -197,32 +197,20 @@ def upsample_to_h5ad(
     import h5py
 
     from sccluster._utils import atomic_path
+    from sccluster.io._csr_h5 import write_csr_blocks
 
     plan = _Plan(
         adata, n_cells, seed, label_key=label_key, thinning=thinning, chunk_size=chunk_size, layer=layer
     )
-    n_genes = plan.X.shape[1]
-    total = 0.0
-    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
-        group = f.create_group("X")
-        group.attrs.update(
-            {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": (plan.n_cells, n_genes)}
-        )
-        arrays = {
-            name: group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1 << 18,))
-            for name, dtype in (("data", np.float32), ("indices", np.int32))
-        }
-        indptr = group.create_dataset("indptr", shape=(plan.n_cells + 1,), dtype=np.int64)
-        nnz, row = 0, 0
-        indptr[0] = 0
+    totals: list[float] = []
+
+    def blocks() -> Iterator[sp.csr_matrix]:
         for chunk in plan.chunks():
-            k, m = chunk.nnz, chunk.shape[0]
-            for name, values in (("data", chunk.data), ("indices", chunk.indices)):
-                arrays[name].resize((nnz + k,))
-                arrays[name][nnz:] = values
-            indptr[row + 1 : row + m + 1] = chunk.indptr[1:].astype(np.int64) + nnz
-            total += float(chunk.data.sum())
-            nnz, row = nnz + k, row + m
+            totals.append(float(chunk.data.sum()))
+            yield chunk
+
+    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+        write_csr_blocks(f, "X", blocks(), (plan.n_cells, plan.X.shape[1]))
         f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         ad.io.write_elem(f, "obs", plan.obs())
         ad.io.write_elem(f, "var", adata.var.copy())
@@ -230,7 +218,11 @@ def upsample_to_h5ad(
         for name in ("layers", "obsm", "varm", "obsp", "varp"):
             ad.io.write_elem(f, name, {})
     logger.info(
-        "upsampled %d cells to %d (%.1f counts per cell) in %s", adata.n_obs, n_cells, total / n_cells, path
+        "upsampled %d cells to %d (%.1f counts per cell) in %s",
+        adata.n_obs,
+        n_cells,
+        sum(totals) / n_cells,
+        path,
     )
     return Path(path)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from sccluster._errors import InputError
 
 #: Format names accepted by ``read(..., format=...)`` (aliases map onto them).
-FORMATS = ("h5ad", "10x_h5", "10x_mtx", "loom", "csv", "tsv", "txt")
+FORMATS = ("h5ad", "zarr", "10x_h5", "10x_mtx", "loom", "csv", "tsv", "txt")
 _ALIASES = {"h5": "10x_h5", "10x": "10x_h5", "mtx": "10x_mtx", "10x_mtx_dir": "10x_mtx", "anndata": "h5ad"}
 _EXTENSIONS = {
     ".h5ad": "h5ad",
+    ".zarr": "zarr",
     ".h5": "10x_h5",
     ".hdf5": "10x_h5",
     ".loom": "loom",
@@ -20,7 +21,7 @@ _EXTENSIONS = {
     ".mtx": "10x_mtx",
 }
 SUPPORTED_TEXT = (
-    ".h5ad, 10x .h5, a 10x Matrix Market folder (matrix.mtx[.gz], barcodes.tsv[.gz], "
+    ".h5ad, an AnnData .zarr store, 10x .h5, a 10x Matrix Market folder (matrix.mtx[.gz], barcodes.tsv[.gz], "
     "features.tsv[.gz] or genes.tsv), .loom, .csv/.tsv/.txt (optionally .gz)"
 )
 
@@ -71,6 +72,8 @@ def normalise_format(fmt: str) -> str:
 
 def detect_format(path: Path) -> str:
     """Guess the format of an existing ``path`` from its extension (or folder contents)."""
+    if path.is_dir() and path.suffix.lower() == ".zarr":
+        return "zarr"
     if path.is_dir():
         mtx_files(path)  # raises when it is not a 10x folder
         return "10x_mtx"

@@ -12,10 +12,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from sccluster._errors import InputError
+from sccluster._validation import on_disk
 
 from ._counts import is_raw_counts
 from ._formats import detect_format, normalise_format, short_reason
-from ._readers import read_10x_h5, read_10x_mtx, read_h5ad, read_loom
+from ._readers import read_10x_h5, read_10x_mtx, read_h5ad, read_loom, read_zarr
 from ._structure import check_sparse_structure
 from ._text import OrientationWarning, read_text
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 _TEXT = ("csv", "tsv", "txt")
 _LABELS = {
     "h5ad": "an .h5ad file",
+    "zarr": "an AnnData zarr store",
     "10x_h5": "a 10x CellRanger .h5 file",
     "10x_mtx": "a 10x Matrix Market folder",
     "loom": "a .loom file",
@@ -37,6 +39,8 @@ def _load(path: Path, fmt: str, backed: str | None, transpose: bool | None):
     """Dispatch to the reader of ``fmt``; return (adata, orientation warning or None)."""
     if fmt == "h5ad":
         return read_h5ad(path, backed), None
+    if fmt == "zarr":
+        return read_zarr(path, backed), None
     if fmt == "10x_h5":
         return read_10x_h5(path), None
     if fmt == "10x_mtx":
@@ -54,7 +58,7 @@ def _unreadable(path: Path, fmt: str, err: BaseException) -> InputError:
     return InputError(msg)
 
 
-def _check_structure(adata, path: Path) -> None:
+def _check_structure(adata, path: Path, fmt: str) -> None:
     """Check the sparse matrices just read (``X`` streamed when backed, in-memory layers)."""
     try:
         check_sparse_structure(adata.X, where="X", source=str(path))
@@ -62,8 +66,8 @@ def _check_structure(adata, path: Path) -> None:
             check_sparse_structure(matrix, where=f"layers[{name!r}]", source=str(path))
     except (InputError, MemoryError):
         raise
-    except Exception as err:  # h5py could not read a damaged chunk of a backed file
-        raise _unreadable(path, "h5ad", err) from err
+    except Exception as err:  # h5py or zarr could not read a damaged chunk of a file on disk
+        raise _unreadable(path, fmt, err) from err
 
 
 def _make_names_unique(adata) -> None:
@@ -102,7 +106,7 @@ def read(
 ):
     """Read single-cell counts from any supported format into an AnnData.
 
-    Supported: ``.h5ad`` (also backed), 10x CellRanger ``.h5``, a 10x Matrix Market folder
+    Supported: ``.h5ad`` and AnnData ``.zarr`` stores (both also backed), 10x CellRanger ``.h5``, a 10x Matrix Market folder
     (``matrix.mtx[.gz]``, ``barcodes.tsv[.gz]``, ``features.tsv[.gz]`` or ``genes.tsv``; gene
     symbols become ``var_names``, Ensembl IDs go to ``var["gene_ids"]``), ``.loom``, and
     ``.csv`` / ``.tsv`` / ``.txt`` tables (optionally ``.gz``) of cells x genes with cell names in
@@ -113,7 +117,8 @@ def read(
     path
         File or 10x folder.
     backed
-        ``"r"`` opens an ``.h5ad`` backed (``X`` stays on disk); ``None`` loads it into memory.
+        ``"r"`` opens an ``.h5ad`` backed, or reads a zarr store with its sparse ``X`` left on disk (``X`` is
+        streamed by every step of the package); ``None`` loads it into memory.
     layer
         Layer that holds the raw counts, if not ``X``. It must exist; whether it holds raw counts
         is recorded in ``uns["sccluster_io"]``.
@@ -150,11 +155,11 @@ def read(
         msg = f"file not found: {str(p)!r}; check the path"
         raise InputError(msg)
     fmt = normalise_format(format) if format is not None else detect_format(p)
-    if p.is_dir() and fmt != "10x_mtx":
+    if p.is_dir() and fmt not in ("10x_mtx", "zarr"):
         msg = f"{str(p)!r} is a folder, but format {fmt!r} needs a file; pass the file path"
         raise InputError(msg)
-    if backed is not None and fmt != "h5ad":
-        msg = f"backed='r' works only for .h5ad files, not {_LABELS[fmt]}; use backed=None"
+    if backed is not None and fmt not in ("h5ad", "zarr"):
+        msg = f"backed='r' works only for .h5ad files and zarr stores, not {_LABELS[fmt]}; use backed=None"
         raise InputError(msg)
     if transpose and fmt not in _TEXT:
         msg = (
@@ -172,7 +177,7 @@ def read(
     except Exception as err:  # any library error on a bad file becomes one clear line
         raise _unreadable(p, fmt, err) from err
     try:
-        _check_structure(adata, p)
+        _check_structure(adata, p, fmt)
     except BaseException:
         if adata.isbacked:
             adata.file.close()
@@ -187,7 +192,7 @@ def read(
         msg = f"{str(p)!r} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); pass a file with data"
         raise InputError(msg)
     _make_names_unique(adata)
-    if not adata.isbacked and adata.X is not None:
+    if not on_disk(adata) and adata.X is not None:
         adata.X = _as_csr_float32(adata.X)
     if layer is not None and layer != "X" and layer not in adata.layers:
         msg = (
@@ -203,7 +208,7 @@ def read(
         raise
     except Exception as err:
         raise _unreadable(p, fmt, err) from err
-    if x_raw and not adata.isbacked and "counts" not in adata.layers:
+    if x_raw and not on_disk(adata) and "counts" not in adata.layers:
         adata.layers["counts"] = adata.X if share_counts else adata.X.copy()
     info = {"source": str(p), "format": fmt, "X_is_raw_counts": bool(x_raw)}
     if layer is not None:

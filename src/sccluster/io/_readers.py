@@ -26,6 +26,30 @@ def read_h5ad(path: Path, backed: str | None):
     return ad.read_h5ad(path, backed=backed)
 
 
+def read_zarr(path: Path, backed: str | None):
+    """Read an AnnData zarr store into memory, or with ``backed="r"`` keep its sparse ``X`` on disk.
+
+    Backed, everything but ``X`` is read into memory (as anndata does for a backed ``.h5ad``) and ``X`` is
+    anndata's on-disk sparse dataset over the store, read by row chunks.
+    """
+    import anndata as ad
+
+    if backed is None:
+        return ad.read_zarr(path)
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    if "X" not in group or group["X"].attrs.get("encoding-type") not in ("csr_matrix", "csc_matrix"):
+        msg = (
+            f"{str(path)!r} has no sparse X, and only a sparse X can stay on disk; read it into memory (no "
+            "backed mode) or store X as a CSR matrix"
+        )
+        raise InputError(msg)
+    parts = {k: ad.io.read_elem(group[k]) for k in ("obs", "var", "uns", "obsm", "varm", "obsp", "varp", "layers")
+             if k in group}  # fmt: skip
+    return ad.AnnData(X=ad.io.sparse_dataset(group["X"]), **parts)
+
+
 def read_10x_h5(path: Path):
     """Read a CellRanger HDF5 file (v2 or v3 layout); an AnnData-layout ``.h5`` is read as h5ad."""
     import h5py

@@ -65,7 +65,7 @@ def sparse_problem(matrix) -> str | None:
     fmt, indptr, indices, data, shape = found
     n_major, n_minor = (shape[0], shape[1]) if fmt == "csr" else (shape[1], shape[0])
     major, minor = ("rows", "column") if fmt == "csr" else ("columns", "row")
-    n_ptr, n_idx, n_data = len(indptr), len(indices), len(data)
+    n_ptr, n_idx, n_data = (int(a.shape[0]) for a in (indptr, indices, data))  # h5py, zarr or numpy arrays
     if n_ptr != n_major + 1:
         return f"indptr has {n_ptr:,} entries for {n_major:,} {major} (expected {n_major + 1:,})"
     if n_idx != n_data:

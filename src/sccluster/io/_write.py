@@ -9,6 +9,9 @@ from typing import Literal
 
 from sccluster._errors import InputError
 from sccluster._utils import atomic_path, check_output_path
+from sccluster._validation import on_disk
+
+from ._csr_h5 import write_csr_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +26,8 @@ def write_h5ad(
 ) -> Path:
     """Write ``adata`` to ``path`` atomically (temporary file beside it, then rename).
 
-    A backed AnnData's ``X`` is copied from its file to the new one by HDF5, chunk by chunk, never loaded
-    (anndata's own writer reads each of its arrays into memory).
+    An on-disk ``X`` is never loaded (anndata's own writer reads each of its arrays into memory): a backed
+    ``.h5ad``'s is copied by HDF5 chunk by chunk, a zarr store's is written block of rows by block of rows.
 
     Parameters
     ----------
@@ -57,15 +60,17 @@ def write_h5ad(
     if isinstance(source, str) and source:
         guarded.append(source)
     out = check_output_path(path, inputs=tuple(guarded))
-    backed = bool(getattr(adata, "isbacked", False))
-    if backed and adata.is_view:
+    disk = on_disk(adata)
+    if disk and adata.is_view:
         msg = "cannot write a view of a backed AnnData; write the whole object, or call .to_memory() on the view first"
         raise InputError(msg)
     with atomic_path(out) as tmp:
-        if results_only or backed:
+        if results_only or disk:
             _without_matrices(adata, keep_layers=not results_only).write_h5ad(tmp, compression=compression)
-            if backed and not results_only:
+            if disk and not results_only and adata.isbacked:
                 _copy_x(adata.filename, tmp)
+            elif disk and not results_only:  # a zarr store's X: its rows, block by block
+                _stream_x(adata.X, tmp)
         else:
             adata.write_h5ad(tmp, compression=compression)
     what = " (results only)" if results_only else ""
@@ -81,6 +86,17 @@ def _without_matrices(adata, *, keep_layers: bool):
         obs=adata.obs, var=adata.var, uns=dict(adata.uns), obsm=dict(adata.obsm), varm=dict(adata.varm),
         obsp=dict(adata.obsp), varp=dict(adata.varp), layers=dict(adata.layers) if keep_layers else None,
     )  # fmt: skip
+
+
+def _stream_x(matrix, target: str | os.PathLike, rows: int = 4096) -> None:
+    """Write an on-disk sparse ``matrix`` (a zarr store's ``X``) into ``target`` as CSR, ``rows`` rows at a time."""
+    import h5py
+    import scipy.sparse as sp
+
+    n = matrix.shape[0]
+    blocks = (sp.csr_matrix(matrix[start : start + rows]) for start in range(0, n, rows))
+    with h5py.File(target, "a") as dst:
+        write_csr_blocks(dst, "X", blocks, tuple(matrix.shape))
 
 
 def _copy_x(source: str | os.PathLike, target: str | os.PathLike) -> None:

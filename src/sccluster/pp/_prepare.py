@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from sccluster._errors import InputError
 from sccluster._utils import resolve_seed
-from sccluster._validation import check_counts_block
+from sccluster._validation import check_counts_block, on_disk
 from sccluster._version import __version__
 
 from ._genes import _check_n_top, normalized_dispersion, rank_genes
@@ -129,7 +129,8 @@ def prepare(
     Parameters
     ----------
     adata
-        AnnData with raw integer counts, in memory or backed (``scc.read(path, backed="r")``). A backed
+        AnnData with raw integer counts, in memory or on disk (``scc.read(path, backed="r")`` of an ``.h5ad``
+        or a zarr store). An on-disk
         AnnData is prepared by streamed passes over the file, which is never changed: ``X`` keeps the raw
         counts, genes that fail ``min_cells`` stay in ``var`` (never highly variable), and cells that fail
         quality control are an error (they cannot be removed from the file).
@@ -168,7 +169,7 @@ def prepare(
         check_pca_args(n_comps, max_value, pca_max_cells)
     seed = resolve_seed(random_state)
     opts = _Options(layer, min_genes, min_cells, n_top_genes, max_value, n_comps, int(pca_max_cells), seed)
-    if adata.isbacked:
+    if on_disk(adata):
         if copy:
             msg = "prepare(copy=True) cannot copy a backed AnnData; leave copy out (the file itself is never changed)"
             raise InputError(msg)
