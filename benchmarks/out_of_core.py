@@ -41,6 +41,7 @@ COLUMNS = ["mode", "seed", "time_s", "read_prepare_s", "fit_s", "write_s", "peak
 def child(spec: dict, result_path: str) -> None:
     """read -> prepare -> fit -> write in one mode; labels saved beside the result."""
     import numpy as np
+    import pandas as pd
 
     import sccluster as scc
     from sccluster.models import get_model_class
@@ -57,7 +58,7 @@ def child(spec: dict, result_path: str) -> None:
     prepared = time.perf_counter()
     model = get_model_class(spec["method"])(len(set(truth)), random_state=spec["seed"]).fit(adata)
     fitted = time.perf_counter()
-    adata.obs["sccluster"] = model.labels_.astype(str)
+    adata.obs["sccluster"] = pd.Categorical(model.labels_.astype(str))  # as tl.cluster stores them
     scc.io.write_h5ad(adata, spec["out"])
     end = time.perf_counter()
     np.save(spec["labels"], model.labels_)

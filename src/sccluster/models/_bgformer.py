@@ -208,7 +208,7 @@ class BGFormer(DeepClusterModel):
         emb, log_q = parallel.sharded(
             ctx, n, lambda idx: embed(net, source, self.scaler_, device, indices=idx, with_q=True)
         )
-        q = np.exp(log_q)
+        q = np.exp(log_q, out=log_q)
         self.embedding_ = emb
         self.soft_assignments_ = q
         self.confidence_ = q.max(axis=1)
