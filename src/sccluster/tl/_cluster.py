@@ -11,7 +11,7 @@ import pandas as pd
 
 from sccluster._errors import InputError
 from sccluster._utils import MAX_SEED, resolve_seed
-from sccluster._validation import check_adata, check_n_clusters
+from sccluster._validation import check_adata, check_n_clusters, on_disk
 from sccluster._version import __version__
 from sccluster.data import read_batches
 from sccluster.metrics import single_batch_clusters
@@ -158,7 +158,7 @@ def cluster(
     seeds = [(seed + i) % (MAX_SEED + 1) for i in range(int(n_seeds))]
     models = [cls(n_clusters=n_clusters, random_state=s, **model_kwargs) for s in seeds]
     if copy:  # a backed AnnData cannot be copied; its in-memory version is the copy
-        adata = adata.to_memory() if adata.isbacked else adata.copy()
+        adata = adata.to_memory() if on_disk(adata) else adata.copy()
     start = time.perf_counter()
     for i, model in enumerate(models):
         if len(models) > 1:

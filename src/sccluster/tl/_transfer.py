@@ -18,7 +18,7 @@ import pandas as pd
 
 from sccluster._errors import InputError
 from sccluster._utils import atomic_path, check_output_path, load_torch_file, resolve_seed
-from sccluster._validation import check_adata
+from sccluster._validation import check_adata, on_disk
 from sccluster._version import __version__
 from sccluster.data import read_batches
 from sccluster.models import available_methods, from_payload, get_model_class
@@ -471,7 +471,7 @@ def transfer_labels(
                              random_state=random_state, **model_kwargs)  # fmt: skip
     result = transfer.fit_predict(reference, query, layer=layer)
     if copy:
-        query = query.to_memory() if query.isbacked else query.copy()
+        query = query.to_memory() if on_disk(query) else query.copy()
     write_transfer(query, result, transfer, key_added)
     return (query, transfer) if copy else transfer
 
