@@ -70,7 +70,8 @@ def embed(
     was_training = net.training
     net.eval()
     n = source.n_obs if indices is None else len(indices)
-    zs: np.ndarray | None = None  # filled in place: no list of chunks to concatenate (half the peak at 10M cells)
+    # filled in place: no list of chunks to concatenate (half the peak at 10M cells)
+    zs: np.ndarray | None = None
     qs: np.ndarray | None = None
     start = 0
     with torch.inference_mode():
