@@ -15,14 +15,8 @@ from sccluster._version import __version__
 
 from ._genes import _check_n_top, normalized_dispersion, rank_genes
 from ._pca import LogNormReader, check_pca_args, streamed_pca
-from ._prepare_backed import (
-    counts_reader,
-    gene_statistics,
-    refuse_cell_removal,
-    streamed_qc,
-    write_gene_columns,
-)
-from ._stream import CHUNK, counts_matrix, gene_moments, iter_chunks, row_ids
+from ._prepare_backed import gene_statistics, refuse_cell_removal, streamed_qc, write_gene_columns
+from ._stream import CHUNK, counts_matrix, gene_moments, iter_chunks, size_factors_from_totals
 
 logger = logging.getLogger(__name__)
 
@@ -46,25 +40,6 @@ def _counts_csr(matrix, n_obs: int, where: str) -> sp.csr_matrix:
         check_counts_block(block, where)
         blocks.append(block.astype(np.float32))
     return blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
-
-
-def _qc_masks(counts: sp.csr_matrix, min_genes: int, min_cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cells with >= min_genes detected genes; genes detected in >= min_cells of them; no empty cells."""
-    n_obs, n_vars = counts.shape
-    n_genes_cell = np.empty(n_obs, dtype=np.int64)
-    n_cells_gene = np.zeros(n_vars, dtype=np.int64)
-    for start in range(0, n_obs, CHUNK):
-        block = counts[start : start + CHUNK]
-        detected = block.data > 0
-        per_cell = np.bincount(row_ids(block)[detected], minlength=block.shape[0])
-        n_genes_cell[start : start + block.shape[0]] = per_cell
-        keep_rows = (per_cell >= min_genes)[row_ids(block)]
-        n_cells_gene += np.bincount(block.indices[detected & keep_rows], minlength=n_vars)
-    cell_keep = n_genes_cell >= min_genes
-    gene_keep = n_cells_gene >= min_cells
-    totals = counts @ gene_keep.astype(np.float32)
-    cell_keep &= np.asarray(totals).ravel() > 0
-    return cell_keep, gene_keep
 
 
 def _check_qc(cell_keep: np.ndarray, gene_keep: np.ndarray, min_genes: int, min_cells: int) -> None:
@@ -179,7 +154,7 @@ def prepare(
         adata = adata.copy()
     matrix, where = counts_matrix(adata, layer)
     counts = _counts_csr(matrix, adata.n_obs, where)
-    cell_keep, gene_keep = _qc_masks(counts, min_genes, min_cells)
+    cell_keep, gene_keep, _ = streamed_qc(counts, adata.n_obs, adata.n_vars, None, min_genes, min_cells)
     _check_qc(cell_keep, gene_keep, min_genes, min_cells)  # before adata is touched
     adata.X = None  # replaced below; not worth subsetting
     adata.layers["counts"] = counts
@@ -189,7 +164,7 @@ def prepare(
         counts.sum_duplicates()
 
     totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    sf = totals / float(np.median(totals))
+    sf = size_factors_from_totals(totals)
     adata.obs["size_factors"] = sf
     adata.X = _log_normalise(counts, sf)
 
@@ -245,14 +220,17 @@ def _prepare_backed(adata, opts: _Options) -> None:
         "never highly variable)",
         adata.n_obs, int(gene_keep.sum()), adata.n_vars, min_cells,
     )  # fmt: skip
-    sf = totals / float(np.median(totals))
+    sf = size_factors_from_totals(totals)
     adata.obs["size_factors"] = sf
     mom, disp, hvg, rank = gene_statistics(matrix, adata.n_obs, gene_keep, sf, opts.n_top_genes)
     write_gene_columns(adata, gene_keep, mom, disp, hvg, rank)
     logger.info(
         "prepare: %d cells x %d genes, %d highly variable genes", adata.n_obs, adata.n_vars, int(hvg.sum())
     )
-    _finish(adata, counts_reader(matrix, adata.n_obs, np.flatnonzero(hvg), sf), hvg, mom, opts)
+    reader = LogNormReader(
+        matrix, adata.n_obs, np.flatnonzero(hvg), size_factors=sf
+    )  # counts, normalised on the fly
+    _finish(adata, reader, hvg, mom, opts)
     adata.uns["sccluster_prepare"]["backed"] = True
 
 

@@ -18,21 +18,23 @@ from sccluster._errors import InputError
 from sccluster._validation import check_counts_block
 
 from ._genes import normalized_dispersion, rank_genes
-from ._pca import LogNormReader
 from ._stream import GeneMoments, gene_moments, iter_chunks, row_ids
 
 logger = logging.getLogger(__name__)
 
 
-def streamed_qc(matrix, n_obs: int, n_vars: int, where: str, min_genes: int, min_cells: int):
-    """``(cell_keep, gene_keep, totals)`` of the in-memory rules, from two passes over ``matrix``.
+def streamed_qc(matrix, n_obs: int, n_vars: int, where: str | None, min_genes: int, min_cells: int):
+    """``(cell_keep, gene_keep, totals)`` of :func:`prepare`'s rules, from two passes over ``matrix`` (on disk or not).
 
-    ``totals`` are the library sizes over the kept genes (float64). Every chunk is validated as raw counts.
+    Cells are kept with ``>= min_genes`` detected genes and counts in the kept genes; genes detected in ``>= min_cells``
+    of the cells with enough genes. ``totals`` are the library sizes over the kept genes (float64). With ``where``
+    (the slot's name) every chunk is validated as raw counts.
     """
     n_genes_cell = np.empty(n_obs, dtype=np.int64)
     n_cells_gene = np.zeros(n_vars, dtype=np.int64)
     for start, stop, block in iter_chunks(matrix, n_obs, desc="quality control"):
-        check_counts_block(block, where)
+        if where is not None:
+            check_counts_block(block, where)
         block.sum_duplicates()
         detected = block.data > 0
         per_cell = np.bincount(row_ids(block)[detected], minlength=stop - start)
@@ -79,8 +81,3 @@ def write_gene_columns(adata, gene_keep: np.ndarray, mom: GeneMoments, disp, hvg
     adata.var["dispersions_norm"] = disp
     adata.var["mean"] = mean_log
     adata.var["std"] = np.where(gene_keep, np.sqrt(mom.var_log), np.nan)
-
-
-def counts_reader(matrix, n_obs: int, gene_index: np.ndarray, sf: np.ndarray) -> LogNormReader:
-    """Log-normalised values of the genes at ``gene_index``, computed from the raw counts on the fly (PCA)."""
-    return LogNormReader(matrix, n_obs, gene_index, size_factors=sf, is_log=False)
