@@ -107,7 +107,7 @@ def test_model_surface_save_load_and_errors(synthetic_adata, tmp_path, monkeypat
     assert loaded.get_params() == m.get_params()
     np.testing.assert_array_equal(loaded.predict(synthetic_adata), labels)
     # incompatible format version → clear error
-    import sccluster.models._base as base
+    import sccluster.models._persistence as base
 
     monkeypatch.setattr(base, "MODEL_FORMAT", base.MODEL_FORMAT + 1)
     with pytest.raises(InputError, match="refit"):

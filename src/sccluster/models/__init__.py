@@ -6,9 +6,10 @@ from pathlib import Path
 
 from sccluster._errors import InputError
 
-from ._base import MODEL_FORMAT, ClusterModel, read_model_file
+from ._base import ClusterModel
 from ._baselines import KMeansBaseline, LeidenBaseline
 from ._bgformer import BGFormer
+from ._persistence import MODEL_FORMAT, read_model_file
 from ._siamese import SiameseClu
 from ._stability import KChoice, ResolutionChoice, choose_k, choose_resolution
 
