@@ -52,11 +52,14 @@ def child(spec: dict, result_path: str) -> None:
     start = time.perf_counter()
     adata = scc.read(spec["path"], backed="r" if spec["mode"] == "backed" else None)
     truth = adata.obs[LABEL_KEY].astype(str).to_numpy()
-    for column in list(adata.obs.columns):  # nothing of obs reaches the fit
-        del adata.obs[column]
+    batch_key = spec.get("batch_key")
+    for column in list(adata.obs.columns):  # nothing of obs reaches the fit but the batch column, if asked
+        if column != batch_key:
+            del adata.obs[column]
     scc.pp.prepare(adata)
     prepared = time.perf_counter()
-    model = get_model_class(spec["method"])(len(set(truth)), random_state=spec["seed"]).fit(adata)
+    extra = {} if batch_key is None else {"batch_key": batch_key}
+    model = get_model_class(spec["method"])(len(set(truth)), random_state=spec["seed"], **extra).fit(adata)
     fitted = time.perf_counter()
     adata.obs["sccluster"] = pd.Categorical(model.labels_.astype(str))  # as tl.cluster stores them
     scc.io.write_h5ad(adata, spec["out"])
@@ -65,8 +68,20 @@ def child(spec: dict, result_path: str) -> None:
     C.write_result(result_path, {
         "status": "ok", "time_s": end - start, "read_prepare_s": prepared - start, "fit_s": fitted - prepared,
         "write_s": end - fitted, "ari": scc.metrics.evaluate(truth, model.labels_)["ari"], "n_cells": adata.n_obs,
-        "n_genes": adata.n_vars,
+        "n_genes": adata.n_vars, **batch_scores(spec, model.labels_),
     })  # fmt: skip
+
+
+def batch_scores(spec: dict, labels) -> dict:
+    """Label-free batch mixing of a partition (clusters > 90 % one batch, batch entropy), for ``spec["score_batch"]``."""
+    key = spec.get("score_batch")
+    if key is None:
+        return {}
+    import sccluster as scc
+
+    batches = scc.read(spec["path"], backed="r").obs[key].to_numpy()
+    return {"single_batch_clusters": scc.metrics.single_batch_clusters(labels, batches),
+            "batch_entropy": scc.metrics.batch_entropy(labels, batches)}  # fmt: skip
 
 
 def scanpy_child(spec: dict, result_path: str) -> None:
