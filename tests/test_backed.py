@@ -97,6 +97,32 @@ def test_zarr_store_stays_on_disk_with_the_in_memory_result(path, prepared, tmp_
     assert (ad.read_h5ad(tmp_path / "out.h5ad").X != ad.read_h5ad(path).X).nnz == 0
 
 
+def test_counts_in_a_layer_stay_on_disk_with_the_in_memory_result(path, tmp_path):
+    """The usual file: X log-normalised, the counts in layers["counts"]; backed, neither is loaded."""
+    adata = ad.read_h5ad(path)
+    adata.layers["counts"] = adata.X.copy()
+    adata.X = adata.X.multiply(1e4 / adata.X.sum(axis=1)).tocsr().log1p().astype(np.float32)
+    layered = tmp_path / "layered.h5ad"
+    adata.write_h5ad(layered)
+    before = _md5(layered)
+    memory = scc.read(layered, layer="counts")
+    scc.pp.prepare(memory, n_top_genes=100, layer="counts")
+    backed = scc.read(layered, backed="r", layer="counts")
+    try:
+        assert backed.isbacked and not sp.issparse(backed.layers["counts"])  # anndata's on-disk dataset
+        scc.pp.prepare(backed, n_top_genes=100, layer="counts")
+        np.testing.assert_array_equal(backed.obs["size_factors"], memory.obs["size_factors"])
+        model = BGFormer(4, **BGF).fit(backed, layer="counts")
+        np.testing.assert_array_equal(model.labels_, BGFormer(4, **BGF).fit(memory).labels_)
+        backed.obs["sccluster"] = model.labels_.astype(str)
+        scc.io.write_h5ad(backed, tmp_path / "out.h5ad")  # X and the layer copied from the file by HDF5
+    finally:
+        backed.file.close()
+    out, source = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(layered)
+    assert (out.X != source.X).nnz == 0 and (out.layers["counts"] != source.layers["counts"]).nnz == 0
+    assert out.obs["sccluster"].notna().all() and _md5(layered) == before
+
+
 def test_pca_of_backed_data_matches_memory(path):
     memory = scc.read(path)
     scc.pp.prepare(memory, n_top_genes=100, n_comps=10)  # counts / size factor: the same to float rounding

@@ -22,15 +22,18 @@ def check_adata(adata, name: str = "adata") -> None:
 
 def on_disk(adata) -> bool:
     """Whether ``adata.X`` stays on disk: an ``.h5ad`` opened backed, or a zarr store read with ``backed="r"``."""
-    if getattr(adata, "isbacked", False):
-        return True
+    return bool(getattr(adata, "isbacked", False)) or is_disk_matrix(getattr(adata, "X", None))
+
+
+def is_disk_matrix(matrix) -> bool:
+    """Whether ``matrix`` is anndata's on-disk sparse dataset (a backed ``X`` or layer, read by row chunks)."""
     try:
         from anndata.abc import CSCDataset, CSRDataset
     except ImportError:  # anndata < 0.11
         from anndata._core.sparse_dataset import BaseCompressedSparseDataset as CSRDataset
 
         CSCDataset = CSRDataset
-    return isinstance(getattr(adata, "X", None), (CSRDataset, CSCDataset))
+    return isinstance(matrix, (CSRDataset, CSCDataset))
 
 
 def check_counts_block(block, where: str = "X") -> None:

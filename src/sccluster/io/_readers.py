@@ -20,17 +20,51 @@ _LOOM_VAR_NAMES = ("Gene", "var_names", "gene_names", "Genes", "gene_symbols", "
 
 
 def read_h5ad(path: Path, backed: str | None):
-    """Read an ``.h5ad`` file into memory, or open it backed read-only (``backed="r"``)."""
-    import anndata as ad
+    """Read an ``.h5ad`` file into memory, or open it backed read-only (``backed="r"``).
 
-    return ad.read_h5ad(path, backed=backed)
+    Backed, the sparse layers stay on disk too (anndata's sparse datasets, read by row chunks), where
+    ``anndata.read_h5ad(backed="r")`` would read every layer into memory. Everything else is read as anndata
+    reads it.
+    """
+    import anndata as ad
+    import h5py
+
+    if backed is None:
+        return ad.read_h5ad(path)
+    with h5py.File(path, "r") as f:
+        lazy = (
+            "encoding-type" in f.attrs and "layers" in f and any(_is_sparse(g) for g in f["layers"].values())
+        )
+    if not lazy:
+        return ad.read_h5ad(path, backed=backed)
+    from anndata._io.h5ad import _read_raw
+
+    f = h5py.File(path, "r")
+    try:
+        parts = {
+            k: ad.io.read_elem(f[k]) for k in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns") if k in f
+        }
+        layers = {
+            k: ad.io.sparse_dataset(g) if _is_sparse(g) else ad.io.read_elem(g)
+            for k, g in f["layers"].items()
+        }
+        raw = _read_raw(f, attrs={"var", "varm"})
+        return ad.AnnData(filename=f, layers=layers, raw=raw, **parts)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _is_sparse(element) -> bool:
+    """Whether an h5py / zarr element of an AnnData file is a CSR or CSC matrix."""
+    return element.attrs.get("encoding-type") in ("csr_matrix", "csc_matrix")
 
 
 def read_zarr(path: Path, backed: str | None):
     """Read an AnnData zarr store into memory, or with ``backed="r"`` keep its sparse ``X`` on disk.
 
-    Backed, everything but ``X`` is read into memory (as anndata does for a backed ``.h5ad``) and ``X`` is
-    anndata's on-disk sparse dataset over the store, read by row chunks.
+    Backed, ``X`` and the sparse layers are anndata's on-disk sparse datasets over the store, read by row chunks;
+    everything else is read into memory (as for a backed ``.h5ad``).
     """
     import anndata as ad
 
@@ -39,14 +73,19 @@ def read_zarr(path: Path, backed: str | None):
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
-    if "X" not in group or group["X"].attrs.get("encoding-type") not in ("csr_matrix", "csc_matrix"):
+    if "X" not in group or not _is_sparse(group["X"]):
         msg = (
             f"{str(path)!r} has no sparse X, and only a sparse X can stay on disk; read it into memory (no "
             "backed mode) or store X as a CSR matrix"
         )
         raise InputError(msg)
-    parts = {k: ad.io.read_elem(group[k]) for k in ("obs", "var", "uns", "obsm", "varm", "obsp", "varp", "layers")
+    parts = {k: ad.io.read_elem(group[k]) for k in ("obs", "var", "uns", "obsm", "varm", "obsp", "varp")
              if k in group}  # fmt: skip
+    if "layers" in group:
+        layers = group["layers"]
+        assert isinstance(layers, zarr.Group)
+        parts["layers"] = {k: ad.io.sparse_dataset(layers[k]) if _is_sparse(layers[k]) else ad.io.read_elem(layers[k])
+                           for k in layers.keys()}  # fmt: skip
     return ad.AnnData(X=ad.io.sparse_dataset(group["X"]), **parts)
 
 

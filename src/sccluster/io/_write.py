@@ -9,7 +9,7 @@ from typing import Literal
 
 from sccluster._errors import InputError
 from sccluster._utils import atomic_path, check_output_path
-from sccluster._validation import on_disk
+from sccluster._validation import is_disk_matrix, on_disk
 
 from ._csr_h5 import write_csr_blocks
 
@@ -67,10 +67,8 @@ def write_h5ad(
     with atomic_path(out) as tmp:
         if results_only or disk:
             _without_matrices(adata, keep_layers=not results_only).write_h5ad(tmp, compression=compression)
-            if disk and not results_only and adata.isbacked:
-                _copy_x(adata.filename, tmp)
-            elif disk and not results_only:  # a zarr store's X: its rows, block by block
-                _stream_x(adata.X, tmp)
+            if not results_only:
+                _write_disk_matrices(adata, tmp)
         else:
             adata.write_h5ad(tmp, compression=compression)
     what = " (results only)" if results_only else ""
@@ -79,29 +77,42 @@ def write_h5ad(
 
 
 def _without_matrices(adata, *, keep_layers: bool):
-    """An in-memory AnnData with everything of ``adata`` but ``X`` (and ``layers`` unless ``keep_layers``)."""
+    """An in-memory AnnData with all of ``adata`` but ``X`` and the on-disk layers (no layer unless ``keep_layers``)."""
     import anndata as ad
 
+    layers = {k: v for k, v in adata.layers.items() if not is_disk_matrix(v)} if keep_layers else None
     return ad.AnnData(
         obs=adata.obs, var=adata.var, uns=dict(adata.uns), obsm=dict(adata.obsm), varm=dict(adata.varm),
-        obsp=dict(adata.obsp), varp=dict(adata.varp), layers=dict(adata.layers) if keep_layers else None,
+        obsp=dict(adata.obsp), varp=dict(adata.varp), layers=layers,
     )  # fmt: skip
 
 
-def _stream_x(matrix, target: str | os.PathLike, rows: int = 4096) -> None:
-    """Write an on-disk sparse ``matrix`` (a zarr store's ``X``) into ``target`` as CSR, ``rows`` rows at a time."""
+def _write_disk_matrices(adata, target: str | os.PathLike) -> None:
+    """Add the on-disk ``X`` and layers of ``adata`` to the ``.h5ad`` at ``target`` without loading them.
+
+    A matrix in an HDF5 file is copied by HDF5 chunk by chunk; any other (a zarr store's) is written block of
+    rows by block of rows.
+    """
     import h5py
+
+    matrices = {"X": adata.X} if on_disk(adata) else {}
+    matrices.update({f"layers/{k}": v for k, v in adata.layers.items() if is_disk_matrix(v)})
+    with h5py.File(target, "a") as dst:
+        for name, matrix in matrices.items():
+            group = getattr(matrix, "group", None)
+            if name == "X" and adata.isbacked:  # anndata's backed X has no group of its own
+                with h5py.File(adata.filename, "r") as src:
+                    src.copy(src["X"], dst, name="X")
+            elif isinstance(group, h5py.Group):
+                group.file.copy(group, dst, name=name)
+            else:
+                _stream_rows(matrix, dst, name)
+
+
+def _stream_rows(matrix, dst, name: str, rows: int = 4096) -> None:
+    """Write an on-disk sparse ``matrix`` as the CSR element ``dst[name]``, ``rows`` rows at a time."""
     import scipy.sparse as sp
 
     n = matrix.shape[0]
     blocks = (sp.csr_matrix(matrix[start : start + rows]) for start in range(0, n, rows))
-    with h5py.File(target, "a") as dst:
-        write_csr_blocks(dst, "X", blocks, tuple(matrix.shape))
-
-
-def _copy_x(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Copy the ``X`` element of the ``.h5ad`` at ``source`` into ``target`` (HDF5 copies it chunk by chunk)."""
-    import h5py
-
-    with h5py.File(source, "r") as src, h5py.File(target, "a") as dst:
-        src.copy(src["X"], dst, name="X")
+    write_csr_blocks(dst, name, blocks, tuple(matrix.shape))
