@@ -22,7 +22,6 @@ entropy), whether the run was given the key or not.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 import _provenance as P
+from out_of_core import add_row, run_one
 
 BATCH_KEY = "batch"
 COLUMNS = ["batch_key", "seed", "time_s", "read_prepare_s", "fit_s", "write_s", "peak_rss_mb", "ari",
@@ -103,11 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/sccluster_batch_scale"))
     p.add_argument("--csv", type=Path, default=C.REPO_ROOT / "benchmarks" / "results" / "batch-scale.csv")
     args = p.parse_args(argv)
-    import pandas as pd
 
     path = args.source.with_name(f"{args.source.stem}_2batches.h5ad")
     make_batches(args.source, path, keep=args.keep, seed=args.data_seed)
-    child = str(Path(__file__).resolve().parent / "out_of_core.py")
     commit = P.git_commit()
     rows = []
     for seed in args.seeds:
@@ -117,17 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             spec = {"path": str(path), "mode": "memory", "method": args.method, "seed": seed, "batch_key": key,
                     "score_batch": BATCH_KEY, "out": str(args.workdir / f"{tag}.h5ad"),
                     "labels": str(args.workdir / f"{tag}.npy")}  # fmt: skip
-            res = C.run_child(
-                [sys.executable, child, "--child", json.dumps(spec)], workdir=args.workdir, tag=tag
+            _, row = run_one(spec, args.workdir, tag)
+            row.update(
+                {"batch_key": key or "", "method": args.method, "keep": args.keep, "git_commit": commit}
             )
-            Path(spec["out"]).unlink(missing_ok=True)
-            row = {**(res.result or {}), "batch_key": key or "", "seed": seed, "peak_rss_mb": res.peak_rss_mb,
-                   "method": args.method, "status": res.status, "note": res.note if res.status != "ok" else "",
-                   "keep": args.keep, "git_commit": commit}  # fmt: skip
-            rows.append({c: row.get(c) for c in COLUMNS})
-            print(rows[-1], flush=True)
-            args.csv.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows, columns=COLUMNS).to_csv(args.csv, index=False)
+            add_row(rows, row, COLUMNS, args.csv)
     return 0
 
 

@@ -114,6 +114,27 @@ def make(path: Path, n_cells: int, source: str) -> None:
     print(f"made {path} ({n_cells:,} cells) in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def run_one(spec: dict, workdir: Path, tag: str):
+    """Run one child for ``spec`` and delete its output: ``(outcome, row)``, the row holding the child's result,
+    the seed, the peak memory, the status and, for a failure, a note with the last step reached."""
+    res = C.run_child([sys.executable, __file__, "--child", json.dumps(spec)], workdir=workdir, tag=tag)
+    Path(spec["out"]).unlink(missing_ok=True)
+    note = "" if res.status == "ok" else f"{res.note} (last step: {res.steps[-1] if res.steps else 'none'})"
+    row = {**(res.result or {}), "seed": spec["seed"], "peak_rss_mb": res.peak_rss_mb, "status": res.status,
+           "note": note}  # fmt: skip
+    return res, row
+
+
+def add_row(rows: list[dict], row: dict, columns: list[str], csv: Path) -> None:
+    """Append ``row`` (its ``columns``) to ``rows``, print it, and rewrite ``csv`` with every row so far."""
+    import pandas as pd
+
+    rows.append({c: row.get(c) for c in columns})
+    print(rows[-1], flush=True)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=columns).to_csv(csv, index=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("path", type=Path, nargs="?", help="labelled .h5ad of raw counts")
@@ -134,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
         child(json.loads(args.child), args.result)
         return 0
     import numpy as np
-    import pandas as pd
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.make is not None:
@@ -147,22 +167,14 @@ def main(argv: list[str] | None = None) -> int:
             tag = f"{args.method}_{mode}_seed{seed}"
             spec = {"path": str(args.path), "mode": mode, "method": args.method, "seed": seed,
                     "out": str(args.workdir / f"{tag}.h5ad"), "labels": str(args.workdir / f"{tag}.npy")}  # fmt: skip
-            res = C.run_child(
-                [sys.executable, __file__, "--child", json.dumps(spec)], workdir=args.workdir, tag=tag
-            )
-            Path(spec["out"]).unlink(missing_ok=True)
-            row = {**(res.result or {}), "mode": mode, "seed": seed, "peak_rss_mb": res.peak_rss_mb,
-                   "method": args.method if mode != "scanpy" else "scanpy (no scale)", "status": res.status,
-                   "note": res.note if res.status == "ok" else f"{res.note} (last step: {res.steps[-1] if res.steps else 'none'})",
-                   "git_commit": commit}  # fmt: skip
+            res, row = run_one(spec, args.workdir, tag)
+            row.update({"mode": mode, "git_commit": commit,
+                        "method": args.method if mode != "scanpy" else "scanpy (no scale)"})  # fmt: skip
             if res.status == "ok":
                 labels[mode] = np.load(spec["labels"])
                 if "memory" in labels and mode != "memory":
                     row["same_labels_as_memory"] = bool(np.array_equal(labels["memory"], labels[mode]))
-            rows.append({c: row.get(c) for c in COLUMNS})
-            print(rows[-1], flush=True)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(args.csv, index=False)
+            add_row(rows, row, COLUMNS, args.csv)
     return 0
 
 
