@@ -238,8 +238,29 @@ class CountSource:
                 msg = "shuffle=True needs a numpy Generator (rng)"
                 raise ValueError(msg)
             idx = rng.permutation(idx)
-        for start in range(0, len(idx), batch_size):
-            sel = idx[start : start + batch_size]
-            if drop_last and len(sel) < batch_size:
-                break
-            yield self.batch(sel)
+        selections = [idx[start : start + batch_size] for start in range(0, len(idx), batch_size)]
+        if drop_last and selections and len(selections[-1]) < batch_size:
+            selections.pop()
+        if on_disk(self.adata):  # the next batch is read from disk while the caller works on this one
+            yield from _prefetched(self.batch, selections)
+        else:
+            for sel in selections:
+                yield self.batch(sel)
+
+
+def _prefetched(read, items: list) -> Iterator:
+    """``read(item)`` for each of ``items`` in order, the next one read in a background thread meanwhile.
+
+    One read is ahead at most, so memory grows by one batch. Closing the generator waits for that read to end.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sccluster-prefetch") as pool:
+        pending = pool.submit(read, items[0])
+        for item in items[1:]:
+            current = pending.result()
+            pending = pool.submit(read, item)
+            yield current
+        yield pending.result()
