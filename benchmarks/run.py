@@ -93,6 +93,14 @@ def run_single(spec: dict, result_path: str) -> None:
         model.fit(adata)
         out["time_s"] = time.perf_counter() - start
         out["fit_s"] = getattr(model, "fit_time_", None)
+        reused = getattr(
+            model, "reused_time_s_", None
+        )  # a peer's training reused from the other k mode's run
+        if reused is not None:
+            out["time_s"] += reused
+            out["note"] = (
+                f"latent reused from the run with the other k mode; its {reused:.0f} s of training counted"
+            )
         scores = scc.metrics.evaluate(labels, model.labels_)
         out.update(ari=scores["ari"], nmi=scores["nmi"], acc=scores["acc"], k_found=scores["n_clusters"])
         out["partition"] = C.encode_partition(model.labels_)  # C.decode_partition reads it
@@ -173,7 +181,7 @@ def execute(spec: dict, *, logdir: Path, timeout_s: float | None) -> dict:
     res = C.run_child(argv, workdir=logdir, tag=tag, timeout_s=timeout_s)
     r = res.result or {}
     status = res.status
-    note = res.note if status != "ok" else ""
+    note = res.note if status != "ok" else r.get("note") or ""
     if status not in ("ok", "na"):
         note = f"{note} (log: {logdir / (tag + '.log')})".strip()
     row = {c: r.get(c) for c in CSV_COLUMNS}
