@@ -657,3 +657,25 @@ def test_peer_methods_are_found_after_the_package_registry():
     pytest.importorskip("scvi")  # the peer's own environment (benchmarks/peers.py)
     cls = peers.method_class("scvi")
     assert issubclass(cls, LeidenBaseline) and cls().resolution == 1.0
+
+
+def test_peer_latent_cache_is_found_only_by_the_same_training(monkeypatch, tmp_path):
+    """The scvi peer's run with the other k mode finds the latent of the same data and seed, nothing else does."""
+    import anndata as ad
+    import peers
+    import scipy.sparse as sp
+
+    counts = sp.random(30, 8, density=0.4, format="csr", dtype=np.float32, random_state=0)
+    data = ad.AnnData(X=counts, var=pd.DataFrame(index=[f"g{i}" for i in range(8)]))
+    monkeypatch.delenv("SCCLUSTER_PEER_CACHE", raising=False)
+    assert peers._latent_cache(data, 0, 10, None, "1.4.2") is None  # off unless asked for
+    monkeypatch.setenv("SCCLUSTER_PEER_CACHE", str(tmp_path / "cache"))
+    path = peers._latent_cache(data, 0, 10, None, "1.4.2")
+    assert path.parent.is_dir() and path == peers._latent_cache(data.copy(), 0, 10, None, "1.4.2")
+    changed = data.copy()
+    changed.X = counts * 2
+    batched = data.copy()
+    batched.obs["batch"] = ["a", "b"] * 15
+    others = [peers._latent_cache(data, 1, 10, None, "1.4.2"), peers._latent_cache(data, 0, 5, None, "1.4.2"),
+              peers._latent_cache(changed, 0, 10, None, "1.4.2"), peers._latent_cache(batched, 0, 10, None, "1.4.2")]  # fmt: skip
+    assert len({path, *others}) == 5
