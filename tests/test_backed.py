@@ -17,6 +17,7 @@ from sccluster import InputError
 from sccluster._validation import on_disk
 from sccluster.datasets import synthetic
 from sccluster.models import BGFormer, SiameseClu
+from sccluster.tl._resources import data_shape as estimate_data_shape
 
 N_CELLS = 4500  # more than one chunk of 4,096 rows, so every streamed pass crosses a chunk boundary
 BGF = {
@@ -102,6 +103,7 @@ def test_counts_in_a_layer_stay_on_disk_with_the_in_memory_result(path, tmp_path
     adata = ad.read_h5ad(path)
     adata.layers["counts"] = adata.X.copy()
     adata.X = adata.X.multiply(1e4 / adata.X.sum(axis=1)).tocsr().log1p().astype(np.float32)
+    adata.raw = adata  # kept by the output, from the file
     layered = tmp_path / "layered.h5ad"
     adata.write_h5ad(layered)
     before = _md5(layered)
@@ -115,12 +117,19 @@ def test_counts_in_a_layer_stay_on_disk_with_the_in_memory_result(path, tmp_path
         model = BGFormer(4, **BGF).fit(backed, layer="counts")
         np.testing.assert_array_equal(model.labels_, BGFormer(4, **BGF).fit(memory).labels_)
         backed.obs["sccluster"] = model.labels_.astype(str)
-        scc.io.write_h5ad(backed, tmp_path / "out.h5ad")  # X and the layer copied from the file by HDF5
+        assert estimate_data_shape(backed) == (N_CELLS, 300, source_nnz(layered))
+        backed.to_memory()  # anndata closes the AnnData's file here (tl.cluster(copy=True) does this)
+        scc.io.write_h5ad(backed, tmp_path / "out.h5ad")  # X, the layer and raw copied from the file by HDF5
     finally:
         backed.file.close()
     out, source = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(layered)
     assert (out.X != source.X).nnz == 0 and (out.layers["counts"] != source.layers["counts"]).nnz == 0
+    assert out.raw is not None and (out.raw.X != source.raw.X).nnz == 0
     assert out.obs["sccluster"].notna().all() and _md5(layered) == before
+
+
+def source_nnz(path) -> int:
+    return int(ad.read_h5ad(path).layers["counts"].nnz)
 
 
 def test_pca_of_backed_data_matches_memory(path):

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sccluster._errors import InputError
-from sccluster._validation import check_counts_block, on_disk
+from sccluster._validation import check_counts_block, is_disk_matrix, on_disk
 from sccluster.pp._stream import counts_matrix, to_csr
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class CountSource:
     ) -> None:
         self.adata = adata
         self.matrix, self.where = counts_matrix(adata, layer)
+        #: Whether the counts are read from disk (a backed file, or a lazily read layer or zarr store).
+        self.on_disk = on_disk(adata) or is_disk_matrix(self.matrix)
         self.n_obs = int(adata.n_obs)
         var_names = adata.var_names
         if genes is None:
@@ -137,7 +139,7 @@ class CountSource:
         """Rows at arbitrary positions (any order), as CSR over the selected genes."""
         order = np.argsort(index, kind="stable")
         sorted_idx = index[order]
-        if on_disk(self.adata):
+        if self.on_disk:
             # Backed datasets read fastest as one contiguous span around the requested rows.
             lo, hi = int(sorted_idx[0]), int(sorted_idx[-1]) + 1
             if hi - lo <= 4 * len(index):
@@ -241,7 +243,7 @@ class CountSource:
         selections = [idx[start : start + batch_size] for start in range(0, len(idx), batch_size)]
         if drop_last and selections and len(selections[-1]) < batch_size:
             selections.pop()
-        if on_disk(self.adata):  # the next batch is read from disk while the caller works on this one
+        if self.on_disk:  # the next batch is read from disk while the caller works on this one
             yield from _prefetched(self.batch, selections)
         else:
             for sel in selections:

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from sccluster._errors import InputError
 from sccluster._utils import progress, resolve_seed
-from sccluster._validation import check_counts_block
+from sccluster._validation import check_counts_block, is_disk_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def _source_counts(adata, layer: str | None) -> tuple[sp.csr_matrix, str]:
         matrix, where = adata.layers["counts"], "layers['counts']"
     else:
         matrix, where = adata.X, "X"
-    if adata.isbacked and where == "X":
+    if is_disk_matrix(matrix) or (
+        adata.isbacked and where == "X"
+    ):  # a backed or lazily read matrix is loaded
         matrix = matrix.to_memory() if hasattr(matrix, "to_memory") else matrix[()]
     X = sp.csr_matrix(matrix, dtype=np.float32, copy=True)  # never share arrays with the caller's matrix
     X.sum_duplicates()

@@ -178,36 +178,33 @@ def read(
         raise _unreadable(p, fmt, err) from err
     try:
         _check_structure(adata, p, fmt)
-    except BaseException:
+        if orientation_warning:
+            logger.warning(orientation_warning)
+            warnings.warn(orientation_warning, OrientationWarning, stacklevel=2)
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            msg = f"{str(p)!r} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); pass a file with data"
+            raise InputError(msg)
+        _make_names_unique(adata)
+        if not on_disk(adata) and adata.X is not None:
+            adata.X = _as_csr_float32(adata.X)
+        if layer is not None and layer != "X" and layer not in adata.layers:
+            msg = (
+                f"layer {layer!r} not found in {p.name}; available layers: {', '.join(adata.layers) or 'none'}; name one "
+                "of them (--layer), or leave it out to read X"
+            )
+            raise InputError(msg)
+
+        try:  # a backed file is read here for the first time: a damaged chunk fails here
+            x_raw = adata.X is not None and is_raw_counts(adata)
+            layer_raw = None if layer is None else bool(is_raw_counts(adata, layer))
+        except (InputError, MemoryError):
+            raise
+        except Exception as err:
+            raise _unreadable(p, fmt, err) from err
+    except BaseException:  # a backed file is not left open behind an error
         if adata.isbacked:
             adata.file.close()
         raise
-    if orientation_warning:
-        logger.warning(orientation_warning)
-        warnings.warn(orientation_warning, OrientationWarning, stacklevel=2)
-
-    if adata.n_obs == 0 or adata.n_vars == 0:
-        if adata.isbacked:
-            adata.file.close()
-        msg = f"{str(p)!r} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); pass a file with data"
-        raise InputError(msg)
-    _make_names_unique(adata)
-    if not on_disk(adata) and adata.X is not None:
-        adata.X = _as_csr_float32(adata.X)
-    if layer is not None and layer != "X" and layer not in adata.layers:
-        msg = (
-            f"layer {layer!r} not found in {p.name}; available layers: {', '.join(adata.layers) or 'none'}; name one "
-            "of them (--layer), or leave it out to read X"
-        )
-        raise InputError(msg)
-
-    try:  # a backed file is read here for the first time: a damaged chunk fails here
-        x_raw = adata.X is not None and is_raw_counts(adata)
-        layer_raw = None if layer is None else bool(is_raw_counts(adata, layer))
-    except (InputError, MemoryError):
-        raise
-    except Exception as err:
-        raise _unreadable(p, fmt, err) from err
     if x_raw and not on_disk(adata) and "counts" not in adata.layers:
         adata.layers["counts"] = adata.X if share_counts else adata.X.copy()
     info = {"source": str(p), "format": fmt, "X_is_raw_counts": bool(x_raw)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +40,25 @@ def read_h5ad(path: Path, backed: str | None):
         return ad.read_h5ad(path, backed=backed)
     from anndata._io.h5ad import _read_raw
 
-    f = h5py.File(path, "r")
+    # The layers get a handle of their own: anndata closes (and later reopens) the AnnData's handle in
+    # to_memory(), write_h5ad() and copy(), which would leave datasets opened through it unreadable.
+    f, layer_file = h5py.File(path, "r"), h5py.File(path, "r")
     try:
         parts = {
             k: ad.io.read_elem(f[k]) for k in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns") if k in f
         }
         layers = {
             k: ad.io.sparse_dataset(g) if _is_sparse(g) else ad.io.read_elem(g)
-            for k, g in f["layers"].items()
+            for k, g in layer_file["layers"].items()
         }
         raw = _read_raw(f, attrs={"var", "varm"})
-        return ad.AnnData(filename=f, layers=layers, raw=raw, **parts)
+        adata = ad.AnnData(filename=f, layers=layers, raw=raw, **parts)
     except BaseException:
         f.close()
+        layer_file.close()
         raise
+    weakref.finalize(adata, layer_file.close)  # closed with the AnnData
+    return adata
 
 
 def _is_sparse(element) -> bool:

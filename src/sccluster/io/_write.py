@@ -88,22 +88,26 @@ def _without_matrices(adata, *, keep_layers: bool):
 
 
 def _write_disk_matrices(adata, target: str | os.PathLike) -> None:
-    """Add the on-disk ``X`` and layers of ``adata`` to the ``.h5ad`` at ``target`` without loading them.
+    """Add the on-disk ``X``, layers and ``raw`` of ``adata`` to the ``.h5ad`` at ``target`` without loading them.
 
     A matrix in an HDF5 file is copied by HDF5 chunk by chunk; any other (a zarr store's) is written block of
-    rows by block of rows.
+    rows by block of rows. A backed file's ``raw`` is copied as it is in the file.
     """
     import h5py
 
     matrices = {"X": adata.X} if on_disk(adata) else {}
     matrices.update({f"layers/{k}": v for k, v in adata.layers.items() if is_disk_matrix(v)})
     with h5py.File(target, "a") as dst:
+        if adata.isbacked:  # anndata's backed X has no group of its own; raw (its X on disk) comes along
+            with h5py.File(adata.filename, "r") as src:
+                for name in ("X", "raw"):
+                    if name in src and (name == "X" or adata.raw is not None):
+                        src.copy(src[name], dst, name=name)
         for name, matrix in matrices.items():
+            if name == "X" and adata.isbacked:  # copied above
+                continue
             group = getattr(matrix, "group", None)
-            if name == "X" and adata.isbacked:  # anndata's backed X has no group of its own
-                with h5py.File(adata.filename, "r") as src:
-                    src.copy(src["X"], dst, name="X")
-            elif isinstance(group, h5py.Group):
+            if isinstance(group, h5py.Group):
                 group.file.copy(group, dst, name=name)
             else:
                 _stream_rows(matrix, dst, name)

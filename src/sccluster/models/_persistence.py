@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sccluster._errors import InputError
 from sccluster._utils import atomic_path, check_output_path, load_torch_file, resolve_device
 from sccluster._version import __version__
+
+if TYPE_CHECKING:
+    from typing import Self
 
 #: Version of the on-disk model format. Bump when a saved file can no longer be read, or would be read
 #: differently (2: SiameseClu saves the training degrees; 3: clusters numbered by decreasing size).

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sccluster._errors import InputError
+from sccluster._validation import is_disk_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ def data_shape(data) -> tuple[int, int, int]:
     x = data.layers["counts"] if "counts" in data.layers else data.X
     if hasattr(x, "nnz"):
         return int(data.n_obs), int(data.n_vars), int(x.nnz)
+    if is_disk_matrix(x):  # anndata's on-disk sparse dataset: the length of its stored values
+        return int(data.n_obs), int(data.n_vars), int(x.group["indices"].shape[0])
     if x is None:
         return int(data.n_obs), int(data.n_vars), int(COUNTS_PER_CELL * data.n_obs)
     rows = np.asarray(x[: min(data.n_obs, 1000)])
