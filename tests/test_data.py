@@ -56,54 +56,50 @@ def test_gene_alignment_and_missing_genes(synthetic_adata):
         CountSource(synthetic_adata, genes=[*genes, "not_a_gene"])
 
 
-def test_backed_source_streams_same_values(synthetic_adata, tmp_path):
+@pytest.fixture
+def backed(synthetic_adata, tmp_path):
+    """``synthetic_adata`` written to an ``.h5ad`` and opened backed."""
     import anndata as ad
 
     path = tmp_path / "s.h5ad"
     synthetic_adata.write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
-    try:
-        src_b, src_m = CountSource(backed), CountSource(synthetic_adata)
-        np.testing.assert_allclose(src_b.size_factors, src_m.size_factors)
-        idx = np.array([599, 3, 250, 4])
-        np.testing.assert_array_equal(src_b.batch(idx).counts, src_m.batch(idx).counts)
-        order = np.concatenate(
-            [b.index for b in src_b.iter_batches(64, shuffle=True, rng=np.random.default_rng(1))]
-        )
-        assert sorted(order.tolist()) == list(range(synthetic_adata.n_obs))
-        subset = np.arange(0, synthetic_adata.n_obs, 3)
-        rng = np.random.default_rng(2)
-        got = np.concatenate([b.index for b in src_b.iter_batches(64, shuffle=True, rng=rng, indices=subset)])
-        assert sorted(got.tolist()) == subset.tolist() and not np.array_equal(got, subset)
-    finally:
-        backed.file.close()
+    yield backed
+    backed.file.close()
 
 
-def test_backed_batches_are_read_ahead_and_equal_the_in_memory_ones(synthetic_adata, tmp_path):
+def test_backed_source_streams_same_values(synthetic_adata, backed):
+    src_b, src_m = CountSource(backed), CountSource(synthetic_adata)
+    np.testing.assert_allclose(src_b.size_factors, src_m.size_factors)
+    idx = np.array([599, 3, 250, 4])
+    np.testing.assert_array_equal(src_b.batch(idx).counts, src_m.batch(idx).counts)
+    order = np.concatenate(
+        [b.index for b in src_b.iter_batches(64, shuffle=True, rng=np.random.default_rng(1))]
+    )
+    assert sorted(order.tolist()) == list(range(synthetic_adata.n_obs))
+    subset = np.arange(0, synthetic_adata.n_obs, 3)
+    rng = np.random.default_rng(2)
+    got = np.concatenate([b.index for b in src_b.iter_batches(64, shuffle=True, rng=rng, indices=subset)])
+    assert sorted(got.tolist()) == subset.tolist() and not np.array_equal(got, subset)
+
+
+def test_backed_batches_are_read_ahead_and_equal_the_in_memory_ones(synthetic_adata, backed):
     """On disk the next batch is read in a background thread: the same batches, in order; closing stops it."""
     import threading
 
-    import anndata as ad
-
-    path = tmp_path / "s.h5ad"
-    synthetic_adata.write_h5ad(path)
-    backed = ad.read_h5ad(path, backed="r")
-    try:
-        src_b, src_m = CountSource(backed), CountSource(synthetic_adata)
-        for kwargs in ({}, {"shuffle": True, "drop_last": True}):
-            on_disk = list(src_b.iter_batches(64, rng=np.random.default_rng(3), **kwargs))
-            in_memory = list(src_m.iter_batches(64, rng=np.random.default_rng(3), **kwargs))
-            assert len(on_disk) == len(in_memory) == synthetic_adata.n_obs // 64 + (not kwargs)
-            for b, m in zip(on_disk, in_memory, strict=True):
-                np.testing.assert_array_equal(b.index, m.index)
-                np.testing.assert_array_equal(b.counts, m.counts)
-        stream = src_b.iter_batches(64)
-        next(stream)
-        assert any(t.name.startswith("sccluster-prefetch") for t in threading.enumerate())
-        stream.close()  # a caller that stops early (the training loop's step budget)
-        assert not any(t.name.startswith("sccluster-prefetch") for t in threading.enumerate())
-    finally:
-        backed.file.close()
+    src_b, src_m = CountSource(backed), CountSource(synthetic_adata)
+    for kwargs in ({}, {"shuffle": True, "drop_last": True}):
+        on_disk = list(src_b.iter_batches(64, rng=np.random.default_rng(3), **kwargs))
+        in_memory = list(src_m.iter_batches(64, rng=np.random.default_rng(3), **kwargs))
+        assert len(on_disk) == len(in_memory) == synthetic_adata.n_obs // 64 + (not kwargs)
+        for b, m in zip(on_disk, in_memory, strict=True):
+            np.testing.assert_array_equal(b.index, m.index)
+            np.testing.assert_array_equal(b.counts, m.counts)
+    stream = src_b.iter_batches(64)
+    next(stream)
+    assert any(t.name.startswith("sccluster-prefetch") for t in threading.enumerate())
+    stream.close()  # a caller that stops early (the training loop's step budget)
+    assert not any(t.name.startswith("sccluster-prefetch") for t in threading.enumerate())
 
 
 def test_counts_layer_preferred_and_bad_values(synthetic_adata):
