@@ -171,7 +171,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 CLI_MODEL = ["--method", "bgformer", "--n-clusters", "4", "--param", "d_model=16", "--param", "n_anchors=8",
-             "--param", "batch_size=32", "--param", "pretrain_steps=1500", "--param", "cluster_steps=100"]  # fmt: skip
+             "--param", "batch_size=32", "--param", "pretrain_steps=600", "--param", "cluster_steps=100"]  # fmt: skip
 
 
 def test_cli_killed_run_resumes_to_the_same_labels(planted, tmp_path):
