@@ -95,17 +95,16 @@ def _write_disk_matrices(adata, target: str | os.PathLike) -> None:
     """
     import h5py
 
-    matrices = {"X": adata.X} if on_disk(adata) else {}
+    # anndata's backed X has no group of its own: it is copied from the file below, with raw (its X on disk)
+    matrices = {"X": adata.X} if on_disk(adata) and not adata.isbacked else {}
     matrices.update({f"layers/{k}": v for k, v in adata.layers.items() if is_disk_matrix(v)})
     with h5py.File(target, "a") as dst:
-        if adata.isbacked:  # anndata's backed X has no group of its own; raw (its X on disk) comes along
+        if adata.isbacked:
             with h5py.File(adata.filename, "r") as src:
-                for name in ("X", "raw"):
-                    if name in src and (name == "X" or adata.raw is not None):
-                        src.copy(src[name], dst, name=name)
+                src.copy(src["X"], dst, name="X")
+                if adata.raw is not None and "raw" in src:
+                    src.copy(src["raw"], dst, name="raw")
         for name, matrix in matrices.items():
-            if name == "X" and adata.isbacked:  # copied above
-                continue
             group = getattr(matrix, "group", None)
             if isinstance(group, h5py.Group):
                 group.file.copy(group, dst, name=name)
