@@ -91,6 +91,7 @@ class DeepClusterModel(ClusterModel):
     checkpoint_every: int
     resume: bool
     # learned in fit
+    net_: Any  # the network (a torch module with a ZINB ``decoder``)
     genes_: list[str] | np.ndarray
     reference_total_: float | None
     scaler_: Scaler
@@ -145,6 +146,40 @@ class DeepClusterModel(ClusterModel):
             "given" if self.n_clusters is not None else "estimated", time.perf_counter() - t0,
         )  # fmt: skip
         return start
+
+    def reconstruction_error(self, adata, *, layer: str | None = None, chunk: int = 1024) -> float:
+        """Mean ZINB negative log-likelihood of the counts of ``adata``, decoded from their embedding.
+
+        The cells are embedded as by :meth:`transform` (genes matched by name, clean input, network in
+        eval mode) and their raw counts scored under the model's ZINB decoder; the result is the mean over
+        all cell × gene entries (nats, lower is better; scvi-tools' ``get_reconstruction_error``). On cells
+        held out of ``fit`` it measures how much of the expression the embedding keeps, without labels.
+        Streams ``chunk`` cells at a time.
+        """
+        import torch
+
+        from sccluster.nn import zinb_nll
+
+        self._check_predict(adata)
+        z = self._transform(adata, layer=layer)
+        source, _ = self._source(adata, layer)
+        net = self.net_
+        device = next(net.parameters()).device
+        was_training = net.training
+        net.eval()
+        total, entries, start = 0.0, 0, 0
+        with torch.inference_mode():
+            for batch in source.iter_batches(chunk):
+                stop = start + len(batch.index)
+                counts = torch.from_numpy(batch.counts).to(device)
+                sf = torch.from_numpy(batch.size_factors).to(device)
+                codes = None if batch.batch_codes is None else torch.from_numpy(batch.batch_codes).to(device)
+                params = net.decoder(torch.from_numpy(z[start:stop]).to(device), sf, codes)
+                total += float(zinb_nll(counts, *params)) * counts.numel()
+                entries += counts.numel()
+                start = stop
+        net.train(was_training)
+        return total / entries
 
     def _source(self, adata, layer: str | None) -> tuple[CountSource, Scaler]:
         """The counts of new cells and the scaler for them (extended to batches not seen in training)."""
