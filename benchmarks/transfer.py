@@ -58,11 +58,11 @@ BASELINES = ("celltypist-recipe", "knn-pca")
 ECE_BINS = 15
 CV_FOLDS = 5
 COLUMNS = {
-    "classify": ["dataset", "method", "representation", "seed", "n_cells", "accuracy", "macro_f1", "time_s",
+    "classify": ["dataset", "method", "representation", "features", "seed", "n_cells", "accuracy", "macro_f1", "time_s",
                  "git_commit"],
-    "transfer": ["pair", "method", "representation", "seed", "n_reference", "n_query", "accuracy", "macro_f1",
+    "transfer": ["pair", "method", "representation", "features", "seed", "n_reference", "n_query", "accuracy", "macro_f1",
                  "pct_unknown", "ece", "accuracy_predicted", "f1_by_type", "time_s", "git_commit"],
-    "novelty": ["pair", "held_out", "method", "representation", "seed", "n_held_out", "auroc",
+    "novelty": ["pair", "held_out", "method", "representation", "features", "seed", "n_held_out", "auroc",
                 "unknown_held_out", "unknown_others", "time_s", "git_commit"],
 }  # fmt: skip
 
@@ -159,10 +159,13 @@ def knn_pca(ref, ref_labels: np.ndarray, query, seed: int) -> tuple[np.ndarray, 
 
 
 # --------------------------------------------------------------------------- tasks
-def classify_one(dataset: str, method: str, representation: str, seed: int, data_dir: Path) -> dict:
+def classify_one(dataset: str, method: str, representation: str, seed: int, data_dir: Path,
+                 feature_sets: tuple[str, ...] = ("embedding",)) -> dict[str, dict]:  # fmt: skip
+    """``{feature set: row}``: one embedding fitted, then cross-validated with each set of classifier features."""
     from sklearn.model_selection import StratifiedKFold
 
     from sccluster.tl._classifier import CalibratedClassifier
+    from sccluster.tl._features import features
     from sccluster.tl._transfer import LabelTransfer
 
     adata = load(dataset, data_dir)
@@ -170,30 +173,38 @@ def classify_one(dataset: str, method: str, representation: str, seed: int, data
     labels, data = C.counts_only(adata, "cell_type", keep=keep)
     start = time.perf_counter()
     folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
-    pred = np.empty(len(labels), dtype=object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # types with fewer cells than folds
         splits = list(folds.split(np.zeros(len(labels)), labels))
+    out = {}
+
+    def row(pred: np.ndarray) -> dict:
+        s = scores(labels, pred.astype(str), pred.astype(str), np.ones(len(labels)))
+        return {"n_cells": len(labels), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
+                "time_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+
     if method in BASELINES:
+        pred = np.empty(len(labels), dtype=object)
         for train, test in splits:
             pred[test] = celltypist_recipe(data[train], labels[train], data[test])[0]
-    else:
-        lt = LabelTransfer("cell_type", method=method, batch_key=keep[0] if keep else None,
-                           representation=representation, random_state=seed)  # fmt: skip
-        model = lt._new_model(
-            len(np.unique(labels)), seed
-        )  # k = the number of types, as the paper's protocol
-        emb = np.asarray(model.fit(data).embedding_, dtype=np.float32)  # no labels
+        return {"": row(pred)}
+    batch_key = keep[0] if keep else None
+    lt = LabelTransfer("cell_type", method=method, batch_key=batch_key, representation=representation,
+                       random_state=seed)  # fmt: skip
+    model = lt._new_model(len(np.unique(labels)), seed)  # k = the number of types, as the paper's protocol
+    emb = np.asarray(model.fit(data).embedding_, dtype=np.float32)  # no labels
+    for kind in feature_sets:
+        x = features(kind, model, data, emb, layer=None, batch_key=batch_key)
+        pred = np.empty(len(labels), dtype=object)
         for train, test in splits:
-            clf = CalibratedClassifier.fit(emb[train], labels[train], seed=seed)
-            pred[test] = clf.classes[clf.predict_proba(emb[test]).argmax(axis=1)]
-    s = scores(labels, pred.astype(str), pred.astype(str), np.ones(len(labels)))
-    return {"n_cells": len(labels), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
-            "time_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+            clf = CalibratedClassifier.fit(x[train], labels[train], seed=seed)
+            pred[test] = clf.classes[clf.predict_proba(x[test]).argmax(axis=1)]
+        out[kind] = row(pred)
+    return out
 
 
 def transfer_one(pair: tuple, method: str, representation: str, seed: int, data_dir: Path,
-                 drop_type: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:  # fmt: skip
+                 drop_type: str | None = None, features: str = "embedding") -> tuple[dict, np.ndarray, np.ndarray]:  # fmt: skip
     import sccluster as scc
 
     dataset, ref_mask, query_mask = pair
@@ -213,7 +224,8 @@ def transfer_one(pair: tuple, method: str, representation: str, seed: int, data_
         out = predicted
     else:
         scc.tl.transfer_labels(ref, query, label_key="cell_type", method=method, batch_key="batch",
-                               representation=representation, random_state=seed)  # fmt: skip
+                               representation=representation, features=features,
+                               random_state=seed)  # fmt: skip
         out = query.obs["transferred_label"].astype(str).to_numpy()
         predicted = query.obs["transferred_label_predicted"].astype(str).to_numpy()
         confidence = query.obs["transferred_label_confidence"].to_numpy()
@@ -225,11 +237,18 @@ def transfer_one(pair: tuple, method: str, representation: str, seed: int, data_
 
 
 def novelty_one(
-    pair: tuple, held_out: str, method: str, representation: str, seed: int, data_dir: Path
+    pair: tuple,
+    held_out: str,
+    method: str,
+    representation: str,
+    seed: int,
+    data_dir: Path,
+    features: str = "embedding",
 ) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    row, truth, novelty, out = transfer_one(pair, method, representation, seed, data_dir, drop_type=held_out)
+    row, truth, novelty, out = transfer_one(pair, method, representation, seed, data_dir, drop_type=held_out,
+                                            features=features)  # fmt: skip
     target = truth == held_out
     unknown = np.asarray(out) == "unknown"
     return {"n_held_out": int(target.sum()), "auroc": float(roc_auc_score(target, novelty)),
@@ -244,74 +263,106 @@ def _done(path: Path, keys: list[str]) -> set:
         return {tuple(r[k] for k in keys) for r in csv.DictReader(fh)}
 
 
+def _upgrade(path: Path, columns: list[str]) -> None:
+    """Rewrite a CSV written before a column was added (``features``: ``"embedding"``, the only one then)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames == columns:
+            return
+        rows = list(reader)
+    for r in rows:
+        r.setdefault("features", "" if r["method"] in BASELINES else "embedding")
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def plan(task: str, args, all_pairs: dict) -> list[dict]:
+    """The jobs of a task; a classify job lists the feature sets its one fit serves."""
+    embeddings = [e for e in EMBEDDINGS if e[0] in args.methods and e[1] in args.representations]
+    feats = tuple(args.features)
+    jobs = []
+    for seed in args.seeds:
+        if task == "classify":
+            for ds in args.datasets or CLASSIFY_DATASETS:
+                jobs += [{"dataset": ds, "method": m, "representation": r, "seed": seed, "features": feats}
+                         for m, r in embeddings]  # fmt: skip
+                if "celltypist-recipe" in args.methods and seed == args.seeds[0]:  # deterministic: once
+                    jobs.append({"dataset": ds, "method": "celltypist-recipe", "representation": "", "seed": seed,
+                                 "features": ("",)})  # fmt: skip
+            continue
+        for name, pair in all_pairs.items():
+            if task == "novelty" and not name.startswith("kang"):
+                continue
+            types = sorted(set(load(pair[0], args.data_dir).obs["cell_type"].astype(str)))
+            for m, r in embeddings:
+                for f in feats:
+                    base = {"pair": name, "method": m, "representation": r, "seed": seed, "features": f}
+                    jobs += [base] if task == "transfer" else [{**base, "held_out": t} for t in types]
+            if task == "transfer":
+                jobs += [{"pair": name, "method": b, "representation": "", "seed": seed, "features": ""}
+                         for b in BASELINES if b in args.methods and (b == "knn-pca" or seed == args.seeds[0])]  # fmt: skip
+    return jobs
+
+
 def run_task(task: str, args) -> None:
     path = args.csv or RESULTS / f"transfer-{task}.csv"
-    keys = {"classify": ["dataset", "method", "representation", "seed"],
-            "transfer": ["pair", "method", "representation", "seed"],
-            "novelty": ["pair", "held_out", "method", "representation", "seed"]}[task]  # fmt: skip
+    keys = {"classify": ["dataset", "method", "representation", "features", "seed"],
+            "transfer": ["pair", "method", "representation", "features", "seed"],
+            "novelty": ["pair", "held_out", "method", "representation", "features", "seed"]}[task]  # fmt: skip
+    _upgrade(path, COLUMNS[task])
     done = _done(path, keys)
     new = not path.is_file() or path.stat().st_size == 0
     commit = P.git_commit()
-    embeddings = [e for e in EMBEDDINGS if e[0] in args.methods and e[1] in args.representations]
-    jobs = []
-    if task == "classify":
-        for seed in args.seeds:
-            for ds in args.datasets or CLASSIFY_DATASETS:
-                jobs += [
-                    {"dataset": ds, "method": m, "representation": r, "seed": seed} for m, r in embeddings
-                ]
-                if "celltypist-recipe" in args.methods and seed == args.seeds[0]:  # deterministic: once
-                    jobs.append(
-                        {"dataset": ds, "method": "celltypist-recipe", "representation": "", "seed": seed}
-                    )
-    else:
-        all_pairs = pairs(args.data_dir)
-        chosen = {k: v for k, v in all_pairs.items() if task == "transfer" or k.startswith("kang")}
-        for seed in args.seeds:
-            for name, pair in chosen.items():
-                types = sorted(set(load(pair[0], args.data_dir).obs["cell_type"].astype(str)))
-                for m, r in embeddings:
-                    if task == "transfer":
-                        jobs.append({"pair": name, "method": m, "representation": r, "seed": seed})
-                    else:
-                        jobs += [
-                            {"pair": name, "held_out": t, "method": m, "representation": r, "seed": seed}
-                            for t in types
-                        ]
-                if task == "transfer":
-                    jobs += [{"pair": name, "method": b, "representation": "", "seed": seed} for b in BASELINES
-                             if b in args.methods and (b == "knn-pca" or seed == args.seeds[0])]  # fmt: skip
+    all_pairs = {} if task == "classify" else pairs(args.data_dir)
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS[task], extrasaction="ignore")
         if new:
             writer.writeheader()
-        for job in jobs:
-            if tuple(str(job[k]) for k in keys) in done:
-                continue
+        for job in plan(task, args, all_pairs):
             if task == "classify":
-                row = classify_one(
-                    job["dataset"], job["method"], job["representation"], job["seed"], args.data_dir
+                todo = tuple(
+                    f
+                    for f in job["features"]
+                    if tuple(str({**job, "features": f}[k]) for k in keys) not in done
                 )
-            elif task == "transfer":
-                row = transfer_one(all_pairs[job["pair"]], job["method"], job["representation"], job["seed"],
-                                   args.data_dir)[0]  # fmt: skip
+                if not todo:
+                    continue
+                rows = classify_one(job["dataset"], job["method"], job["representation"], job["seed"],
+                                    args.data_dir, todo if job["method"] not in BASELINES else ("",))  # fmt: skip
+                results = [(f, r) for f, r in rows.items()]
             else:
-                row = novelty_one(all_pairs[job["pair"]], job["held_out"], job["method"], job["representation"],
-                                  job["seed"], args.data_dir)  # fmt: skip
-            row.update(job, git_commit=commit)
-            writer.writerow(row)
-            fh.flush()
-            print(json.dumps({k: row[k] for k in row if k != "f1_by_type"}), flush=True)
+                if tuple(str(job[k]) for k in keys) in done:
+                    continue
+                f = job["features"] or "embedding"
+                if task == "transfer":
+                    row = transfer_one(all_pairs[job["pair"]], job["method"], job["representation"], job["seed"],
+                                       args.data_dir, features=f)[0]  # fmt: skip
+                else:
+                    row = novelty_one(all_pairs[job["pair"]], job["held_out"], job["method"], job["representation"],
+                                      job["seed"], args.data_dir, features=f)  # fmt: skip
+                results = [(job["features"], row)]
+            for f, row in results:
+                row.update(job, features=f, git_commit=commit)
+                writer.writerow(row)
+                fh.flush()
+                print(json.dumps({k: row[k] for k in row if k != "f1_by_type"}), flush=True)
 
 
 # --------------------------------------------------------------------------- report
 def _variant(row) -> str:
     rep = row["representation"]
-    return (
+    name = (
         row["method"]
         if not isinstance(rep, str) or not rep or rep == "encoder"
         else f"{row['method']} ({rep})"
     )
+    return f"{name} + genes" if row.get("features") == "embedding+genes" else name
 
 
 def report(args) -> str:
@@ -390,6 +441,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("task", choices=["classify", "transfer", "novelty", "report"])
     p.add_argument("--methods", nargs="+", default=["bgformer", "siamese", "pca", *BASELINES])
     p.add_argument("--representations", nargs="+", default=["encoder", "clustered"])
+    p.add_argument(
+        "--features",
+        nargs="+",
+        default=["embedding"],
+        choices=["embedding", "embedding+genes"],
+        help="classifier inputs to run (LabelTransfer's features)",
+    )
     p.add_argument("--datasets", nargs="+", default=None, help="classify: default the three labelled sets")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--data-dir", type=Path, default=None)

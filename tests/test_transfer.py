@@ -187,3 +187,25 @@ def test_cli_transfer_bad_label_key_is_one_line_exit_2(two_batches, tmp_path):
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:")
     assert "nope" in res.stderr
     assert not out.exists()
+
+
+def test_genes_beside_the_embedding_name_the_types_by_chunks_and_survive_save_load(two_batches, tmp_path, monkeypatch):
+    from sccluster.tl import _features
+
+    ref, query, truth = two_batches
+    model = LabelTransfer("cell_type", method="pca", batch_key="batch", features="embedding+genes").fit(ref)
+    whole = model.predict(query)
+    assert np.mean(whole.labels == truth) > 0.95
+    # the classifier reads the embedding's columns and then the model's genes
+    assert model.classifier_.coef.shape == (4, whole.embedding.shape[1] + len(model.genes_))
+    monkeypatch.setattr(_features, "CHUNK", 50)  # many chunks: the same probabilities
+    np.testing.assert_allclose(model.predict(query).proba, whole.proba, atol=1e-6)
+    fewer = query[:, query.var_names[:-30]].copy()  # genes missing from the query: read as zero counts
+    assert np.mean(model.predict(fewer).labels == truth) > 0.9
+    path = tmp_path / "genes.pt"
+    model.save(path)
+    loaded = LabelTransfer.load(path)
+    assert loaded.features == "embedding+genes"
+    np.testing.assert_allclose(loaded.predict(query).proba, whole.proba, atol=1e-6)
+    with pytest.raises(InputError, match="features"):
+        LabelTransfer("cell_type", features="genes")

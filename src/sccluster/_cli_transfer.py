@@ -53,6 +53,13 @@ def add_transfer_parser(sub, common: argparse.ArgumentParser, *, seed_type, para
         metavar="A",
         help="share of held-out reference cells beyond the novelty threshold (default: 0.01)",
     )
+    p.add_argument(
+        "--features",
+        default="embedding",
+        choices=["embedding", "embedding+genes"],
+        help="what the classifier reads: the embedding alone, or beside the model's scaled input genes "
+        "(default: embedding)",
+    )
     p.add_argument("--seed", type=seed_type, default=0, help="random seed (default: 0)")
     p.add_argument(
         "--key-added",
@@ -157,6 +164,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         _check_transfer_params(args.method, params)
         transfer = LabelTransfer(args.label_key, method=args.method, batch_key=args.batch_key,
                                  min_confidence=args.min_confidence, novelty_alpha=args.novelty_alpha,
+                                 features=args.features,
                                  random_state=args.seed, **params)  # fmt: skip
     elif args.param:
         msg = (

@@ -26,7 +26,8 @@ from sccluster.models._params import check_choice, check_number
 from sccluster.models._pca_embedder import PCAEmbedder
 from sccluster.pp._stream import counts_matrix, iter_chunks
 
-from ._classifier import CalibratedClassifier, NoveltyScorer
+from ._classifier import MAX_TRAIN_CELLS, CalibratedClassifier, NoveltyScorer, stratified_subsample
+from ._features import FEATURES, features, iter_features
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ class LabelTransfer:
         the embedding after the clustering stage, which pulls cells towards ``n_clusters`` centres and can
         merge types (why the default: ``docs/decisions/0015-transfer-encoder-embedding.md``). Ignored by
         ``"pca"``.
+    features
+        What the classifier reads: ``"embedding"`` (default) the embedding alone, or ``"embedding+genes"``
+        the embedding beside the model's input genes (its highly variable genes, log-normalised and z-scored
+        as the model scales them, per batch with ``batch_key``), as CellTypist's logistic regression reads
+        genes. The novelty score always reads the embedding alone.
     random_state
         Seed of the model, the classifier's folds and the subsamples (default 0).
     **model_kwargs
@@ -112,13 +118,15 @@ class LabelTransfer:
 
     def __init__(self, label_key: str, *, method: str = "bgformer", batch_key: str | None = None,
                  min_confidence: float = 0.5, novelty_alpha: float = 0.01, representation: str = "encoder",
-                 random_state: int | None = 0, **model_kwargs: Any) -> None:  # fmt: skip
+                 features: str = "embedding", random_state: int | None = 0,
+                 **model_kwargs: Any) -> None:  # fmt: skip
         self.label_key = label_key
         self.method = method
         self.batch_key = batch_key
         self.min_confidence = min_confidence
         self.novelty_alpha = novelty_alpha
         self.representation = representation
+        self.features = features
         self.random_state = random_state
         self.model_kwargs = model_kwargs
         self._check_params()
@@ -133,6 +141,7 @@ class LabelTransfer:
         check_number("min_confidence", self.min_confidence, 0.0, 1.0)
         check_number("novelty_alpha", self.novelty_alpha, 0.0, 0.5)
         check_choice("representation", self.representation, REPRESENTATIONS)
+        check_choice("features", self.features, FEATURES)
         if self.representation == "encoder" and "cluster_steps" in self.model_kwargs:
             msg = "cluster_steps is set by representation: leave it out, or use representation='clustered'"
             raise InputError(msg)
@@ -180,12 +189,17 @@ class LabelTransfer:
         train = has_label[fit_rows]
         emb = np.asarray(model.embedding_, dtype=np.float32)[train]
         train_labels = labels[fit_rows][train]
-        self.classifier_ = CalibratedClassifier.fit(emb, train_labels, seed=seed, classes=classes)
-        self.novelty_ = NoveltyScorer.fit(emb, np.searchsorted(classes, train_labels), len(classes),
-                                          alpha=float(self.novelty_alpha), seed=seed)  # fmt: skip
+        codes = np.searchsorted(classes, train_labels)
+        # the classifier reads at most MAX_TRAIN_CELLS cells: only theirs get gene features
+        sub = stratified_subsample(codes, MAX_TRAIN_CELLS, np.random.default_rng(seed))
+        x = self._features(model, reference[fit_rows[train][sub]], emb[sub], layer)
+        self.classifier_ = CalibratedClassifier.fit(x, train_labels[sub], seed=seed, classes=classes)
+        self.novelty_ = NoveltyScorer.fit(emb, codes, len(classes), alpha=float(self.novelty_alpha),
+                                          seed=seed)  # fmt: skip
         if held.any():  # cells neither the embedding nor the classifier saw: honest temperature and threshold
-            cal = np.asarray(model.transform(reference[np.flatnonzero(held)], layer=layer), dtype=np.float32)
-            self.classifier_.calibrate(cal, labels[held])
+            held_cells = reference[np.flatnonzero(held)]
+            cal = np.asarray(model.transform(held_cells, layer=layer), dtype=np.float32)
+            self.classifier_.calibrate(self._features(model, held_cells, cal, layer), labels[held])
             self.novelty_.calibrate(cal)
         self.model_ = model
         self.classes_ = classes
@@ -211,6 +225,10 @@ class LabelTransfer:
         self.fit(reference, layer=layer, genes=None if len(genes) == reference.n_vars else genes)
         return self.predict(query, layer=layer)
 
+    def _features(self, model, cells, embedding: np.ndarray, layer: str | None) -> np.ndarray:
+        """The classifier's inputs for ``cells`` (a few ten thousand at most) with their ``embedding``."""
+        return features(self.features, model, cells, embedding, layer=layer, batch_key=self.batch_key)
+
     def _new_model(self, n_classes: int, seed: int):
         kwargs = dict(self.model_kwargs)
         if self.method == PCAEmbedder.name:
@@ -233,10 +251,12 @@ class LabelTransfer:
         check_adata(query, "query")
         view = aligned_query(query, self.genes_, layer=layer, reference_total=self.reference_total_,
                              batch_key=self.batch_key)  # fmt: skip
-        emb = np.asarray(
-            self.model_.transform(view, layer=None if view is not query else layer), dtype=np.float32
-        )
-        proba = self.classifier_.predict_proba(emb)
+        view_layer = None if view is not query else layer
+        emb = np.asarray(self.model_.transform(view, layer=view_layer), dtype=np.float32)
+        proba = np.empty((len(emb), len(self.classes_)), dtype=np.float32)
+        for rows, x in iter_features(self.features, self.model_, view, emb, layer=view_layer,
+                                     batch_key=self.batch_key):  # fmt: skip
+            proba[rows] = self.classifier_.predict_proba(x)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(best)), best]
         novelty = self.novelty_.score(emb)
@@ -278,7 +298,7 @@ class LabelTransfer:
         if not isinstance(payload, dict) or payload.get("transfer_format") != TRANSFER_FORMAT:
             msg = f"{str(path)!r} is not a label-transfer model of this sccluster {__version__}; fit and save it again"
             raise InputError(msg)
-        params = dict(payload["params"])
+        params = {"features": "embedding", **payload["params"]}  # files written before the option
         model_kwargs = params.pop("model_kwargs")
         out = cls(**params, **model_kwargs)
         stored = payload["model"]
@@ -297,7 +317,7 @@ class LabelTransfer:
         """Parameters as given to ``__init__`` (``model_kwargs`` as one dict)."""
         return {"label_key": self.label_key, "method": self.method, "batch_key": self.batch_key,
                 "min_confidence": self.min_confidence, "novelty_alpha": self.novelty_alpha,
-                "representation": self.representation,
+                "representation": self.representation, "features": self.features,
                 "random_state": self.random_state,
                 "model_kwargs": dict(self.model_kwargs)}  # fmt: skip
 
@@ -421,6 +441,7 @@ def transfer_labels(
     min_confidence: float = 0.5,
     novelty_alpha: float = 0.01,
     representation: str = "encoder",
+    features: str = "embedding",
     copy: bool = False,
     **model_kwargs: Any,
 ):
@@ -441,7 +462,7 @@ def transfer_labels(
         ``"bgformer"`` (default), ``"siamese"`` or ``"pca"`` (see :class:`LabelTransfer`).
     key_added
         Prefix of the query slots written (default ``"transferred_label"``).
-    batch_key, min_confidence, novelty_alpha, representation
+    batch_key, min_confidence, novelty_alpha, representation, features
         See :class:`LabelTransfer`.
     random_state
         Seed (default 0).
@@ -468,7 +489,7 @@ def transfer_labels(
         raise InputError(msg)
     transfer = LabelTransfer(label_key, method=method, batch_key=batch_key, min_confidence=min_confidence,
                              novelty_alpha=novelty_alpha, representation=representation,
-                             random_state=random_state, **model_kwargs)  # fmt: skip
+                             features=features, random_state=random_state, **model_kwargs)  # fmt: skip
     result = transfer.fit_predict(reference, query, layer=layer)
     if copy:
         query = query.to_memory() if on_disk(query) else query.copy()
