@@ -189,7 +189,9 @@ def test_cli_transfer_bad_label_key_is_one_line_exit_2(two_batches, tmp_path):
     assert not out.exists()
 
 
-def test_genes_beside_the_embedding_name_the_types_by_chunks_and_survive_save_load(two_batches, tmp_path, monkeypatch):
+def test_genes_beside_the_embedding_name_the_types_by_chunks_and_survive_save_load(
+    two_batches, tmp_path, monkeypatch
+):
     from sccluster.tl import _features
 
     ref, query, truth = two_batches

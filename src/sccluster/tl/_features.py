@@ -41,7 +41,9 @@ def iter_features(
         yield batch.index, np.hstack([embedding[batch.index], genes])
 
 
-def features(kind: str, model, adata, embedding: np.ndarray, *, layer: str | None, batch_key: str | None) -> np.ndarray:
+def features(
+    kind: str, model, adata, embedding: np.ndarray, *, layer: str | None, batch_key: str | None
+) -> np.ndarray:
     """All the features of the cells of ``adata`` at once (for the at most a few ten thousand cells a fit reads)."""
     parts = list(iter_features(kind, model, adata, embedding, layer=layer, batch_key=batch_key))
     return parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
