@@ -14,6 +14,8 @@ child would report at least the harness's own memory.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
 import json
 import logging
@@ -361,3 +363,40 @@ def package_logs_to_stderr() -> None:
         handler.set_name("sccluster-benchmarks")
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
+
+
+def parse_or_summarise(parser, argv, summary_table) -> Any:
+    """Parse ``argv``; with ``--from-csv`` print ``summary_table(path)`` and return ``None`` (nothing to run).
+
+    The parser needs ``--from-csv`` and ``--csv``; without ``--from-csv``, ``--csv`` is required.
+    """
+    args = parser.parse_args(argv)
+    if args.from_csv:
+        print(summary_table(args.from_csv))
+        return None
+    if args.csv is None:
+        parser.error("--csv is required unless --from-csv is given")
+    return args
+
+
+@contextlib.contextmanager
+def resumable_csv(path: Path, columns: list[str], keys: list[str], resume: bool):
+    """``(write, done)``: ``write(row)`` appends a row and flushes; ``done`` the ``keys`` tuples already there.
+
+    With ``resume`` an existing file is appended to (``done`` read from it); otherwise it is started anew.
+    """
+    done: set = set()
+    if resume and path.is_file():
+        with open(path, newline="") as fh:
+            done = {tuple(r[k] for k in keys) for r in csv.DictReader(fh)}
+    new = not (resume and path.is_file())
+    with open(path, "w" if new else "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        if new:
+            writer.writeheader()
+
+        def write(row: dict) -> None:
+            writer.writerow(row)
+            fh.flush()
+
+        yield write, done

@@ -37,7 +37,6 @@ Rows go to a CSV one at a time; ``--resume`` skips rows already there.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -200,24 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         "--embeddings", type=Path, default=None, help="saved k-auto embeddings (run.py --save-embeddings)"
     )
     p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
-    if args.from_csv:
-        print(summary_table(args.from_csv))
+    args = C.parse_or_summarise(p, argv, summary_table)
+    if args is None:
         return 0
-    if not args.datasets or args.csv is None:
-        p.error("--datasets and --csv are required unless --from-csv is given")
+    if not args.datasets:
+        p.error("--datasets is required unless --from-csv is given")
     data_dir = Path(args.data_dir or P.default_data_dir())
     params = C.parse_params(args.param, args.methods)
-    done = set()
-    if args.resume and args.csv.is_file():
-        with open(args.csv, newline="") as fh:
-            done = {(r["method"], r["params"], r["dataset"], r["seed"]) for r in csv.DictReader(fh)}
-    new = not args.csv.is_file() or not args.resume
     commit = P.git_commit()
-    with open(args.csv, "w" if new else "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
+    keys = ["method", "params", "dataset", "seed"]
+    with C.resumable_csv(args.csv, COLUMNS, keys, args.resume) as (write, done):
         for seed in args.seeds:
             for name in args.datasets:
                 for method in args.methods:
@@ -231,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     row.update(
                         method=method, params=ps, dataset=name, seed=seed, git_commit=commit, embedding=source
                     )
-                    writer.writerow(row)
-                    fh.flush()
+                    write(row)
                     print(f"{method} {name} seed {seed}: done in {row['time_s']} s", flush=True)
     return 0
 

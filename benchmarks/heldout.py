@@ -28,7 +28,6 @@ embedding, 10 starts: where the k-given clustering stage starts from).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -129,35 +128,24 @@ def main(argv: list[str] | None = None) -> int:
         "--from-csv", type=Path, default=None, help="print the Markdown summary of a CSV, run nothing"
     )
     p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
-    if args.from_csv:
-        print(summary_table(args.from_csv))
+    args = C.parse_or_summarise(p, argv, summary_table)
+    if args is None:
         return 0
-    if args.csv is None:
-        p.error("--csv is required unless --from-csv is given")
     from run import find_datasets
 
     files = find_datasets(Path(args.data_dir or P.default_data_dir()), args.datasets)
     params = C.parse_params([f"{args.method}:{x}" for x in args.param], [args.method])[args.method]
     ps = json.dumps(params, sort_keys=True)
-    done = set()
-    if args.resume and args.csv.is_file():
-        with open(args.csv, newline="") as fh:
-            done = {(r["method"], r["params"], r["dataset"], r["seed"]) for r in csv.DictReader(fh)}
-    new = not args.csv.is_file() or not args.resume
     commit = P.git_commit()
-    with open(args.csv, "w" if new else "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
+    keys = ["method", "params", "dataset", "seed"]
+    with C.resumable_csv(args.csv, COLUMNS, keys, args.resume) as (write, done):
         for seed in args.seeds:
             for path in files:
                 if (args.method, ps, path.stem, str(seed)) in done:
                     continue
                 row = measure(args.method, params, path, seed)
                 row.update(method=args.method, params=ps, dataset=path.stem, seed=seed, git_commit=commit)
-                writer.writerow(row)
-                fh.flush()
+                write(row)
                 print(json.dumps(row), flush=True)
     return 0
 

@@ -17,7 +17,6 @@ the size of the smallest type found. The planted labels only score.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -123,24 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE")
     p.add_argument("--csv", type=Path, default=None)
     p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
-    if args.from_csv:
-        print(summary_table(args.from_csv))
+    args = C.parse_or_summarise(p, argv, summary_table)
+    if args is None:
         return 0
-    if args.csv is None:
-        p.error("--csv is required unless --from-csv is given")
     params = C.parse_params(args.param, args.methods)
     k_modes = ["given", "auto"] if args.k == "both" else [args.k]
-    done = set()
-    if args.resume and args.csv.is_file():
-        with open(args.csv, newline="") as fh:
-            done = {(r["method"], r["params"], r["k_mode"], r["seed"]) for r in csv.DictReader(fh)}
-    new = not (args.resume and args.csv.is_file())
     commit = P.git_commit()
-    with open(args.csv, "w" if new else "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
+    keys = ["method", "params", "k_mode", "seed"]
+    with C.resumable_csv(args.csv, COLUMNS, keys, args.resume) as (write, done):
         for seed in args.seeds:
             for method in args.methods:
                 for k_mode in k_modes:
@@ -149,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     row = run_one(method, params[method], k_mode, seed)
                     row.update(method=method, params=ps, k_mode=k_mode, seed=seed, git_commit=commit)
-                    writer.writerow(row)
-                    fh.flush()
+                    write(row)
                     print(f"{method} {k_mode} seed {seed}: {row['k_found']} clusters", flush=True)
     return 0
 

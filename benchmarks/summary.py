@@ -25,7 +25,8 @@ from _common import variant_label
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CSVS = [RESULTS / "baselines.csv", RESULTS / "bgformer.csv", RESULTS / "siamese.csv"]
 #: The peer's runs (benchmarks/peers.py), read by --user-table when present.
-PEER_CSVS = [RESULTS / "scvi.csv", RESULTS / "scvi-seed2.csv"]
+#: Rows the user table adds to the default CSVs: the peer, and the consensus over seeds (benchmarks/consensus.py).
+EXTRA_CSVS = [RESULTS / "scvi.csv", RESULTS / "scvi-seed2.csv", RESULTS / "consensus.csv"]
 #: The dataset whose k-auto runs give a time at 4k cells for a method that timing-4k.csv lacks.
 TIMING_DATASET = "pbmc_4k_top2000"
 TIMING_CSV = RESULTS / "timing-4k.csv"
@@ -38,6 +39,7 @@ USER_ROWS = [
     ("leiden, resolution by stability", "leiden", "leiden", "sccluster leiden"),
     ("leiden, resolution 1.0 (scanpy's default)", "leiden", "leiden (resolution=1.0)", "scanpy (no scale)"),
     ("kmeans on PCA, k by silhouette", "kmeans", "kmeans", "sccluster kmeans"),
+    ("bgformer, consensus of 3 seeds (`n_seeds=3`)", "bgformer (n_seeds=3)", "bgformer (n_seeds=3)", None),
     ("scvi-tools SCVI + Leiden (peer)", "scvi", "scvi", None),
 ]
 
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"print BENCHMARKS.md's table instead (also reads {TIMING_CSV.name} and the scale CSVs)")  # fmt: skip
     args = p.parse_args(argv)
     if args.user_table and args.csvs == DEFAULT_CSVS:
-        args.csvs = DEFAULT_CSVS + [f for f in PEER_CSVS if f.exists()]
+        args.csvs = DEFAULT_CSVS + [f for f in EXTRA_CSVS if f.exists()]
     runs = load_runs(args.csvs)
     if args.user_table:
         timing = load_runs([TIMING_CSV]) if TIMING_CSV.exists() else None

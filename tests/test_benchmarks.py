@@ -679,3 +679,28 @@ def test_peer_latent_cache_is_found_only_by_the_same_training(monkeypatch, tmp_p
     others = [peers._latent_cache(data, 1, 10, None, "1.4.2"), peers._latent_cache(data, 0, 5, None, "1.4.2"),
               peers._latent_cache(changed, 0, 10, None, "1.4.2"), peers._latent_cache(batched, 0, 10, None, "1.4.2")]  # fmt: skip
     assert len({path, *others}) == 5
+
+
+def test_resumable_csv_keeps_rows_on_resume_and_starts_anew_without(tmp_path):
+    path = tmp_path / "rows.csv"
+    cols, keys = ["name", "seed", "value"], ["name", "seed"]
+    with _common.resumable_csv(path, cols, keys, resume=True) as (write, done):
+        assert done == set()
+        write({"name": "a", "seed": 0, "value": 1.5})
+    with _common.resumable_csv(path, cols, keys, resume=True) as (write, done):
+        assert done == {("a", "0")}
+        write({"name": "b", "seed": 1, "value": 2.5})
+    assert [r["name"] for r in csv.DictReader(path.read_text().splitlines())] == ["a", "b"]
+    with _common.resumable_csv(path, cols, keys, resume=False) as (write, done):
+        assert done == set()
+    assert path.read_text().splitlines() == ["name,seed,value"]
+
+
+def test_held_out_cells_depend_on_the_seed_alone():
+    import heldout
+
+    a, b = heldout.held_out_cells(5000, 0), heldout.held_out_cells(5000, 0)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 500 and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, heldout.held_out_cells(5000, 1))
+    assert len(heldout.held_out_cells(300, 0)) == 100  # at least 100 cells, at most half
