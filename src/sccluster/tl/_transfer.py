@@ -103,7 +103,9 @@ class LabelTransfer:
         What the classifier reads: ``"embedding"`` (default) the embedding alone, or ``"embedding+genes"``
         the embedding beside the model's input genes (its highly variable genes, log-normalised and z-scored
         as the model scales them, per batch with ``batch_key``), as CellTypist's logistic regression reads
-        genes. The novelty score always reads the embedding alone.
+        genes. The novelty score always reads the embedding alone. The genes are read for at most
+        :data:`~sccluster.tl._classifier.MAX_TRAIN_CELLS` reference cells (about 4 GB of memory at 2,000 genes
+        and that many cells) and for the query by chunks.
     random_state
         Seed of the model, the classifier's folds and the subsamples (default 0).
     **model_kwargs
