@@ -24,7 +24,6 @@ from _common import variant_label
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CSVS = [RESULTS / "baselines.csv", RESULTS / "bgformer.csv", RESULTS / "siamese.csv"]
-#: The peer's runs (benchmarks/peers.py), read by --user-table when present.
 #: Rows the user table adds to the default CSVs: the peer, and the consensus over seeds (benchmarks/consensus.py).
 EXTRA_CSVS = [RESULTS / "scvi.csv", RESULTS / "scvi-seed2.csv", RESULTS / "consensus.csv"]
 #: The dataset whose k-auto runs give a time at 4k cells for a method that timing-4k.csv lacks.

@@ -286,6 +286,7 @@ def plan(task: str, args, all_pairs: dict) -> list[dict]:
     """The jobs of a task; a classify job lists the feature sets its one fit serves."""
     embeddings = [e for e in EMBEDDINGS if e[0] in args.methods and e[1] in args.representations]
     feats = tuple(args.features)
+    types: dict[str, list[str]] = {}  # cell types of each dataset (novelty), read once
     jobs = []
     for seed in args.seeds:
         if task == "classify":
@@ -299,11 +300,14 @@ def plan(task: str, args, all_pairs: dict) -> list[dict]:
         for name, pair in all_pairs.items():
             if task == "novelty" and not name.startswith("kang"):
                 continue
-            types = sorted(set(load(pair[0], args.data_dir).obs["cell_type"].astype(str)))
+            if task == "novelty" and pair[0] not in types:
+                types[pair[0]] = sorted(set(load(pair[0], args.data_dir).obs["cell_type"].astype(str)))
             for m, r in embeddings:
                 for f in feats:
                     base = {"pair": name, "method": m, "representation": r, "seed": seed, "features": f}
-                    jobs += [base] if task == "transfer" else [{**base, "held_out": t} for t in types]
+                    jobs += (
+                        [base] if task == "transfer" else [{**base, "held_out": t} for t in types[pair[0]]]
+                    )
             if task == "transfer":
                 jobs += [{"pair": name, "method": b, "representation": "", "seed": seed, "features": ""}
                          for b in BASELINES if b in args.methods and (b == "knn-pca" or seed == args.seeds[0])]  # fmt: skip
