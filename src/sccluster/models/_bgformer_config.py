@@ -59,10 +59,11 @@ class Augmentation:
     ----------
     noise_std
         Standard deviation of the Gaussian noise added to the scaled input of the reconstruction pass
-        (``>= 0``; default 2.5, scDeepCluster's level; ``docs/decisions/0003-bgformer-noise-std-2.5.md``).
+        (``>= 0``; default 1.0, the published level, chosen by held-out reconstruction likelihood;
+        ``docs/decisions/0019-bgformer-noise-std-heldout-zinb.md``).
     """
 
-    noise_std: NonNegative = 2.5
+    noise_std: NonNegative = 1.0
 
 
 @dataclass(frozen=True)
