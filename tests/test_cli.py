@@ -165,7 +165,7 @@ def test_default_method_is_the_same_everywhere():
     import sccluster as scc
     from sccluster.models import DEFAULT_METHOD
 
-    assert DEFAULT_METHOD == "bgformer"
+    assert DEFAULT_METHOD == "siamese"
     assert inspect.signature(scc.tl.cluster).parameters["method"].default == DEFAULT_METHOD
     parser = cli.build_parser()
     assert parser.parse_args(["cluster", "in.h5ad", "-o", "out.h5ad"]).method == DEFAULT_METHOD

@@ -28,7 +28,7 @@ __all__ = ["build_parser", "main", "parse_params", "parse_value"]
 
 #: Method of ``sccluster demo`` and ``sccluster cluster`` when ``--method`` is not given
 #: (``sccluster.models.DEFAULT_METHOD``, not imported here to keep this module light).
-DEMO_METHOD = "bgformer"
+DEMO_METHOD = "siamese"
 #: The fair baseline the demo also runs on the same cells, for comparison.
 DEMO_COMPARE = "leiden"
 #: Output file of ``sccluster demo`` when ``-o`` is not given.

@@ -21,8 +21,9 @@ _REGISTRY: dict[str, type[ClusterModel]] = {
 }
 
 #: The method ``tl.cluster``, ``sccluster cluster`` and ``sccluster demo`` use unless told otherwise: the one
-#: with the best mean ARI with k estimated over the benchmark datasets (docs/decisions/0012-default-method-bgformer.md).
-DEFAULT_METHOD = "bgformer"
+#: with the best mean ARI with k estimated over the benchmark datasets (docs/decisions/0012-default-method-bgformer.md,
+#: re-applied in docs/decisions/0021-default-method-siamese.md).
+DEFAULT_METHOD = "siamese"
 
 
 def available_methods() -> list[str]:

@@ -82,7 +82,7 @@ def cluster(
         AnnData with raw counts, ideally prepared by :func:`sccluster.pp.prepare`.
     method
         A name from :func:`sccluster.models.available_methods` (``"bgformer"``, ``"siamese"``, ``"leiden"``,
-        ``"kmeans"``); default :data:`sccluster.models.DEFAULT_METHOD` (``"bgformer"``).
+        ``"kmeans"``); default :data:`sccluster.models.DEFAULT_METHOD` (``"siamese"``).
     n_clusters
         Number of clusters wanted, or ``None`` to let the method decide.
     key_added

@@ -182,7 +182,7 @@ def check_memory(estimate: ResourceEstimate) -> None:
         raise InputError(msg)
 
 
-def estimate_resources(data, method: str = "bgformer", *, n_seeds: int = 1) -> ResourceEstimate:
+def estimate_resources(data, method: str | None = None, *, n_seeds: int = 1) -> ResourceEstimate:
     """Expected peak memory and time of ``sccluster cluster`` on ``data`` with ``method``.
 
     Parameters
@@ -190,7 +190,8 @@ def estimate_resources(data, method: str = "bgformer", *, n_seeds: int = 1) -> R
     data
         An AnnData, or the path of a file (``.h5ad`` and 10x ``.h5`` are not loaded, only their headers).
     method
-        A registered method name (``"bgformer"``, ``"siamese"``, ``"leiden"``, ``"kmeans"``).
+        A registered method name (``"bgformer"``, ``"siamese"``, ``"leiden"``, ``"kmeans"``); default ``None``:
+        :data:`sccluster.models.DEFAULT_METHOD`, the method of ``tl.cluster`` and ``sccluster cluster``.
     n_seeds
         Fits of the consensus (``tl.cluster(n_seeds=...)``); they run one after the other, so the time
         scales with it and the memory does not.
@@ -201,8 +202,9 @@ def estimate_resources(data, method: str = "bgformer", *, n_seeds: int = 1) -> R
     factor of 1.5 of every run of the scale study it was fitted on; expect more error for data far from
     it (very sparse or dense matrices, other numbers of genes or of training steps).
     """
-    from sccluster.models import get_model_class
+    from sccluster.models import DEFAULT_METHOD, get_model_class
 
+    method = DEFAULT_METHOD if method is None else method
     get_model_class(method)  # an unknown method is an InputError
     if method not in COSTS:
         msg = f"no cost model for method {method!r}; known: {', '.join(sorted(COSTS))}"
