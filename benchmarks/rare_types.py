@@ -82,7 +82,7 @@ def run_one(method: str, params: dict, k_mode: str, seed: int) -> dict:
 
 
 def summary_table(csv_path: Path) -> str:
-    """Markdown table of a rare-types CSV: per method and k mode, over seeds, the share of each planted
+    """Markdown table of a rare-types CSV: per method (with its non-default parameters) and k mode, over seeds, the share of each planted
     type's cells in its own cluster (mean), how many seeds found it, the k found and the ARI."""
     import pandas as pd
 
@@ -97,7 +97,8 @@ def summary_table(csv_path: Path) -> str:
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     df = pd.concat([df.reset_index(drop=True), shares], axis=1)
-    for (method, k_mode), g in df.groupby(["method", "k_mode"], sort=False):
+    df["variant"] = [C.variant_label(m, p) for m, p in zip(df["method"], df["params"].fillna("{}"), strict=True)]
+    for (method, k_mode), g in df.groupby(["variant", "k_mode"], sort=False):
         found = [f"{int((g[t] > 0).sum())}/{len(g)}" for t in types]
         smallest = pd.to_numeric(g["smallest_found"], errors="coerce")
         lines.append(

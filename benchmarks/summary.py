@@ -33,8 +33,8 @@ SCALE_CSVS = [RESULTS / "scale-bgformer.csv", RESULTS / "scale-siamese.csv", RES
 BASELINES = ("leiden", "kmeans")
 #: Rows of the user table: (label, variant with k given, variant with k auto, scale-study pipeline).
 USER_ROWS = [
-    ("**bgformer** (default)", "bgformer", "bgformer", "sccluster bgformer"),
-    ("siamese", "siamese", "siamese", "sccluster siamese"),
+    ("**siamese** (default)", "siamese", "siamese", "sccluster siamese"),
+    ("bgformer", "bgformer", "bgformer", "sccluster bgformer"),
     ("leiden, resolution by stability", "leiden", "leiden", "sccluster leiden"),
     ("leiden, resolution 1.0 (scanpy's default)", "leiden", "leiden (resolution=1.0)", "scanpy (no scale)"),
     ("kmeans on PCA, k by silhouette", "kmeans", "kmeans", "sccluster kmeans"),
