@@ -174,10 +174,12 @@ def test_default_method_is_the_same_everywhere():
 
 @pytest.mark.slow
 def test_demo_runs_the_default_model_beside_the_fair_baseline(tmp_path):
-    """`sccluster demo` as `make demo` runs it: BGFormer with its defaults, then leiden on the same cells."""
+    """`sccluster demo` as `make demo` runs it: the default method with its defaults, then leiden on the same cells."""
+    from sccluster.models import DEFAULT_METHOD
+
     result = _cli("demo", "-o", str(tmp_path / "demo.h5ad"))
     assert result.returncode == 0, result.stderr
-    assert re.search(r"method\s+bgformer \(seed 0\)", result.stdout), result.stdout
+    assert re.search(rf"method\s+{DEFAULT_METHOD} \(seed 0\)", result.stdout), result.stdout
     assert float(re.search(r"ARI\s+(0\.\d+)", result.stdout).group(1)) > 0.5
     assert "compare   leiden (resolution chosen by stability) on the same cells: ARI" in result.stdout
 
