@@ -64,7 +64,12 @@ SOURCES = (
     ("leiden (batch_key)", "batch.csv", "leiden", '{"batch_key": "batch"}'),
     # BGFormer's previous default (decision 0019), kept for comparison
     ("bgformer (noise_std=2.5)", "bgformer.csv", "bgformer", '{"noise_std": 2.5}'),
-    ("bgformer (batch_key, noise_std=2.5)", "batch.csv", "bgformer", '{"batch_key": "batch", "noise_std": 2.5}'),
+    (
+        "bgformer (batch_key, noise_std=2.5)",
+        "batch.csv",
+        "bgformer",
+        '{"batch_key": "batch", "noise_std": 2.5}',
+    ),
 )
 COLUMNS = ["dataset", "source", "seed", "n_clusters", "accuracy", "macro_f1", "pct_unassigned", "git_commit"]
 
