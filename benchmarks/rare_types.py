@@ -82,8 +82,9 @@ def run_one(method: str, params: dict, k_mode: str, seed: int) -> dict:
 
 
 def summary_table(csv_path: Path) -> str:
-    """Markdown table of a rare-types CSV: per method (with its non-default parameters) and k mode, over seeds, the share of each planted
-    type's cells in its own cluster (mean), how many seeds found it, the k found and the ARI."""
+    """Markdown table of a rare-types CSV: per method (with its non-default parameters) and k mode, over
+    seeds, the share of each planted type's cells in its own cluster (mean), how many seeds found it, the
+    k found and the ARI."""
     import pandas as pd
 
     df = pd.read_csv(csv_path)
@@ -100,11 +101,11 @@ def summary_table(csv_path: Path) -> str:
     df["variant"] = [
         C.variant_label(m, p) for m, p in zip(df["method"], df["params"].fillna("{}"), strict=True)
     ]
-    for (method, k_mode), g in df.groupby(["variant", "k_mode"], sort=False):
+    for (variant, k_mode), g in df.groupby(["variant", "k_mode"], sort=False):
         found = [f"{int((g[t] > 0).sum())}/{len(g)}" for t in types]
         smallest = pd.to_numeric(g["smallest_found"], errors="coerce")
         lines.append(
-            f"| {method} | {k_mode} | {len(g)} | {g['k_found'].mean():.1f} | {g['ari'].mean():.3f} ± {g['ari'].std():.3f} | "
+            f"| {variant} | {k_mode} | {len(g)} | {g['k_found'].mean():.1f} | {g['ari'].mean():.3f} ± {g['ari'].std():.3f} | "
             + " | ".join(found)
             + f" | {smallest.min():.0f} (median {smallest.median():.0f}) |"
         )
