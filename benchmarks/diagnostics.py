@@ -156,14 +156,14 @@ SCORED = ["knn_purity", "ari_auto", "ari_k_given"]
 
 
 def summary_table(csv_path: Path) -> str:
-    """Markdown table of a diagnostics CSV: per dataset and embedding, means over seeds; label-free
-    columns first, label-scored ones after."""
+    """Markdown table of a diagnostics CSV: per dataset and embedding (method, non-default parameters and
+    source), means over seeds; label-free columns first, label-scored ones after."""
     import pandas as pd
 
-    df = pd.read_csv(csv_path)
+    df = pd.read_csv(csv_path, keep_default_na=False)
     df["embedding"] = [
-        m if e in ("pca", "pretrained") else f"{m} ({e})"
-        for m, e in zip(df["method"], df["embedding"], strict=True)
+        C.variant_label(m, p) + ("" if e in ("pca", "pretrained") else f" ({e})")
+        for m, p, e in zip(df["method"], df["params"], df["embedding"], strict=True)
     ]
     means = df.groupby(["dataset", "embedding"], sort=True)[LABEL_FREE + SCORED + ["true_k"]].mean()
     n = df.groupby(["dataset", "embedding"]).size()
