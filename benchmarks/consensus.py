@@ -15,6 +15,8 @@ the API would give, up to the numbering. Its time is the sum of the N runs' time
 API fits the seeds one after the other). Labels only score the consensus (ARI, NMI, k found), as in ``run.py``.
 Output rows have ``run.py``'s columns, with ``params`` ``{"n_seeds": N}``, so ``summary.py`` reads them as the
 variant ``bgformer (n_seeds=3)``; a base seed whose N partitions are not all in the CSVs is skipped with a message.
+Rows of other methods or settings already in the output CSV are kept; this method's ``{"n_seeds": N}`` rows are
+replaced.
 """
 
 from __future__ import annotations
@@ -90,9 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or Path(scc.settings.datasetdir)
     rows = consensus_rows(runs, method=args.method, n_seeds=args.n_seeds, base_seeds=args.base_seeds,
                           data_dir=data_dir)  # fmt: skip
+    out = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    if args.csv.exists():  # keep the rows of other methods and settings, replace this one's
+        old = pd.read_csv(args.csv, keep_default_na=False)
+        ours = (old["method"] == args.method) & (old["params"] == json.dumps({"n_seeds": args.n_seeds}))
+        out = pd.concat([old[~ours], out], ignore_index=True)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(args.csv, index=False)
-    print(f"{len(rows)} consensus rows -> {args.csv}")
+    tmp = args.csv.with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(args.csv)
+    print(f"{len(rows)} consensus rows of {args.method} -> {args.csv} ({len(out)} rows in all)")
     return 0
 
 
