@@ -38,6 +38,7 @@ USER_ROWS = [
     ("leiden, resolution by stability", "leiden", "leiden", "sccluster leiden"),
     ("leiden, resolution 1.0 (scanpy's default)", "leiden", "leiden (resolution=1.0)", "scanpy (no scale)"),
     ("kmeans on PCA, k by silhouette", "kmeans", "kmeans", "sccluster kmeans"),
+    ("siamese, consensus of 3 seeds (`n_seeds=3`)", "siamese (n_seeds=3)", "siamese (n_seeds=3)", None),
     ("bgformer, consensus of 3 seeds (`n_seeds=3`)", "bgformer (n_seeds=3)", "bgformer (n_seeds=3)", None),
     ("scvi-tools SCVI + Leiden (peer)", "scvi", "scvi", None),
 ]
