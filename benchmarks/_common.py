@@ -319,6 +319,11 @@ def variant_label(method: str, params) -> str:
     return f"{method} ({lab})" if lab else method
 
 
+def variant_labels(table) -> list[str]:
+    """:func:`variant_label` of every row of a results table (its ``method`` and ``params`` columns)."""
+    return [variant_label(m, p) for m, p in zip(table["method"], table["params"], strict=True)]
+
+
 def commits_line(rows) -> str:
     """Markdown line naming the commits the rows were run at, with the number of runs at each."""
     import pandas as pd

@@ -162,8 +162,8 @@ def summary_table(csv_path: Path) -> str:
 
     df = pd.read_csv(csv_path, keep_default_na=False)
     df["embedding"] = [
-        C.variant_label(m, p) + ("" if e in ("pca", "pretrained") else f" ({e})")
-        for m, p, e in zip(df["method"], df["params"], df["embedding"], strict=True)
+        v if e in ("pca", "pretrained") else f"{v} ({e})"
+        for v, e in zip(C.variant_labels(df), df["embedding"], strict=True)
     ]
     means = df.groupby(["dataset", "embedding"], sort=True)[LABEL_FREE + SCORED + ["true_k"]].mean()
     n = df.groupby(["dataset", "embedding"]).size()

@@ -94,7 +94,7 @@ def summary_table(csv_path: Path) -> str:
     import pandas as pd
 
     df = pd.read_csv(csv_path, keep_default_na=False)
-    df["setting"] = [C.variant_label(m, p) for m, p in zip(df["method"], df["params"], strict=True)]
+    df["setting"] = C.variant_labels(df)
     base = df[df["params"].isin(["{}", ""])].set_index(["method", "dataset", "seed"])["heldout_zinb"]
     key = pd.MultiIndex.from_frame(df[["method", "dataset", "seed"]])
     df["rel"] = 100 * (df["heldout_zinb"].to_numpy() / base.reindex(key).to_numpy() - 1)

@@ -98,9 +98,7 @@ def summary_table(csv_path: Path) -> str:
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     df = pd.concat([df.reset_index(drop=True), shares], axis=1)
-    df["variant"] = [
-        C.variant_label(m, p) for m, p in zip(df["method"], df["params"].fillna("{}"), strict=True)
-    ]
+    df["variant"] = C.variant_labels(df)
     for (variant, k_mode), g in df.groupby(["variant", "k_mode"], sort=False):
         found = [f"{int((g[t] > 0).sum())}/{len(g)}" for t in types]
         smallest = pd.to_numeric(g["smallest_found"], errors="coerce")

@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             .drop(columns=["_o", "_s"])
         )
     check_unique(df)
-    df["method"] = [C.variant_label(m, p) for m, p in zip(df["method"], df["params"], strict=True)]
+    df["method"] = C.variant_labels(df)
     table = markdown_table(aggregate(df))
     if not args.no_markdown:
         body = "\n".join(

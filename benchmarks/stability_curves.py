@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--from-csv", type=Path, default=None, help="print the table of a finished CSV, run nothing"
     )
-    args = p.parse_args(argv)
-    if args.from_csv:
-        print(markdown(args.from_csv))
+    args = C.parse_or_summarise(p, argv, markdown)
+    if args is None:
         return 0
     data_dir = args.data_dir or P.default_data_dir()
     commit = P.git_commit()

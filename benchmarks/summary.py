@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import variant_label
+from _common import variant_labels
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CSVS = [RESULTS / "baselines.csv", RESULTS / "bgformer.csv", RESULTS / "siamese.csv"]
@@ -48,9 +48,7 @@ def load_runs(paths: list[Path]) -> pd.DataFrame:
     """The successful runs of the CSVs, with ``variant`` = method plus its non-default parameters."""
     runs = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     runs = runs[runs["status"] == "ok"].copy()
-    runs["variant"] = [
-        variant_label(m, p) for m, p in zip(runs["method"], runs["params"].fillna("{}"), strict=True)
-    ]
+    runs["variant"] = variant_labels(runs)
     for col in ["seed", "true_k", "k_found", "ari", "nmi", "time_s"]:
         runs[col] = pd.to_numeric(runs[col], errors="coerce")
     return runs
